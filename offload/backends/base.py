@@ -9,6 +9,8 @@ group ``offload.backends`` so a third party can add one without forking.
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, field
 from importlib.metadata import entry_points
 from typing import Any, ClassVar
@@ -93,6 +95,11 @@ class Backend(abc.ABC):
     def termination_reason(cls) -> str | None:
         """On SIGTERM: why the machine is stopping (e.g. ``"preempted"``), if the backend knows."""
         return None
+
+    @classmethod
+    def runner_slot(cls, spec: JobSpec, store: Store, should_stop: Callable[[], bool]) -> AbstractContextManager:
+        """Held while the job executes; waiting here shows the job as ``queued`` (local cap)."""
+        return nullcontext()
 
     @classmethod
     def on_runner_exit(cls, spec: JobSpec, store: Store, final_state: str) -> None:

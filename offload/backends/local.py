@@ -1,0 +1,167 @@
+"""The embedded default: the runner as a subprocess on this machine.
+
+The runner runs in its own session (process group), so cancel reaches the kernel too and closing
+the terminal that submitted it does not. The concurrency cap is enforced by the runners
+themselves through slot lock files: it holds across every client (CLI, server, kernel) on the
+machine, and a slot is freed by the kernel when its holder dies, even by ``kill -9``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from ..errors import BackendError
+from ..spec import JobSpec
+from ..store import Store, data_dir
+from .base import B_GONE, B_RUNNING, Backend, BackendState, Machine
+
+_children: dict[int, subprocess.Popen] = {}  # reaped by state() so they never linger as zombies
+
+
+def _proc_start_time(pid: int) -> str | None:
+    """Kernel start time of ``pid`` (guards against pid reuse), None if gone or a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return "?"
+    if fields[0] in ("Z", "X"):
+        return None
+    return fields[19]
+
+
+def _alive(pid: int, start_time: str | None) -> bool:
+    child = _children.get(pid)
+    if child is not None and child.poll() is not None:
+        _children.pop(pid, None)
+        return False
+    if os.path.exists("/proc/self/stat"):
+        now = _proc_start_time(pid)
+        return now is not None and (start_time in (None, "?") or now == start_time)
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+
+
+class LocalBackend(Backend):
+    name = "local"
+
+    def __init__(self, store: Store, **options: Any):
+        super().__init__(store, **options)
+        self.max_jobs = int(options.get("max_jobs") or os.environ.get("OFFLOAD_LOCAL_MAX_JOBS") or (os.cpu_count() or 2))
+
+    def launch(self, spec: JobSpec) -> dict[str, Any]:
+        logs = data_dir() / "local" / "runner-logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        log_path = logs / f"{spec.id}.log"
+        env = dict(os.environ)
+        env["OFFLOAD_LOCAL_MAX_JOBS"] = str(self.max_jobs)
+        env["OFFLOAD_LOCAL_SLOTS"] = str(data_dir() / "local" / "slots")
+        with open(log_path, "ab") as out:
+            try:
+                proc = subprocess.Popen(
+                    [sys.executable, "-m", "offload.runner", self.store.url, spec.id],
+                    stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                    start_new_session=True, env=env, close_fds=True,
+                )
+            except OSError as exc:
+                raise BackendError(f"cannot start the local runner: {exc}") from None
+        _children[proc.pid] = proc
+        return {
+            "pid": proc.pid,
+            "start_time": _proc_start_time(proc.pid),
+            "host": socket.gethostname(),
+            "runner_log": str(log_path),
+        }
+
+    def state(self, handle: dict[str, Any]) -> BackendState:
+        if handle.get("host") not in (None, socket.gethostname()):
+            return BackendState("unknown", f"job runs on another host ({handle['host']})")
+        pid = int(handle["pid"])
+        if _alive(pid, handle.get("start_time")):
+            return BackendState(B_RUNNING)
+        return BackendState(B_GONE, "runner process exited")
+
+    def cancel(self, handle: dict[str, Any]) -> None:
+        pid = int(handle["pid"])
+        if not _alive(pid, handle.get("start_time")):
+            return
+        try:
+            os.killpg(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        except PermissionError as exc:
+            raise BackendError(f"cannot stop runner process {pid}: {exc}") from None
+
+    def kill(self, handle: dict[str, Any]) -> None:
+        """Hard stop (runner and kernel), for a runner that ignores SIGTERM."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(int(handle["pid"]), signal.SIGKILL)
+
+    def machines(self) -> list[Machine]:
+        gpus = 0
+        if shutil.which("nvidia-smi"):
+            try:
+                out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=5).stdout
+                gpus = sum(1 for line in out.splitlines() if line.startswith("GPU "))
+            except (OSError, subprocess.SubprocessError):
+                gpus = 0
+        return [Machine(
+            name="local", gpu="local" if gpus else None, gpu_count=gpus, vcpus=os.cpu_count(),
+            price_per_hour=0.0, description=f"this machine, up to {self.max_jobs} jobs at once",
+        )]
+
+    def estimate_cost(self, spec: JobSpec) -> float | None:
+        return 0.0
+
+    # runner side ------------------------------------------------------------------------------
+    @classmethod
+    def runner_slot(cls, spec: JobSpec, store: Store, should_stop: Callable[[], bool]):
+        return _slot(should_stop)
+
+
+@contextlib.contextmanager
+def _slot(should_stop: Callable[[], bool]) -> Iterator[None]:
+    """Hold one of ``OFFLOAD_LOCAL_MAX_JOBS`` slot locks while the job executes."""
+    n = int(os.environ.get("OFFLOAD_LOCAL_MAX_JOBS") or 0)
+    directory = os.environ.get("OFFLOAD_LOCAL_SLOTS")
+    if n <= 0 or not directory:
+        yield
+        return
+    Path(directory).mkdir(parents=True, exist_ok=True)
+    fds = [os.open(os.path.join(directory, f"slot-{i}.lock"), os.O_RDWR | os.O_CREAT, 0o600) for i in range(n)]
+    held = None
+    try:
+        while held is None:
+            for fd in fds:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    held = fd
+                    break
+                except BlockingIOError:
+                    continue
+            if held is None:
+                if should_stop():
+                    break
+                time.sleep(0.1)
+        yield
+    finally:
+        for fd in fds:
+            os.close(fd)  # closing releases the lock

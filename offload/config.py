@@ -1,0 +1,77 @@
+"""The user's configuration: one JSON file in the data directory.
+
+Layout: ``{"backend": "local", "store": "file:///...", "backends": {"gce": {...}, "slurm": {...}}}``.
+`offload config set backend gce project my-proj` sets the default backend and puts the other
+pairs under that backend's section, which is how users think of it ("configure gce").
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from .errors import UsageError
+
+TOP_LEVEL = ("backend", "store", "max_jobs", "budget")
+
+
+def config_path():
+    from .store import data_dir
+
+    return data_dir() / "config.json"
+
+
+def load_config() -> dict[str, Any]:
+    path = config_path()
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    except json.JSONDecodeError as exc:
+        raise UsageError(
+            f"config file {path} is not valid JSON: {exc}",
+            hint="fix or delete it; `offload config show` prints what is read",
+        ) from None
+
+
+def save_config(cfg: dict[str, Any]) -> None:
+    path = config_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+def _coerce(value: str) -> Any:
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError:
+        return value
+
+
+def set_values(pairs: list[str]) -> dict[str, Any]:
+    """Apply ``key value key value ...`` to the config and save it."""
+    if len(pairs) % 2:
+        raise UsageError(
+            f"`offload config set` takes key value pairs; {pairs[-1]!r} has no value",
+            hint="for example: offload config set backend gce project my-proj",
+        )
+    cfg = load_config()
+    items = list(zip(pairs[::2], pairs[1::2], strict=True))
+    section = dict(items).get("backend") or cfg.get("backend") or "local"
+    for key, value in items:
+        if key in TOP_LEVEL:
+            cfg[key] = _coerce(value) if key in ("max_jobs", "budget") else value
+        else:
+            cfg.setdefault("backends", {}).setdefault(section, {})[key] = _coerce(value)
+    save_config(cfg)
+    return cfg
+
+
+def default_backend() -> str:
+    return os.environ.get("OFFLOAD_BACKEND") or load_config().get("backend") or "local"
+
+
+def backend_options(name: str) -> dict[str, Any]:
+    return dict(load_config().get("backends", {}).get(name, {}))
