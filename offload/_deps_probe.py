@@ -126,7 +126,9 @@ def probe() -> dict:
         mods = {
             k: v
             for k, v in mods.items()
-            if not any(mods.get(".".join(k.split(".")[:i])) == 1 for i in range(1, k.count(".") + 1))
+            if not any(
+                mods.get(".".join(k.split(".")[:i])) == 1 for i in range(1, k.count(".") + 1)
+            )
         }
         if direct_url and (direct_url.get("dir_info") or {}).get("editable"):
             mods.update(_editable_modules(dist, files))
@@ -195,14 +197,20 @@ def fingerprint() -> dict:
             stamps.append([p, os.stat(p).st_mtime_ns])
         except OSError:
             stamps.append([p, None])
-    return {"python": ".".join(str(v) for v in sys.version_info[:3]), "executable": sys.executable,
-            "stamps": stamps}
+    return {
+        "python": ".".join(str(v) for v in sys.version_info[:3]),
+        "executable": sys.executable,
+        "stamps": stamps,
+    }
 
 
 if __name__ == "__main__":
     mode = sys.argv[1] if len(sys.argv) > 1 else "probe"
     # sys.path[0] is this script's directory (offload/): drop it so it never shadows anything.
-    sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(
-        os.path.abspath(__file__))]
+    sys.path[:] = [
+        p
+        for p in sys.path
+        if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))
+    ]
     out = fingerprint() if mode == "fingerprint" else probe()
     sys.stdout.write(json.dumps(out))

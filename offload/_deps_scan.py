@@ -15,9 +15,35 @@ from dataclasses import dataclass, field
 
 # Cell magics whose body is not Python (their imports are not imports).
 _NON_PYTHON_CELL_MAGICS = {
-    "html", "javascript", "js", "latex", "markdown", "svg", "perl", "ruby", "sql", "r", "R",
-    "bigquery", "script", "sh", "bash", "system", "cmd", "powershell", "pypy", "python2",
-    "writefile", "file", "dot", "graphviz", "mermaid", "json", "kql", "spark", "sparksql",
+    "html",
+    "javascript",
+    "js",
+    "latex",
+    "markdown",
+    "svg",
+    "perl",
+    "ruby",
+    "sql",
+    "r",
+    "R",
+    "bigquery",
+    "script",
+    "sh",
+    "bash",
+    "system",
+    "cmd",
+    "powershell",
+    "pypy",
+    "python2",
+    "writefile",
+    "file",
+    "dot",
+    "graphviz",
+    "mermaid",
+    "json",
+    "kql",
+    "spark",
+    "sparksql",
     "capture_output_disabled",
 }
 _SHELL_CELL_MAGICS = {"sh", "bash", "script", "system", "cmd"}
@@ -100,12 +126,40 @@ def _parse_pip_args(text: str, tool: str, verb: str, args: str, where: str) -> P
     except ValueError:
         tokens = args.split()
     takes_value = {
-        "-i", "--index-url", "--extra-index-url", "-f", "--find-links", "-c", "--constraint",
-        "--target", "-t", "--prefix", "--root", "--src", "--platform", "--python-version",
-        "--implementation", "--abi", "--trusted-host", "--cache-dir", "--progress-bar",
-        "--upgrade-strategy", "--log", "--proxy", "--timeout", "--retries", "--only-binary",
-        "--no-binary", "--config-settings", "-C", "--global-option", "--report",
-        "-n", "--name", "-p", "--channel",
+        "-i",
+        "--index-url",
+        "--extra-index-url",
+        "-f",
+        "--find-links",
+        "-c",
+        "--constraint",
+        "--target",
+        "-t",
+        "--prefix",
+        "--root",
+        "--src",
+        "--platform",
+        "--python-version",
+        "--implementation",
+        "--abi",
+        "--trusted-host",
+        "--cache-dir",
+        "--progress-bar",
+        "--upgrade-strategy",
+        "--log",
+        "--proxy",
+        "--timeout",
+        "--retries",
+        "--only-binary",
+        "--no-binary",
+        "--config-settings",
+        "-C",
+        "--global-option",
+        "--report",
+        "-n",
+        "--name",
+        "-p",
+        "--channel",
     }
     i = 0
     while i < len(tokens):
@@ -184,8 +238,10 @@ def transform_cell(source: str, where: str, result: ScanResult) -> str:
             replacement = indent + "pass"
         elif stripped.startswith("%") and not stripped.startswith("%%"):
             replacement = indent + _line_magic(stripped[1:], where, result)
-        elif stripped.endswith("?") and not stripped.startswith("#") and re.match(
-            r"^[\w.\[\]()'\" ,]*\?\??$", stripped
+        elif (
+            stripped.endswith("?")
+            and not stripped.startswith("#")
+            and re.match(r"^[\w.\[\]()'\" ,]*\?\??$", stripped)
         ):
             replacement = indent + "pass"
         else:
@@ -289,7 +345,9 @@ def _handler_names(handler: ast.ExceptHandler) -> set[str]:
 
 
 def _only_imports(body: list[ast.stmt]) -> bool:
-    return all(isinstance(s, (ast.Import, ast.ImportFrom, ast.Pass, ast.Expr, ast.Assign)) for s in body)
+    return all(
+        isinstance(s, (ast.Import, ast.ImportFrom, ast.Pass, ast.Expr, ast.Assign)) for s in body
+    )
 
 
 class _Visitor(ast.NodeVisitor):
@@ -355,14 +413,24 @@ class _Visitor(ast.NodeVisitor):
         if self.type_checking:
             return
         self.result.imports.append(
-            Found(module, level, names, self.where, line, optional=self.optional > 0,
-                  nested=self.nested > 0, kind=kind)
+            Found(
+                module,
+                level,
+                names,
+                self.where,
+                line,
+                optional=self.optional > 0,
+                nested=self.nested > 0,
+                kind=kind,
+            )
         )
 
     def visit_Import(self, node: ast.Import) -> None:
         for a in node.names:
             self._add(a.name, 0, (), node.lineno)
-            self.aliases[a.asname or a.name.split(".")[0]] = a.name if a.asname else a.name.split(".")[0]
+            self.aliases[a.asname or a.name.split(".")[0]] = (
+                a.name if a.asname else a.name.split(".")[0]
+            )
 
     def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
         names = tuple(a.name for a in node.names)
@@ -390,7 +458,12 @@ class _Visitor(ast.NodeVisitor):
                     self.optional += 1
                     self._add(arg.value, 0, (), node.lineno, kind="dynamic")
                     self.optional -= 1
-            elif full in ("sys.path.append", "sys.path.insert", "sys.path.extend", "site.addsitedir"):
+            elif full in (
+                "sys.path.append",
+                "sys.path.insert",
+                "sys.path.extend",
+                "site.addsitedir",
+            ):
                 args = node.args[1:] if full == "sys.path.insert" else node.args[:1]
                 for a in args:
                     for p in _eval_paths(a, self.base_dir, self.file_dir):
@@ -458,7 +531,10 @@ def _eval_path(node: ast.AST, base: str, file_dir: str | None):  # noqa: C901
     if isinstance(node, ast.Call):
         fn = _dotted(node.func) or ""
         if isinstance(node.func, ast.Attribute) and node.func.attr in (
-            "resolve", "absolute", "expanduser", "as_posix",
+            "resolve",
+            "absolute",
+            "expanduser",
+            "as_posix",
         ):
             inner = ev(node.func.value)
             return os.path.normpath(os.path.join(base, inner)) if isinstance(inner, str) else None
@@ -487,8 +563,13 @@ def _eval_path(node: ast.AST, base: str, file_dir: str | None):  # noqa: C901
 _IMPORT_LINE = re.compile(r"^\s*(import\s+[A-Za-z_]|from\s+\.*[A-Za-z_.]*\s+import\b)")
 
 
-def scan_python(source: str, where: str, base_dir: str, file_dir: str | None = None,
-                result: ScanResult | None = None) -> ScanResult:
+def scan_python(
+    source: str,
+    where: str,
+    base_dir: str,
+    file_dir: str | None = None,
+    result: ScanResult | None = None,
+) -> ScanResult:
     """Scan Python source; on a syntax error fall back to reading import lines one by one."""
     result = result if result is not None else ScanResult()
     try:
@@ -506,8 +587,9 @@ def scan_python(source: str, where: str, base_dir: str, file_dir: str | None = N
     return result
 
 
-def _scan_lines(source: str, where: str, base_dir: str, file_dir: str | None,
-                result: ScanResult) -> None:
+def _scan_lines(
+    source: str, where: str, base_dir: str, file_dir: str | None, result: ScanResult
+) -> None:
     lines = source.splitlines()
     i = 0
     while i < len(lines):

@@ -53,13 +53,35 @@ NEUTRAL_PREFIX = ("google.colab",)  # Colab-only helpers: reported in notes, nev
 IPYTHON_EXTENSIONS = {"autoreload", "storemagic", "sympyprinting", "cythonmagic", "rmagic"}
 # Distributions whose accelerator build is chosen by the index they come from, not their name.
 ACCELERATOR_DISTS = {
-    "torch", "torchvision", "torchaudio", "triton", "xformers", "torchtext", "torchdata",
-    "pytorch-triton", "jax", "jaxlib",
+    "torch",
+    "torchvision",
+    "torchaudio",
+    "triton",
+    "xformers",
+    "torchtext",
+    "torchdata",
+    "pytorch-triton",
+    "jax",
+    "jaxlib",
 }
-DEPENDENCY_FILES = ("uv.lock", "requirements.txt", "pyproject.toml", "environment.yml",
-                    "environment.yaml")
-_SKIP_DIRS = {"__pycache__", ".ipynb_checkpoints", ".git", "node_modules", ".venv", "venv",
-              ".mypy_cache", ".pytest_cache", ".ruff_cache"}
+DEPENDENCY_FILES = (
+    "uv.lock",
+    "requirements.txt",
+    "pyproject.toml",
+    "environment.yml",
+    "environment.yaml",
+)
+_SKIP_DIRS = {
+    "__pycache__",
+    ".ipynb_checkpoints",
+    ".git",
+    "node_modules",
+    ".venv",
+    "venv",
+    ".mypy_cache",
+    ".pytest_cache",
+    ".ruff_cache",
+}
 
 
 # ============================================================================================
@@ -132,8 +154,10 @@ class EnvSpec:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> EnvSpec:
         if not isinstance(d, dict) or "python" not in d:
-            raise UsageError("not an environment spec (no 'python' field)",
-                             hint="pass the dict produced by EnvSpec.to_dict()")
+            raise UsageError(
+                "not an environment spec (no 'python' field)",
+                hint="pass the dict produced by EnvSpec.to_dict()",
+            )
         known = {f for f in cls.__dataclass_fields__}
         kw = {k: v for k, v in d.items() if k in known}
         req_fields = set(Requirement.__dataclass_fields__)
@@ -158,8 +182,10 @@ def _resolve_python(python: str | os.PathLike | None) -> str:
                 return str(cand)
     if p.exists():
         return str(p)
-    raise UsageError(f"python interpreter not found: {python}",
-                     hint="pass the kernel's interpreter path, e.g. /path/to/venv/bin/python")
+    raise UsageError(
+        f"python interpreter not found: {python}",
+        hint="pass the kernel's interpreter path, e.g. /path/to/venv/bin/python",
+    )
 
 
 def _run_probe(python: str, mode: str) -> dict:
@@ -168,12 +194,16 @@ def _run_probe(python: str, mode: str) -> dict:
             [python, _deps_probe.__file__, mode], capture_output=True, text=True, timeout=120
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
-        raise UsageError(f"cannot inspect the environment of {python}: {exc}",
-                         hint="check that the interpreter runs") from exc
+        raise UsageError(
+            f"cannot inspect the environment of {python}: {exc}",
+            hint="check that the interpreter runs",
+        ) from exc
     if out.returncode != 0:
         tail = (out.stderr or "").strip().splitlines()[-1:] or ["no output"]
-        raise UsageError(f"cannot inspect the environment of {python}: {tail[0]}",
-                         hint="check that the interpreter runs (Python >= 3.8)")
+        raise UsageError(
+            f"cannot inspect the environment of {python}: {tail[0]}",
+            hint="check that the interpreter runs (Python >= 3.8)",
+        )
     return json.loads(out.stdout)
 
 
@@ -252,12 +282,13 @@ def load_environment(python: str | os.PathLike | None = None) -> EnvIndex:
     ``sys.path`` directories (so a warm call costs a few stats, whatever the environment's size)."""
     exe = _resolve_python(python)
     same = os.path.realpath(exe) == os.path.realpath(sys.executable) and python in (
-        None, sys.executable
+        None,
+        sys.executable,
     )
     fp = _deps_probe.fingerprint() if same else _run_probe(exe, "fingerprint")
-    key = hashlib.sha256(
-        json.dumps([fp, _probe_version()], sort_keys=True).encode()
-    ).hexdigest()[:32]
+    key = hashlib.sha256(json.dumps([fp, _probe_version()], sort_keys=True).encode()).hexdigest()[
+        :32
+    ]
     memo = _ENV_MEMO.get(exe)
     if memo and memo[0] == key:
         return memo[1]
@@ -327,14 +358,19 @@ def _parse_req_line(line: str, file: str, base: Path, seen: set[Path]) -> list[_
     except InvalidRequirement:
         m = re.search(r"#egg=([\w.\-]+)", line)
         if m and re.match(r"^(git|hg|svn|bzr)\+", line):
-            return [_Declared(canonicalize_name(m.group(1)), f"{m.group(1)} @ {line}", file,
-                              source="vcs")]
+            return [
+                _Declared(
+                    canonicalize_name(m.group(1)), f"{m.group(1)} @ {line}", file, source="vcs"
+                )
+            ]
         return []
     version = None
     for s in r.specifier:
         if s.operator in ("==", "===") and "*" not in s.version:
             version = s.version
-    src = "vcs" if r.url and re.match(r"^(git|hg|svn|bzr)\+", r.url) else ("url" if r.url else "pypi")
+    src = (
+        "vcs" if r.url and re.match(r"^(git|hg|svn|bzr)\+", r.url) else ("url" if r.url else "pypi")
+    )
     return [_Declared(canonicalize_name(r.name), line, file, version, src)]
 
 
@@ -364,10 +400,22 @@ def _load_toml(path: Path) -> dict:
         return {}
 
 
-_CONDA_TO_PYPI = {"pytorch": "torch", "py-opencv": "opencv-python", "pytorch-cuda": None,
-                  "cudatoolkit": None, "python": None, "pip": None, "libgdal": None,
-                  "tensorflow-gpu": "tensorflow", "pytables": "tables", "graphviz": None,
-                  "nodejs": None, "cudnn": None, "mkl": None, "blas": None}
+_CONDA_TO_PYPI = {
+    "pytorch": "torch",
+    "py-opencv": "opencv-python",
+    "pytorch-cuda": None,
+    "cudatoolkit": None,
+    "python": None,
+    "pip": None,
+    "libgdal": None,
+    "tensorflow-gpu": "tensorflow",
+    "pytables": "tables",
+    "graphviz": None,
+    "nodejs": None,
+    "cudnn": None,
+    "mkl": None,
+    "blas": None,
+}
 
 
 def _declared_from(path: Path, label: str) -> tuple[list[_Declared], dict]:
@@ -414,8 +462,16 @@ def _declared_from(path: Path, label: str) -> tuple[list[_Declared], dict]:
             vm = re.match(r"^=+\s*([\w.]+)", rest)
             if vm and "*" not in vm.group(1):
                 version = vm.group(1)
-            out.append(_Declared(canonicalize_name(pname), f"{pname}=={version}" if version
-                                 else pname, label, version, "pypi", conda=True))
+            out.append(
+                _Declared(
+                    canonicalize_name(pname),
+                    f"{pname}=={version}" if version else pname,
+                    label,
+                    version,
+                    "pypi",
+                    conda=True,
+                )
+            )
         return out, {}
     if name == "uv.lock":
         data = _load_toml(path)
@@ -427,8 +483,9 @@ def _declared_from(path: Path, label: str) -> tuple[list[_Declared], dict]:
             src = pkg.get("source") or {}
             if "git" in src:
                 url = src["git"]
-                out.append(_Declared(canonicalize_name(pname), f"{pname} @ git+{url}", label,
-                                     ver, "vcs"))
+                out.append(
+                    _Declared(canonicalize_name(pname), f"{pname} @ git+{url}", label, ver, "vcs")
+                )
             elif "editable" in src or "virtual" in src:
                 continue
             else:
@@ -446,22 +503,28 @@ def _read_cells(nb_path: Path) -> list[tuple[int, str]]:
     if not nb_path.exists():
         raise NotebookError(f"notebook not found: {nb_path}", hint="check the path")
     if nb_path.is_dir():
-        raise NotebookError(f"{nb_path} is a directory, not a notebook",
-                            hint="pass the .ipynb file")
+        raise NotebookError(
+            f"{nb_path} is a directory, not a notebook", hint="pass the .ipynb file"
+        )
     try:
         data = json.loads(nb_path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise NotebookError(f"cannot read notebook {nb_path.name}: invalid JSON ({exc})",
-                            hint="open and save it in Jupyter to repair it") from exc
+        raise NotebookError(
+            f"cannot read notebook {nb_path.name}: invalid JSON ({exc})",
+            hint="open and save it in Jupyter to repair it",
+        ) from exc
     if not isinstance(data, dict):
-        raise NotebookError(f"{nb_path.name} is not a notebook (top level is not an object)",
-                            hint="pass a .ipynb file")
+        raise NotebookError(
+            f"{nb_path.name} is not a notebook (top level is not an object)",
+            hint="pass a .ipynb file",
+        )
     cells = data.get("cells")
     if cells is None and "worksheets" in data:  # nbformat 3
         cells = [c for ws in data.get("worksheets") or [] for c in ws.get("cells") or []]
     if not isinstance(cells, list):
-        raise NotebookError(f"{nb_path.name} is not a notebook (no cells)",
-                            hint="pass a .ipynb file")
+        raise NotebookError(
+            f"{nb_path.name} is not a notebook (no cells)", hint="pass a .ipynb file"
+        )
     out = []
     for i, cell in enumerate(cells, 1):
         if not isinstance(cell, dict) or cell.get("cell_type") != "code":
@@ -525,15 +588,22 @@ class _Snapshot:
         self.pip_lines += result.pip_lines
         self.notes += result.errors
         for path_arg, body, where in result.written:
-            target = (self.nb_dir / path_arg)
+            target = self.nb_dir / path_arg
             if target.suffix == ".py":
                 mod = target.stem
                 self.written[mod] = where
                 self.local_modules.setdefault(
-                    mod, {"module": mod, "path": _rel(target, self.root) or path_arg,
-                          "kind": "written", "where": where})
-                sub = scan_python(body, f"{path_arg} (written in {where})", str(self.nb_dir),
-                                  str(target.parent))
+                    mod,
+                    {
+                        "module": mod,
+                        "path": _rel(target, self.root) or path_arg,
+                        "kind": "written",
+                        "where": where,
+                    },
+                )
+                sub = scan_python(
+                    body, f"{path_arg} (written in {where})", str(self.nb_dir), str(target.parent)
+                )
                 self._absorb(sub, target)
         for path_arg, where in result.runs:
             self._follow_run(path_arg, where)
@@ -541,28 +611,39 @@ class _Snapshot:
             self.pending.append((f, file))
 
     def _follow_run(self, path_arg: str, where: str) -> None:
-        cand = (self.nb_dir / path_arg)
+        cand = self.nb_dir / path_arg
         if not cand.suffix and not cand.exists():
             for ext in (".py", ".ipynb"):
                 if cand.with_suffix(ext).exists():
                     cand = cand.with_suffix(ext)
                     break
         if not cand.is_file():
-            self.unresolved.setdefault(f"%run {path_arg}", {
-                "module": f"%run {path_arg}", "where": where,
-                "hint": "the file run by %run does not exist next to the notebook; "
-                        "create it or fix the path"})
+            self.unresolved.setdefault(
+                f"%run {path_arg}",
+                {
+                    "module": f"%run {path_arg}",
+                    "where": where,
+                    "hint": "the file run by %run does not exist next to the notebook; "
+                    "create it or fix the path",
+                },
+            )
             return
         rel = _rel(cand, self.root)
         if rel is None:
-            self.unresolved.setdefault(f"%run {path_arg}", {
-                "module": f"%run {path_arg}", "where": where,
-                "hint": "the file is outside the project root; pass a project root that "
-                        "contains it"})
+            self.unresolved.setdefault(
+                f"%run {path_arg}",
+                {
+                    "module": f"%run {path_arg}",
+                    "where": where,
+                    "hint": "the file is outside the project root; pass a project root that "
+                    "contains it",
+                },
+            )
             return
         self.local_files.add(rel)
-        self.local_modules.setdefault(rel, {"module": cand.stem, "path": rel, "kind": "run",
-                                            "where": where})
+        self.local_modules.setdefault(
+            rel, {"module": cand.stem, "path": rel, "kind": "run", "where": where}
+        )
         self._scan_file(cand.resolve())
 
     def _scan_file(self, path: Path) -> None:
@@ -610,10 +691,15 @@ class _Snapshot:
     def _ship_local(self, top: str, found: Path, where: str) -> None:
         rel = _rel(found, self.root)
         if rel is None:
-            self.unresolved.setdefault(top, {
-                "module": top, "where": where,
-                "hint": f"local module {found} is outside the project root {self.root}; pass "
-                        "--project-root to a directory that contains it"})
+            self.unresolved.setdefault(
+                top,
+                {
+                    "module": top,
+                    "where": where,
+                    "hint": f"local module {found} is outside the project root {self.root}; pass "
+                    "--project-root to a directory that contains it",
+                },
+            )
             return
         kind = "package" if found.is_dir() else "module"
         if top in self.local_modules:
@@ -623,8 +709,9 @@ class _Snapshot:
             # The whole package ships (any submodule may be imported at run time), so every
             # Python file in it is scanned, and its data files travel too.
             for dirpath, dirnames, filenames in os.walk(found):
-                dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_DIRS
-                                     and not d.startswith("."))
+                dirnames[:] = sorted(
+                    d for d in dirnames if d not in _SKIP_DIRS and not d.startswith(".")
+                )
                 for fn in sorted(filenames):
                     if fn.endswith((".pyc", ".pyo")) or fn.startswith("."):
                         continue
@@ -695,10 +782,15 @@ class _Snapshot:
             if f.optional:
                 self.optional_unresolved.setdefault(f.module, []).append(f.where)
                 return
-            self.unresolved.setdefault(f.module, {
-                "module": f.module, "where": f.where,
-                "hint": f"'{f.module}' is a namespace shared by {', '.join(dists)}; import the "
-                        "submodule you use, or map it in [tool.offload.deps] map"})
+            self.unresolved.setdefault(
+                f.module,
+                {
+                    "module": f.module,
+                    "where": f.where,
+                    "hint": f"'{f.module}' is a namespace shared by {', '.join(dists)}; import the "
+                    "submodule you use, or map it in [tool.offload.deps] map",
+                },
+            )
             return
         # 4. local code under the project root (e.g. sibling package of the notebook's folder)
         for d in self._root_dirs():
@@ -715,8 +807,10 @@ class _Snapshot:
         loc = {d: self.env.dists[d].get("location", "") for d in dists}
         order = {p: i for i, p in enumerate(self.env.path)}
         best = sorted(dists, key=lambda d: (order.get(loc[d], 1 << 30), d))[0]
-        self.notes.append(f"'{module}' is provided by several installed distributions "
-                          f"({', '.join(dists)}); using {best}")
+        self.notes.append(
+            f"'{module}' is provided by several installed distributions "
+            f"({', '.join(dists)}); using {best}"
+        )
         return [best]
 
     def _root_dirs(self) -> list[Path]:
@@ -779,16 +873,19 @@ def snapshot(
     t0 = time.perf_counter()
     nb_path = Path(notebook).expanduser()
     if nb_path.suffix != ".ipynb" and nb_path.is_file():
-        raise NotebookError(f"{nb_path.name} is not a notebook (.ipynb)",
-                            hint="pass a .ipynb file")
+        raise NotebookError(f"{nb_path.name} is not a notebook (.ipynb)", hint="pass a .ipynb file")
     nb_path = nb_path.resolve() if nb_path.exists() else nb_path
     root = Path(project_root).expanduser().resolve() if project_root else nb_path.parent
     if project_root and not root.is_dir():
-        raise UsageError(f"project root is not a directory: {project_root}",
-                         hint="pass the folder that holds the notebook and its modules")
+        raise UsageError(
+            f"project root is not a directory: {project_root}",
+            hint="pass the folder that holds the notebook and its modules",
+        )
     if nb_path.exists() and root not in nb_path.parents:
-        raise UsageError(f"the notebook {nb_path} is not inside the project root {root}",
-                         hint="pass a project root that contains the notebook")
+        raise UsageError(
+            f"the notebook {nb_path} is not inside the project root {root}",
+            hint="pass a project root that contains the notebook",
+        )
     cells_check = _read_cells(nb_path)  # raises NotebookError early for bad input
     del cells_check
     env = load_environment(python)
@@ -846,8 +943,9 @@ def snapshot(
             p = (snap.nb_dir / ed).resolve()
             rel = _rel(p, root)
             if rel is not None and p.is_dir():
-                snap.notes.append(f"{pl.where} installs {ed} in editable mode: shipped as "
-                                  "project files")
+                snap.notes.append(
+                    f"{pl.where} installs {ed} in editable mode: shipped as project files"
+                )
         for rf in pl.requirement_files:
             p = (snap.nb_dir / rf).resolve()
             for e in _parse_requirements_file(p, _rel(p, root) or rf, set()):
@@ -860,8 +958,14 @@ def snapshot(
         if info is None:  # mapped by the user to a distribution not installed here
             dec = declared.get(key)
             spec = dec.spec if dec else key
-            reqs[key] = Requirement(key, dec.version if dec else None,
-                                    [_reason(s) for s in sites], optional, "declared", spec)
+            reqs[key] = Requirement(
+                key,
+                dec.version if dec else None,
+                [_reason(s) for s in sites],
+                optional,
+                "declared",
+                spec,
+            )
             return
         r = _requirement_from_dist(info, root, snap.notes)
         r.reasons = _dedupe([_reason(s) for s in sites])
@@ -900,20 +1004,32 @@ def snapshot(
             if kind == "declared":
                 dec = val
                 r = reqs.get(dec.name) or Requirement(
-                    dec.name, dec.version, [], optional, "declared" if dec.source == "pypi"
-                    else dec.source, dec.spec)
+                    dec.name,
+                    dec.version,
+                    [],
+                    optional,
+                    "declared" if dec.source == "pypi" else dec.source,
+                    dec.spec,
+                )
                 r.reasons = _dedupe(r.reasons + [_reason(s) for s in sites])
                 r.declared_in = dec.file.split(", ")
                 r.optional = r.optional and optional
                 reqs[dec.name] = r
-                snap.notes.append(f"'{module}' is not installed in {env.info.get('executable')}; "
-                                  f"using {dec.spec!r} from {dec.file}")
+                snap.notes.append(
+                    f"'{module}' is not installed in {env.info.get('executable')}; "
+                    f"using {dec.spec!r} from {dec.file}"
+                )
             else:
                 spec, where, src = val
                 name = _norm_import(top)
-                r = Requirement(name, None, _dedupe([_reason(s) for s in sites] +
-                                                    [f"pip install in {where}"]),
-                                optional, src if src != "pypi" else "declared", spec)
+                r = Requirement(
+                    name,
+                    None,
+                    _dedupe([_reason(s) for s in sites] + [f"pip install in {where}"]),
+                    optional,
+                    src if src != "pypi" else "declared",
+                    spec,
+                )
                 reqs[name] = r
             continue
         where = sites[0].where
@@ -922,12 +1038,16 @@ def snapshot(
             continue
         on_path = env.find_on_path(top)
         if on_path:
-            hint = (f"found at {on_path} but no installed distribution declares it; install it "
-                    "as a package or move it into the project")
+            hint = (
+                f"found at {on_path} but no installed distribution declares it; install it "
+                "as a package or move it into the project"
+            )
         else:
-            hint = (f"not installed in {env.info.get('executable')} and not a project file; "
-                    "install it where the kernel runs, or map it in pyproject.toml "
-                    f"[tool.offload.deps] map = {{{top} = \"<distribution>\"}}")
+            hint = (
+                f"not installed in {env.info.get('executable')} and not a project file; "
+                "install it where the kernel runs, or map it in pyproject.toml "
+                f'[tool.offload.deps] map = {{{top} = "<distribution>"}}'
+            )
         snap.unresolved.setdefault(module, {"module": module, "where": where, "hint": hint})
 
     # pip-line entries the imports did not use: the notebook installs them itself at run time
@@ -937,8 +1057,11 @@ def snapshot(
             r.reasons = _dedupe(r.reasons + [f"pip install in {where}"])
             continue
         info = env.dists.get(name)
-        r = _requirement_from_dist(info, root, snap.notes) if info else Requirement(
-            name, None, [], True, src if src != "pypi" else "declared", spec)
+        r = (
+            _requirement_from_dist(info, root, snap.notes)
+            if info
+            else Requirement(name, None, [], True, src if src != "pypi" else "declared", spec)
+        )
         r.reasons = [f"pip install in {where} (not imported; the cell installs it at run time)"]
         r.optional = True
         reqs[name] = r
@@ -955,8 +1078,9 @@ def snapshot(
             snap.notes.append(f"ignored override {line!r}: not a requirement line")
             continue
         key = canonicalize_name(pr.name)
-        reqs[key] = Requirement(key, None, ["added in [tool.offload.deps] add"], False,
-                                "declared", str(line))
+        reqs[key] = Requirement(
+            key, None, ["added in [tool.offload.deps] add"], False, "declared", str(line)
+        )
 
     # declared entries never imported: reported, not installed (they may be tools or leftovers)
     source = "detected"
@@ -968,7 +1092,8 @@ def snapshot(
         if missing_from_files:
             snap.notes.append(
                 f"{', '.join(declared_files)} do not list {', '.join(missing_from_files)} "
-                "(imported by the notebook): add them there")
+                "(imported by the notebook): add them there"
+            )
         for key, dec in declared.items():
             if key in reqs:
                 if not reqs[key].declared_in:
@@ -977,31 +1102,46 @@ def snapshot(
                 _apply_lock(reqs[key], dec, snap.notes)
                 continue
             info = env.dists.get(key)
-            r = _requirement_from_dist(info, root, []) if info else Requirement(
-                key, dec.version, [], True, "declared", dec.spec)
+            r = (
+                _requirement_from_dist(info, root, [])
+                if info
+                else Requirement(key, dec.version, [], True, "declared", dec.spec)
+            )
             r.optional = True
             r.declared_in = dec.file.split(", ")
             r.reasons = [f"declared in {dec.file} (not imported by the notebook)"]
             reqs[key] = r
 
     if env.info.get("conda"):
-        conda_dists = sorted(k for k, r in reqs.items() if not r.optional and
-                             (env.dists.get(k) or {}).get("installer") == "conda")
+        conda_dists = sorted(
+            k
+            for k, r in reqs.items()
+            if not r.optional and (env.dists.get(k) or {}).get("installer") == "conda"
+        )
         snap.notes.append(
             f"the kernel runs in a conda environment ({env.info.get('prefix')})"
-            + (f"; installed by conda, installed from PyPI remotely: {', '.join(conda_dists)}"
-               if conda_dists else ""))
+            + (
+                f"; installed by conda, installed from PyPI remotely: {', '.join(conda_dists)}"
+                if conda_dists
+                else ""
+            )
+        )
     if snap.neutral:
-        snap.notes.append(f"provided by the kernel, not installed: {', '.join(sorted(snap.neutral))}")
+        snap.notes.append(
+            f"provided by the kernel, not installed: {', '.join(sorted(snap.neutral))}"
+        )
     for module, wheres in sorted(snap.optional_unresolved.items()):
-        snap.notes.append(f"optional import '{module}' ({wheres[0]}) is not installed here; the "
-                          "notebook runs without it")
+        snap.notes.append(
+            f"optional import '{module}' ({wheres[0]}) is not installed here; the "
+            "notebook runs without it"
+        )
     accel = sorted(r.name for r in reqs.values() if r.local_label and not r.optional)
     if accel:
         snap.notes.append(
-            "local build labels dropped for " + ", ".join(
-                f"{reqs[a].name} {reqs[a].version}" for a in accel)
-            + ": the remote installs the build that matches its accelerator (CUDA on a GPU)")
+            "local build labels dropped for "
+            + ", ".join(f"{reqs[a].name} {reqs[a].version}" for a in accel)
+            + ": the remote installs the build that matches its accelerator (CUDA on a GPU)"
+        )
     nb_rel = _rel(nb_path, root)
     local_files = sorted(f for f in snap.local_files if f != nb_rel)
     spec = EnvSpec(
@@ -1023,8 +1163,9 @@ def snapshot(
 def _apply_lock(r: Requirement, dec: _Declared, notes: list[str]) -> None:
     if dec.file.endswith("uv.lock") and dec.version and r.source == "pypi":
         if r.version and r.version.split("+")[0] != dec.version.split("+")[0]:
-            notes.append(f"{r.name}: installed {r.version}, uv.lock pins {dec.version}; "
-                         "using the lock")
+            notes.append(
+                f"{r.name}: installed {r.version}, uv.lock pins {dec.version}; using the lock"
+            )
         r.version = dec.version
         r.spec = f"{r.name}=={dec.version.split('+')[0]}"
 
@@ -1039,8 +1180,11 @@ def _dedupe(items: list[str]) -> list[str]:
 
 
 def _reason(f: Found) -> str:
-    verb = {"load_ext": "%load_ext", "dynamic": "imported dynamically",
-            "matplotlib": "%matplotlib"}.get(f.kind, "imported")
+    verb = {
+        "load_ext": "%load_ext",
+        "dynamic": "imported dynamically",
+        "matplotlib": "%matplotlib",
+    }.get(f.kind, "imported")
     place = f"in {f.where}" if f.where.startswith("cell") else f"by {f.where}"
     if f.kind == "load_ext":
         return f"%load_ext {f.module} {place}"
@@ -1072,7 +1216,9 @@ def _pip_token(raw: str) -> tuple[str | None, str, str]:
         r = _PkgReq(raw)
     except InvalidRequirement:
         return None, raw, "pypi"
-    src = "vcs" if r.url and re.match(r"^(git|hg|svn|bzr)\+", r.url) else ("url" if r.url else "pypi")
+    src = (
+        "vcs" if r.url and re.match(r"^(git|hg|svn|bzr)\+", r.url) else ("url" if r.url else "pypi")
+    )
     return canonicalize_name(r.name), raw, src
 
 
@@ -1080,9 +1226,15 @@ def _git_pin(path: Path) -> str | None:
     """``git+<origin>@<HEAD>`` for a clean checkout, else None (uncommitted work cannot be
     reproduced from a URL)."""
     try:
+
         def git(*args: str) -> str:
-            return subprocess.run(["git", "-C", str(path), *args], capture_output=True,
-                                  text=True, timeout=10, check=True).stdout.strip()
+            return subprocess.run(
+                ["git", "-C", str(path), *args],
+                capture_output=True,
+                text=True,
+                timeout=10,
+                check=True,
+            ).stdout.strip()
 
         if git("status", "--porcelain", "--untracked-files=no"):
             return None
@@ -1118,24 +1270,32 @@ def _requirement_from_dist(info: dict, root: Path, notes: list[str]) -> Requirem
             spec = f"-e ./{rel}" if editable else f"./{rel}"
             if rel == ".":
                 spec = "-e ." if editable else "."
-            notes.append(f"{name} is installed from the project folder {rel or '.'}: shipped as "
-                         "source and installed from it remotely")
-            return Requirement(name, version, [], False, "editable" if editable else "file",
-                               spec)
+            notes.append(
+                f"{name} is installed from the project folder {rel or '.'}: shipped as "
+                "source and installed from it remotely"
+            )
+            return Requirement(name, version, [], False, "editable" if editable else "file", spec)
         pin = _git_pin(path) if path.exists() else None
         if pin:
-            notes.append(f"{name} is an {'editable' if editable else 'local'} install from "
-                         f"{path}: pinned to its git commit")
+            notes.append(
+                f"{name} is an {'editable' if editable else 'local'} install from "
+                f"{path}: pinned to its git commit"
+            )
             return Requirement(name, version, [], False, "vcs", f"{name} @ {pin}")
-        notes.append(f"{name} is installed from {path}, outside the project, with uncommitted "
-                     "changes or no git remote: the remote cannot rebuild it; move it into the "
-                     "project or commit and push it")
-        return Requirement(name, version, [], False, "editable" if editable else "file",
-                           f"{name}=={version}")
+        notes.append(
+            f"{name} is installed from {path}, outside the project, with uncommitted "
+            "changes or no git remote: the remote cannot rebuild it; move it into the "
+            "project or commit and push it"
+        )
+        return Requirement(
+            name, version, [], False, "editable" if editable else "file", f"{name}=={version}"
+        )
     if du.get("archive_info") is not None or url:
         if url.startswith("file:"):
-            notes.append(f"{name} was installed from a local file ({url}); pinned by version, "
-                         "which needs it on the package index")
+            notes.append(
+                f"{name} was installed from a local file ({url}); pinned by version, "
+                "which needs it on the package index"
+            )
             return Requirement(name, version, [], False, "file", f"{name}=={version}")
         return Requirement(name, version, [], False, "url", f"{name} @ {url}")
     label = None
@@ -1155,14 +1315,30 @@ def _file_url_path(url: str) -> str:
     return url
 
 
-def _merge_kernel(snap: _Snapshot, env: EnvIndex, reqs: dict[str, Requirement],
-                  kernel_modules: Iterable[str]) -> None:
+def _merge_kernel(
+    snap: _Snapshot, env: EnvIndex, reqs: dict[str, Requirement], kernel_modules: Iterable[str]
+) -> None:
     """Add distributions behind modules the live kernel loaded that neither the static scan nor
     the closure of what it found explains (e.g. ``exec``'d imports, packages a local module
     loads by computed name). The kernel's own machinery is left out."""
-    closure = _closure(env, set(reqs) | _closure(env, {"ipykernel", "ipython", "jupyter-client",
-                                                        "pyzmq", "tornado", "traitlets",
-                                                        "jupyter-core", "comm", "debugpy"}))
+    closure = _closure(
+        env,
+        set(reqs)
+        | _closure(
+            env,
+            {
+                "ipykernel",
+                "ipython",
+                "jupyter-client",
+                "pyzmq",
+                "tornado",
+                "traitlets",
+                "jupyter-core",
+                "comm",
+                "debugpy",
+            },
+        ),
+    )
     tops = sorted({m.split(".")[0] for m in kernel_modules if m and not m.startswith("_")})
     for top in tops:
         if env.is_stdlib(top) or top in NEUTRAL_TOP or top in snap.local_modules:
@@ -1228,13 +1404,19 @@ def render(env: EnvSpec, fmt: str = "text") -> str:
         opt = [r for r in env.requirements if r.optional]
         out = f'[project]\nrequires-python = ">={mm}"\ndependencies = [\n{deps}\n]\n'
         if opt:
-            out += "\n[project.optional-dependencies]\noptional = [\n" + ",\n".join(
-                f"  {json.dumps(r.spec)}" for r in opt) + "\n]\n"
+            out += (
+                "\n[project.optional-dependencies]\noptional = [\n"
+                + ",\n".join(f"  {json.dumps(r.spec)}" for r in opt)
+                + "\n]\n"
+            )
         return out
     if fmt != "text":
         raise UsageError(f"unknown format {fmt!r}", hint=f"use one of: {', '.join(FORMATS)}")
-    out = [f"Python {env.python}" + (" (conda)" if env.conda else "")
-           + f"   source: {env.source}   env hash: {env.env_hash[:12]}"]
+    out = [
+        f"Python {env.python}"
+        + (" (conda)" if env.conda else "")
+        + f"   source: {env.source}   env hash: {env.env_hash[:12]}"
+    ]
     req = [r for r in env.requirements if not r.optional]
     opt = [r for r in env.requirements if r.optional]
     out.append(f"\nRequired ({len(req)}):")
