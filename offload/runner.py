@@ -234,23 +234,24 @@ class Runner:
         monitor = threading.Thread(target=self.monitor, name="offload-monitor", daemon=True)
         self.flush(force=True)
         monitor.start()
-        state, reason, error = FAILED, None, None
-        try:
-            with self.backend_cls.runner_slot(self.spec, self.store, lambda: bool(self.stop_reason)):
+        # The slot is held through _finish: uploading results is part of the job's footprint.
+        with self.backend_cls.runner_slot(self.spec, self.store, lambda: bool(self.stop_reason)):
+            state, reason, error = FAILED, None, None
+            try:
                 if self.stop_reason:
                     raise _Stop
                 state, reason, error = self._run(work)
-        except _Stop:
-            state, reason, error = self._stopped_state()
-        except Exception as exc:
-            state, reason = FAILED, f"runner error: {exc}"
-            error = {"ename": type(exc).__name__, "evalue": str(exc), "traceback": traceback.format_exc().splitlines()}
-            self.say(f"runner error: {exc}")
-        finally:
-            self.finished = True
-            self.done.set()
-            monitor.join(timeout=5)
-        self._finish(work, state, reason, error)
+            except _Stop:
+                state, reason, error = self._stopped_state()
+            except Exception as exc:
+                state, reason = FAILED, f"runner error: {exc}"
+                error = {"ename": type(exc).__name__, "evalue": str(exc), "traceback": traceback.format_exc().splitlines()}
+                self.say(f"runner error: {exc}")
+            finally:
+                self.finished = True
+                self.done.set()
+                monitor.join(timeout=5)
+            self._finish(work, state, reason, error)
         return 0 if state == SUCCEEDED else 1
 
     def _stopped_state(self) -> tuple[str, str | None, dict | None]:

@@ -1,0 +1,44 @@
+"""The local backend against the backend contract, plus what only it does (the slot cap)."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+
+from offload.jobs import submit
+from offload.store import Store
+from tests.backends.contract import BackendContract, BackendUnderTest
+
+
+def _kill_runner(job) -> None:
+    os.kill(int(job.handle["pid"]), signal.SIGKILL)
+
+
+@pytest.fixture
+def backend_under_test(tmp_path):
+    return BackendUnderTest(name="local", store=Store((tmp_path / "store").as_uri()), kill_runner=_kill_runner)
+
+
+class TestLocalContract(BackendContract):
+    pass
+
+
+def test_twenty_jobs_with_a_cap_of_four_all_finish(notebook, tmp_path):
+    """No kernel-port race losses, and never more than four running at once."""
+    store = Store((tmp_path / "store").as_uri())
+    nb = notebook("quick.ipynb", ["import time\ntime.sleep(0.3)\nprint('ok', n)"], params="n = 0")
+    jobs = [submit(nb, parameters={"n": i}, store=store, backend_options_={"max_jobs": 4}) for i in range(20)]
+    for job in jobs:
+        job.wait(timeout=600)
+    assert [j.state for j in jobs] == ["succeeded"] * 20, [(j.id, j.status.get("reason")) for j in jobs if j.state != "succeeded"]
+    for i, job in enumerate(jobs):
+        assert f"ok {i}" in job.logs()
+    spans = sorted((j.status["started_at"], j.status["finished_at"]) for j in jobs)
+    events = sorted([(s, 1) for s, _ in spans] + [(e, -1) for _, e in spans])
+    running = peak = 0
+    for _, delta in events:
+        running += delta
+        peak = max(peak, running)
+    assert peak <= 4
