@@ -3,4 +3,4 @@
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 py="${PYTHON:-$here/.venv/bin/python}"; [ -x "$py" ] || py=python3
-cd "$here" && exec timeout 60 "$py" -m tests.slurm_cluster down "${1:-/tmp/offload-slurm}"
+cd "$here" && exec timeout 60 "$py" tests/slurm_cluster.py down "${1:-/tmp/offload-slurm}"

@@ -4,4 +4,4 @@
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 py="${PYTHON:-$here/.venv/bin/python}"; [ -x "$py" ] || py=python3
-cd "$here" && exec timeout 120 "$py" -m tests.slurm_cluster up "${1:-/tmp/offload-slurm}"
+cd "$here" && exec timeout 120 "$py" tests/slurm_cluster.py up "${1:-/tmp/offload-slurm}"

@@ -9,8 +9,8 @@ cluster or a system munge. Everything lives under one directory: its own munge k
 
 Also usable by hand (``scripts/slurm-up.sh`` / ``scripts/slurm-down.sh``)::
 
-    python -m tests.slurm_cluster up /tmp/offload-slurm   # prints export SLURM_CONF=...
-    python -m tests.slurm_cluster down /tmp/offload-slurm
+    python tests/slurm_cluster.py up /tmp/offload-slurm   # prints export SLURM_CONF=...
+    python tests/slurm_cluster.py down /tmp/offload-slurm
 """
 
 from __future__ import annotations
@@ -181,12 +181,14 @@ SchedulerParameters=batch_sched_delay=0,sched_min_interval=0,bf_interval=1
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
 SlurmdParameters=config_overrides
+EnforcePartLimits=ALL
 DefMemPerCPU=64
 GresTypes=gpu
 MinJobAge=300
 KillWait=5
 NodeName={NODE} NodeAddr=127.0.0.1 CPUs={self.cpus} RealMemory={self.memory_mb} {gres} State=UNKNOWN
 PartitionName={PARTITION} Nodes={NODE} Default=YES MaxTime=INFINITE State=UP
+PartitionName=restricted Nodes={NODE} AllowAccounts=lab-a AllowQos=normal MaxTime=60 State=UP
 """
         self.conf.write_text(conf)
         gpus = f"NodeName={NODE} Name=gpu File={r / 'dev'}/fakegpu[0-{self.gpus - 1}]\n" if self.gpus else ""
@@ -316,7 +318,7 @@ def _descendants(pid: int) -> list[int]:
 
 def main(argv: list[str]) -> int:
     if len(argv) != 2 or argv[0] not in ("up", "down"):
-        print("usage: python -m tests.slurm_cluster up|down DIR", file=sys.stderr)
+        print("usage: python tests/slurm_cluster.py up|down DIR", file=sys.stderr)
         return 2
     verb, root = argv
     cluster = SlurmCluster(root)

@@ -1,0 +1,276 @@
+"""The slurm backend on a real single-node SLURM cluster (munged + slurmctld + slurmd, 2 fake GPUs).
+
+The cluster is private to this test session (tests/slurm_cluster.py): its own munge key, ports,
+state and ``SLURM_CONF``. Tests skip only where SLURM cannot run at all (not installed and not
+installable, or not root); a cluster that is installed but fails to start is a test failure.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+
+import pytest
+
+from offload.backends.base import B_GONE, B_PENDING, B_RUNNING, get_backend
+from offload.backends.slurm import SlurmBackend, format_time, gpu_request
+from offload.errors import BackendError, UsageError
+from offload.jobs import Job, submit
+from offload.spec import JobSpec, Resources
+from offload.store import Store
+from tests.backends.contract import BackendContract, BackendUnderTest, wait_for
+from tests.slurm_cluster import SlurmCluster, why_cannot_run
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster():
+    reason = why_cannot_run(install=True)
+    if reason:
+        pytest.skip(f"SLURM cannot run here: {reason}")
+    cluster = SlurmCluster(gpus=2).start()
+    old = os.environ.get("SLURM_CONF")
+    os.environ["SLURM_CONF"] = str(cluster.conf)
+    try:
+        yield cluster
+    finally:
+        if old is None:
+            os.environ.pop("SLURM_CONF", None)
+        else:
+            os.environ["SLURM_CONF"] = old
+        cluster.remove()
+
+
+def _sh(cluster: SlurmCluster, *cmd: str) -> str:
+    proc = subprocess.run(list(cmd), env=cluster.env, capture_output=True, text=True, timeout=20, check=False)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.strip()
+
+
+def _runner_pid(job: Job) -> int:
+    status = job.store.get_json(job._key("status.json"))
+    return int(status["pid"])
+
+
+def _kill_runner(job: Job) -> None:
+    os.kill(_runner_pid(job), signal.SIGKILL)
+
+
+@pytest.fixture
+def store(tmp_path) -> Store:
+    return Store((tmp_path / "store").as_uri())
+
+
+@pytest.fixture
+def backend_under_test(slurm_cluster, store):
+    def no_job_left() -> None:
+        # Every job a test started has ended in SLURM too (no runner left holding a GPU).
+        wait_for(lambda: not _sh(slurm_cluster, "squeue", "-h", "-o", "%i"), 60, "the SLURM queue to drain")
+
+    return BackendUnderTest(
+        name="slurm", store=store, options={"partition": slurm_cluster.partition},
+        kill_runner=_kill_runner, timeout=180, after_each=no_job_left,
+    )
+
+
+class TestSlurmContract(BackendContract):
+    pass
+
+
+# ------------------------------------------------------------------ what only SLURM does
+def _block_gpus(cluster: SlurmCluster, n: int = 2) -> list[str]:
+    """Other users' jobs holding every fake GPU."""
+    ids = [_sh(cluster, "sbatch", "--parsable", "--gres=gpu:1", "--output=/dev/null", "--wrap", "sleep 300") for _ in range(n)]
+    running = lambda: sorted(_sh(cluster, "squeue", "-h", "-t", "R", "-o", "%i").split())  # noqa: E731
+    wait_for(lambda: running() == sorted(ids), 60, "the blockers to run")
+    return ids
+
+
+def test_job_waits_queued_while_gpus_are_busy_then_runs(slurm_cluster, store, notebook):
+    blockers = _block_gpus(slurm_cluster)
+    try:
+        nb = notebook("gpu.ipynb", ["import os\nprint('visible', os.environ.get('CUDA_VISIBLE_DEVICES'))"])
+        pending = submit(nb, backend="slurm", store=store, gpu="1")
+        wait_for(lambda: pending.refresh().get("backend_state") == B_PENDING, 60, "SLURM to hold the job")
+        st = pending.refresh()
+        assert st["state"] == "queued"
+        assert "Resources" in st["reason"]  # SLURM's own reason: the GPUs are taken
+
+        # Cancel while pending: it never ran, and says cancelled (not lost).
+        assert pending.cancel() is True
+        pending.wait(timeout=60)
+        assert pending.state == "cancelled", pending.status
+
+        job = submit(nb, backend="slurm", store=store, gpu="1")
+        wait_for(lambda: job.refresh().get("backend_state") == B_PENDING, 60, "the second job to queue")
+        assert job.state == "queued"
+    finally:
+        _sh(slurm_cluster, "scancel", *blockers)
+    job.wait(timeout=180)
+    assert job.state == "succeeded", job.status
+    assert "visible 0" in job.logs() or "visible 1" in job.logs()  # a fake GPU was allotted
+
+
+def test_slurm_time_limit_kills_the_job_and_says_why(slurm_cluster, store, notebook):
+    """SLURM (not the runner) enforces its --time: the job fails with that reason.
+
+    SLURM counts time limits in whole minutes and checks them every 30 s, so this test takes
+    60-90 s of waiting (no CPU).
+    """
+    nb = notebook("slow.ipynb", ["print('working', flush=True)", "import time\nfor i in range(600):\n    time.sleep(0.5)"])
+    job = submit(nb, backend="slurm", store=store, backend_options_={"extra_sbatch": ["--time=1"]})
+    job.wait(timeout=240)
+    assert job.state == "failed", job.status
+    assert "SLURM time limit" in job.status["reason"]
+    assert "working" in job.logs()
+    assert job.output_notebook is not None  # the partial notebook was saved
+
+
+def test_cancel_running_job_stops_its_slurm_job(slurm_cluster, store, notebook):
+    nb = notebook("long.ipynb", ["import time\nfor i in range(600):\n    time.sleep(0.5)"])
+    job = submit(nb, backend="slurm", store=store, gpu="1")
+    wait_for(lambda: job.refresh()["state"] == "running", 120, "the job to run")
+    sid = job.handle["slurm_job_id"]
+    assert job.cancel() is True
+    job.wait(timeout=60)
+    assert job.state == "cancelled", job.status
+    wait_for(lambda: not _sh(slurm_cluster, "squeue", "-h", "-j", sid, "-o", "%i"), 60, "the SLURM job to end")
+    record = store.get_json(f"jobs/{job.id}/slurm-exit.json")
+    assert record["slurm_job_id"] == sid
+
+
+# ------------------------------------------------------------------ clear errors
+def test_invalid_partition_is_refused_before_staging(slurm_cluster, store, notebook):
+    nb = notebook("x.ipynb", ["print(1)"])
+    with pytest.raises(BackendError) as err:
+        submit(nb, backend="slurm", store=store, backend_options_={"partition": "nope"})
+    assert "Invalid partition name specified" in str(err.value)  # SLURM's own words
+    assert "debug" in err.value.hint and "partition NAME" in err.value.hint  # what to change
+    assert store.list_dirs("jobs") == []  # nothing launched or half-written
+
+
+def test_rejected_account_shows_slurms_message_and_the_fix(slurm_cluster, store, notebook):
+    nb = notebook("x.ipynb", ["print(1)"])
+    with pytest.raises(BackendError) as err:
+        submit(nb, backend="slurm", store=store, max_runtime="30m",
+               backend_options_={"partition": "restricted", "account": "other-lab"})
+    assert "Invalid account or account/partition combination specified" in str(err.value)
+    assert "account NAME" in err.value.hint
+
+
+def test_time_over_the_partition_limit_is_refused(slurm_cluster, store, notebook):
+    nb = notebook("x.ipynb", ["print(1)"])
+    with pytest.raises(BackendError) as err:
+        submit(nb, backend="slurm", store=store, max_runtime="2h", backend_options_={"partition": "restricted"})
+    assert "Requested time limit is invalid" in str(err.value)
+    assert "--max-runtime" in err.value.hint
+
+
+def test_too_many_gpus_is_refused(slurm_cluster, store, notebook):
+    nb = notebook("x.ipynb", ["print(1)"])
+    with pytest.raises(BackendError) as err:
+        submit(nb, backend="slurm", store=store, gpu="3")
+    assert "Requested node configuration is not available" in str(err.value)
+    assert "GPUs" in err.value.hint
+
+
+def test_sbatch_missing_is_a_clear_error(store, notebook, monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
+    nb = notebook("x.ipynb", ["print(1)"])
+    with pytest.raises(BackendError) as err:
+        submit(nb, backend="slurm", store=store)
+    assert "sbatch not found" in str(err.value)
+    assert "login node" in err.value.hint
+
+
+def test_state_of_a_job_slurm_has_forgotten(slurm_cluster, store):
+    be = get_backend("slurm", store)
+    st = be.state({"slurm_job_id": "999999", "job_id": "20261122-000000-aaaaaa"})
+    assert st.state == B_GONE and "without recording an exit code" in st.reason
+    store.put_json("jobs/20261122-000000-aaaaaa/slurm-exit.json", {"exit_code": 3})
+    st = be.state({"slurm_job_id": "999999", "job_id": "20261122-000000-aaaaaa"})
+    assert st.state == B_GONE and "exit code 3" in st.reason
+
+
+def test_machines_lists_partitions_with_their_gpus(slurm_cluster, store):
+    machines = {m.name: m for m in get_backend("slurm", store).machines()}
+    assert machines["debug"].gpu_count == 2 and machines["debug"].vcpus == 8
+    assert "restricted" in machines
+
+
+def test_running_state_while_the_runner_runs(slurm_cluster, store, notebook):
+    be = get_backend("slurm", store)
+    nb = notebook("long.ipynb", ["import time\nfor i in range(600):\n    time.sleep(0.5)"])
+    job = submit(nb, backend="slurm", store=store)
+    wait_for(lambda: be.state(job.handle).state == B_RUNNING, 120, "SLURM to run it")
+    be.cancel(job.handle)
+    be.cancel(job.handle)  # idempotent: a second scancel of an ended job is not an error
+    job.wait(timeout=60)
+    assert job.state in ("cancelled", "failed", "lost")
+
+
+# ------------------------------------------------------------------ the script (no cluster)
+def _spec(**res) -> JobSpec:
+    return JobSpec(id="20261122-000000-abcdef", notebook="a.ipynb", bundle_id="b", backend="slurm", resources=Resources(**res))
+
+
+def test_batch_script_maps_resources_and_options(tmp_path):
+    be = SlurmBackend(Store(tmp_path.as_uri()), partition="gpu", account="lab-a", qos="high",
+                      extra_sbatch="--constraint=a100; --exclusive", modules=["cuda/12.2"])
+    script = be.batch_script(_spec(gpu="a100", gpu_count=2, cpus=4, memory_gb=1.5, max_runtime_s=4 * 3600 + 30))
+    for line in ("#SBATCH --partition=gpu", "#SBATCH --account=lab-a", "#SBATCH --qos=high",
+                 "#SBATCH --cpus-per-task=4", "#SBATCH --mem=1536M", "#SBATCH --gres=gpu:a100:2",
+                 "#SBATCH --time=0-04:00:30", "#SBATCH --constraint=a100", "#SBATCH --exclusive",
+                 "module load cuda/12.2"):
+        assert line in script.splitlines()
+    assert "#SBATCH --gpus=3" in SlurmBackend(Store(tmp_path.as_uri()), gpu_flag="gpus").batch_script(_spec(gpu="3"))
+
+
+def test_user_strings_never_reach_a_shell(tmp_path):
+    """A store path full of shell syntax reaches the runner and the exit record as one intact word."""
+    fake = tmp_path / "py"
+    fake.write_text('#!/bin/sh\nprintf "%s\\n" "$@" >> "$(dirname "$0")/argv"\nexit 3\n')
+    fake.chmod(0o755)
+    be = SlurmBackend(Store((tmp_path / "it's a $(store) `x`").as_uri()), python=str(fake))
+    proc = subprocess.run(["bash", "-c", be.batch_script(_spec())], timeout=30, env={**os.environ, "SLURM_JOB_ID": "77"})
+    assert proc.returncode == 3  # the runner's exit code is the job's
+    args = (tmp_path / "argv").read_text().splitlines()
+    assert args[:4] == ["-m", "offload.runner", be.store.url, "20261122-000000-abcdef"]
+    assert args[-4:] == [be.store.url, "20261122-000000-abcdef", "3", "77"]  # the exit record's argv
+    for bad in ({"partition": "gpu\n#SBATCH --uid=0"}, {"account": "a;rm -rf /"}, {"extra_sbatch": ["--x=1\nrm -rf /"]},
+                {"extra_sbatch": ["rm"]}, {"modules": ["cuda; rm -rf /"]}, {"python": "python3"}):
+        with pytest.raises(UsageError):
+            SlurmBackend(Store(tmp_path.as_uri()), **bad).batch_script(_spec())
+
+
+@pytest.mark.parametrize(("gpu", "count", "want"), [(None, 1, None), ("1", 1, "1"), ("2", 1, "2"), ("a100", 2, "a100:2"), ("A100:4", 1, "a100:4")])
+def test_gpu_request(gpu, count, want):
+    assert gpu_request(gpu, count) == want
+
+
+def test_gpu_fallback_lists_are_refused():
+    with pytest.raises(UsageError, match="fall back"):
+        gpu_request("t4,l4")
+
+
+def test_format_time():
+    assert format_time(90) == "0-00:01:30"
+    assert format_time(86400 + 3600) == "1-01:00:00"
+
+
+def test_memory_store_is_refused(tmp_path):
+    with pytest.raises(UsageError, match="cannot see it"):
+        SlurmBackend(Store("memory://x")).validate(_spec())
+
+
+def test_entry_point_is_registered():
+    from offload.backends.base import available_backends
+
+    assert "slurm" in available_backends()
+
+
+def test_preemption_reason_is_the_one_the_runner_understands():
+    """The runner maps the SIGTERM reason "preempted" to the preempted job state."""
+    from offload.backends import slurm
+
+    assert slurm._TERMINATION["PREEMPTED"] == "preempted"
