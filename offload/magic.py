@@ -224,6 +224,7 @@ class OffloadMagics(Magics):
         sent = ", ".join(f"{n} ({human_size(cap.sizes[n])})" for n in cap.names) or "nothing"
         imports = f"; imports: {', '.join(i.split(' ', 1)[1] for i in cap.imports)}" if cap.imports else ""
         print(f"[offload] job {job.id} on {job.spec.backend}: sent {sent}{imports}", file=sys.stderr)
+        sys.stderr.flush()  # before the cell's own output, in that order
         if opts.detach:
             return CellJob(job)
         return self.finish(job)
@@ -238,6 +239,9 @@ class OffloadMagics(Magics):
                 if self.session is not None:
                     self.session.stop()
                 self.session = sessions.SessionClient.start(store, opts, cwd=os.getcwd())
+                import atexit
+
+                atexit.register(self.session.stop)
             try:
                 return self.session.submit(nb, opts, env_spec=lambda p: self._env_spec(p, nb))
             except sessions.SessionGone:
