@@ -1,0 +1,251 @@
+"""Sweeps end to end on the local backend with real notebooks and real kernels.
+
+Each test runs a handful of small trials (a kernel start each), so budgets are kept tiny.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+
+pytest.importorskip("optuna")
+
+import offload  # noqa: E402
+from offload._sweep_driver import find_sweep_jobs  # noqa: E402
+from offload._sweep_space import SpaceError  # noqa: E402
+from offload.errors import UsageError  # noqa: E402
+from offload.store import Store  # noqa: E402
+
+pytestmark = pytest.mark.slow
+sw = importlib.import_module("offload.sweep")
+
+
+@pytest.fixture(autouse=True)
+def home(tmp_path, monkeypatch):
+    monkeypatch.setenv("OFFLOAD_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("OFFLOAD_STORE", raising=False)
+    monkeypatch.setenv("OFFLOAD_LOCAL_MAX_JOBS", "4")
+    return tmp_path / "home"
+
+
+def notebook(path: Path, params: str, body: str) -> Path:
+    nb = nbformat.v4.new_notebook()
+    p = nbformat.v4.new_code_cell(params)
+    p.metadata["tags"] = ["parameters"]
+    nb.cells = [p, nbformat.v4.new_code_cell(body)]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, path)
+    return path
+
+
+QUADRATIC = """
+import random, offload
+rng = random.Random(seed * 1000 + int(x * 1e6) + int(y * 1e3))
+score = -(x - 1.0) ** 2 - (y + 2.0) ** 2 + noise * rng.gauss(0, 1)
+offload.log_metric("score", score)
+"""
+
+
+def jobs_of(sweep_id: str) -> dict[int, list[str]]:
+    return find_sweep_jobs(Store(), sweep_id)
+
+
+def job_status(job_id: str) -> dict:
+    return Store().get_json(f"jobs/{job_id}/status.json")
+
+
+def test_noisy_quadratic_finds_optimum_region(tmp_path):
+    nb = notebook(tmp_path / "proj" / "quad.ipynb", "x = 0.0\ny = 0.0\nnoise = 0.05\nseed = 0\n", QUADRATIC)
+    space = tmp_path / "space.yaml"
+    space.write_text("x: {type: float, low: -4, high: 4}\ny: {type: float, low: -4, high: 4}\nnoise: 0.05\n")
+    res = offload.sweep(nb, space=space, objective="score", direction="maximize", trials=14, parallel=3,
+                   sampler="tpe:n_startup_trials=6", seed=7, quiet=True)
+    assert res.state == "completed"
+    rows = res.trials()
+    assert [r["state"] for r in rows].count("COMPLETE") == 14
+    best = res.best_params
+    # The optimum is (1, -2); a blind guess in [-4, 4]^2 averages a score near -15.
+    assert res.best_value > -1.5, rows[:3]
+    assert abs(best["x"] - 1) < 1.3 and abs(best["y"] + 2) < 1.3
+    assert best["noise"] == 0.05  # fixed values reach every trial
+    # every trial is a normal job of kind trial, labelled with its sweep and number
+    jobs = jobs_of(res.id)
+    assert sorted(jobs) == list(range(14)) and all(len(v) == 1 for v in jobs.values())
+    spec = Store().get_json(f"jobs/{jobs[0][0]}/spec.json")
+    assert spec["kind"] == "trial" and spec["labels"]["sweep"] == res.id
+    # the CLI's view and the panel's JSON agree
+    text = sw.sweep_show(res.id)
+    assert f"best: trial {res.best_trial['number']}" in text and "x = " in text
+    hist = sw.history(res.id)
+    assert len(hist) == 14 and hist[-1]["best"] == pytest.approx(res.best_value)
+    assert set(sw.importances(res.id)) == {"x", "y"}
+    assert sw.sweep_ls()[0]["state"] == "completed"
+    # --apply-best writes the parameters cell
+    applied = sw.apply_best(res.id)
+    src = nbformat.read(nb, as_version=4).cells[0].source
+    assert f"x = {applied['x']!r}" in src and f"y = {applied['y']!r}" in src and "seed = 0" in src
+
+
+PRUNE = """
+import time, offload
+for step in range(12):
+    offload.log_metric("loss", x * (1 + 1 / (step + 1)), step=step)
+    time.sleep(0.25)
+offload.log_metric("loss", x)
+"""
+
+
+def test_pruning_cancels_bad_trials(tmp_path):
+    nb = notebook(tmp_path / "p" / "prune.ipynb", "x = 1.0\n", PRUNE)
+    good = [{"x": 0.1}, {"x": 0.2}, {"x": 0.15}]
+    bad = [{"x": 8.0}, {"x": 9.0}]
+    res = sw.sweep(nb, space={"x": {"type": "float", "low": 0.0, "high": 10.0}}, objective="loss",
+                   direction="minimize", trials=5, parallel=1, sampler="random", seed=1,
+                   pruner="median:n_startup_trials=3,n_warmup_steps=1", enqueue=good + bad, quiet=True)
+    rows = {r["number"]: r for r in res.trials()}
+    assert [rows[i]["state"] for i in range(5)] == ["COMPLETE"] * 3 + ["PRUNED"] * 2
+    for i in (3, 4):
+        status = job_status(rows[i]["job_id"])
+        assert status["state"] == "cancelled"  # the pruned trial's job was stopped...
+        assert len(rows[i]["intermediate"]) < 12  # ...early, not after running to the end
+    assert res.best_params == {"x": 0.1}
+
+
+FAILING = """
+import offload
+if x > 0.5:
+    raise ValueError(f"x too big: {x}")
+offload.log_metric("acc", 1 - x)
+"""
+
+
+def test_failing_trial_is_fail_and_sweep_goes_on(tmp_path):
+    nb = notebook(tmp_path / "f" / "fail.ipynb", "x = 0.0\n", FAILING)
+    res = sw.sweep(nb, space={"x": {"type": "categorical", "choices": [0.1, 0.9, 0.3]}}, objective="acc",
+                   trials=3, parallel=2, sampler="grid", seed=0, quiet=True)
+    rows = {r["params"]["x"]: r for r in res.trials()}
+    assert rows[0.9]["state"] == "FAIL" and "ValueError: x too big" in rows[0.9]["error"]
+    assert rows[0.1]["state"] == rows[0.3]["state"] == "COMPLETE"
+    assert res.state == "completed" and res.best_params == {"x": 0.1}
+
+
+def test_max_failures_stops_with_common_error(tmp_path):
+    nb = notebook(tmp_path / "f" / "broken.ipynb", "x = 0.0\n", "raise RuntimeError('dataset not found')\n")
+    with pytest.raises(sw.SweepFailed) as info:
+        sw.sweep(nb, space={"x": {"type": "float", "low": 0, "high": 1}}, objective="acc", trials=10,
+                 parallel=2, max_failures=2, quiet=True)
+    assert "RuntimeError: dataset not found" in str(info.value)
+    sid = sw.sweep_ls()[0]["id"]
+    rows = sw.trials_table(sid)
+    assert len(rows) < 10 and not [r for r in rows if r["state"] == "RUNNING"]
+    assert sw.sweep_summary(sid)["state"] == "failed"
+
+
+def test_missing_objective_metric_is_a_clear_failure(tmp_path):
+    nb = notebook(tmp_path / "m" / "nometric.ipynb", "x = 0.0\n", "import offload\noffload.log_metric('acc', x)\n")
+    res = sw.sweep(nb, space={"x": {"type": "float", "low": 0, "high": 1}}, objective="val_acc", trials=1,
+                   quiet=True, max_failures=5)
+    (row,) = res.trials()
+    assert row["state"] == "FAIL" and "did not log val_acc" in row["error"] and "acc" in row["error"]
+
+
+SLEEPY = """
+import time, offload
+time.sleep(sleep_s)
+offload.log_metric("v", x)
+"""
+
+
+def test_packing_runs_per_gpu_trials_at_once(tmp_path):
+    nb = notebook(tmp_path / "k" / "sleep.ipynb", "x = 0.0\nsleep_s = 3.0\n", SLEEPY)
+    res = sw.sweep(nb, space={"x": {"type": "float", "low": 0, "high": 1}}, objective="v", trials=4,
+                   parallel=4, per_gpu=4, sampler="random", seed=0, quiet=True)
+    spans = []
+    for ids in jobs_of(res.id).values():
+        st = job_status(ids[0])
+        spans.append((st["started_at"], st["finished_at"]))
+    assert len(spans) == 4
+    # all four trials were running at the same moment on one slot group
+    assert max(s for s, _ in spans) < min(f for _, f in spans)
+
+
+def _wait(pred, timeout=120.0):
+    end = time.time() + timeout
+    while time.time() < end:
+        if pred():
+            return True
+        time.sleep(0.2)
+    raise AssertionError("timed out")
+
+
+def test_driver_killed_and_resumed_without_duplicates_or_orphans(tmp_path):
+    nb = notebook(tmp_path / "r" / "sleep.ipynb", "x = 0.0\nsleep_s = 2.0\n", SLEEPY)
+    store = Store()
+    rec = sw.create_sweep(
+        nb, space={"x": {"type": "float", "low": 0, "high": 1}}, objective="v", direction="maximize",
+        trials=6, parallel=2, per_gpu=1, sampler="random", seed=0, pruner=None, storage=None,
+        study_name=None, max_failures=None, enqueue=None, backend=None, gpu=None, spot=False,
+        machine=None, max_runtime=None, env=None, data=None, backend_options=None, retries=1, store=store,
+    )
+    sid = rec["id"]
+    drv = subprocess.Popen([sys.executable, "-m", "offload._sweep_driver", store.url, sid],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ.copy())
+    # kill -9 the driver while two trial jobs are running
+    _wait(lambda: sum(len(v) for v in jobs_of(sid).values()) >= 3)
+    os.kill(drv.pid, signal.SIGKILL)
+    drv.wait()
+    assert sw.sweep_summary(sid)["state"] == "interrupted"
+    res = sw.sweep_resume(sid, quiet=True)
+    assert res.state == "completed"
+    rows = sw.trials_table(sid)
+    assert not [r for r in rows if r["state"] in ("RUNNING", "WAITING")]
+    counted = [r for r in rows if not r["requeued"]]
+    assert len(counted) == 6 and all(r["state"] == "COMPLETE" for r in counted)
+    jobs = jobs_of(sid)
+    assert all(len(v) == 1 for v in jobs.values()), jobs  # one job per trial
+    for n, (job_id,) in jobs.items():  # no job outlives its trial
+        assert job_status(job_id)["state"] in ("succeeded", "cancelled")
+        assert n in {r["number"] for r in rows}
+
+
+def _running(job_id: str) -> bool:
+    st = Store().get_json(f"jobs/{job_id}/status.json", default=None)
+    return bool(st) and st.get("state") == "running"
+
+
+def test_stop_cancels_jobs_and_requeues_points(tmp_path):
+    nb = notebook(tmp_path / "s" / "sleep.ipynb", "x = 0.0\nsleep_s = 30.0\n", SLEEPY)
+    res = sw.sweep(nb, space={"x": {"type": "float", "low": 0, "high": 1}}, objective="v", trials=2,
+                   parallel=2, sampler="random", seed=0, detach=True)
+    _wait(lambda: len(jobs_of(res.id)) == 2 and all(_running(v[0]) for v in jobs_of(res.id).values()))
+    info = sw.sweep_stop(res.id)
+    assert info["state"] == "stopped"
+    rows = sw.trials_table(res.id)
+    assert {r["state"] for r in rows} <= {"FAIL", "WAITING"} and all(r["requeued"] for r in rows if r["state"] == "FAIL")
+    for ids in jobs_of(res.id).values():
+        _wait(lambda ids=ids: job_status(ids[0])["state"] == "cancelled", 60)
+    assert sw.sweep_summary(res.id)["state"] == "stopped"
+
+
+def test_invalid_inputs_fail_before_any_job(tmp_path):
+    nb = notebook(tmp_path / "v" / "nb.ipynb", "lr = 0.1\n", "pass\n")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("lr: {type: float, low: 0, high: 1, log: true}\n")
+    with pytest.raises(SpaceError, match="'lr'.*low > 0"):
+        sw.sweep(nb, space=bad, objective="acc", trials=2)
+    with pytest.raises(SpaceError, match="'lrr'.*not in the notebook.*did you mean 'lr'"):
+        sw.sweep(nb, space={"lrr": {"type": "float", "low": 0.1, "high": 1}}, objective="acc", trials=2)
+    with pytest.raises(UsageError, match="unknown sampler"):
+        sw.sweep(nb, space={"lr": {"type": "float", "low": 0.1, "high": 1}}, objective="acc", trials=2, sampler="bayes")
+    with pytest.raises(UsageError, match="parallel"):
+        sw.sweep(nb, space={"lr": {"type": "float", "low": 0.1, "high": 1}}, objective="acc", trials=2, parallel=0)
+    assert not Store().list_dirs("jobs")
