@@ -130,7 +130,7 @@ class FakeVM:
     def start(self) -> None:
         self.metadata.start()
         script = self.attributes().get("startup-script")
-        if not script:
+        if not script or not self.fake.boot_vms:
             return
         path = self.dir / "startup-script"
         path.write_text(script)
@@ -185,11 +185,13 @@ class FakeGCE:
         time_scale: float = 1.0,
         vm_env: dict[str, str] | None = None,
         accelerators: dict[str, set[str]] | None = None,
+        boot_vms: bool = True,
     ):
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.project = project
         self.op_delay, self.grace_s, self.time_scale = op_delay, grace_s, time_scale
+        self.boot_vms = boot_vms  # False: instances exist but run nothing (launch benchmarks)
         self.vm_env = dict(vm_env or {})
         self.vm_env_drop = {"NO_GCE_CHECK", "GOOGLE_APPLICATION_CREDENTIALS", "OFFLOAD_STORE",
                             "PYTEST_CURRENT_TEST", "CLOUDSDK_CONFIG"}
