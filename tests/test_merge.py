@@ -1,0 +1,81 @@
+"""Merge back: outputs into unchanged cells only, by id and source hash."""
+
+from __future__ import annotations
+
+import copy
+
+import nbformat
+from nbformat.v4 import new_code_cell, new_output
+
+from offload.jobs import cell_hash, ensure_cell_ids
+from offload.merge import merge_notebooks
+from tests.notebooks import make_notebook
+
+
+def _executed(nb):
+    out = copy.deepcopy(nb)
+    injected = new_code_cell("lr = 0.5")
+    injected.metadata["tags"] = ["injected-parameters"]
+    injected.outputs = [new_output("stream", name="stdout", text="injected\n")]
+    out.cells.insert(2, injected)
+    for i, cell in enumerate(out.cells):
+        if cell.cell_type == "code" and "injected-parameters" not in cell.metadata.get("tags", []):
+            cell.outputs = [new_output("stream", name="stdout", text=f"out {cell.id}\n")]
+            cell.execution_count = i
+    return out
+
+
+def _setup(tmp_path):
+    path = make_notebook(tmp_path / "nb.ipynb", ["a = 1", "b = 2", "c = 3"], params="lr = 0.1")
+    nb = nbformat.read(path, as_version=4)
+    hashes = {c.id: cell_hash(c.source) for c in nb.cells}
+    return nb, _executed(nb), hashes
+
+
+def test_unchanged_cells_get_outputs(tmp_path):
+    target, executed, hashes = _setup(tmp_path)
+    report = merge_notebooks(target, executed, hashes, provenance={"job_id": "j1"})
+    code = [c for c in target.cells if c.cell_type == "code"]
+    assert len(report.merged) == 4 and not report.edited and not report.deleted
+    assert all(c.outputs and c.outputs[0].text == f"out {c.id}\n" for c in code)
+    assert not any("injected-parameters" in c.metadata.get("tags", []) for c in target.cells)
+    assert target.metadata["offload"]["last_run"]["job_id"] == "j1"
+
+
+def test_edited_cell_is_left_alone_and_reported(tmp_path):
+    target, executed, hashes = _setup(tmp_path)
+    edited = target.cells[3]
+    edited.source = "a = 100  # my edit"
+    edited.outputs = [new_output("stream", name="stdout", text="mine\n")]
+    report = merge_notebooks(target, executed, hashes)
+    assert report.edited == [edited.id]
+    assert edited.source == "a = 100  # my edit" and edited.outputs[0].text == "mine\n"
+
+
+def test_deleted_and_reordered_cells(tmp_path):
+    target, executed, hashes = _setup(tmp_path)
+    gone = target.cells.pop(4)
+    target.cells[2], target.cells[3] = target.cells[3], target.cells[2]
+    report = merge_notebooks(target, executed, hashes)
+    assert report.deleted == [gone.id]
+    assert target.cells[2].outputs[0].text == f"out {target.cells[2].id}\n"
+    assert target.cells[3].outputs[0].text == f"out {target.cells[3].id}\n"
+
+
+def test_papermill_error_banner_is_not_copied(tmp_path):
+    target, executed, hashes = _setup(tmp_path)
+    banner = new_code_cell("%%html\n<span>An Exception was encountered</span>")
+    banner.metadata["tags"] = ["papermill-error-cell-tag"]
+    executed.cells.insert(0, banner)
+    before = len(target.cells)
+    merge_notebooks(target, executed, hashes)
+    assert len(target.cells) == before
+
+
+def test_pre_45_notebook_gets_ids_and_is_saved(tmp_path):
+    path = make_notebook(tmp_path / "old.ipynb", ["x = 1"], params="lr = 1", minor=4)
+    assert '"id"' not in path.read_text()
+    nb = ensure_cell_ids(path)
+    saved = nbformat.read(path, as_version=4)
+    assert saved.nbformat_minor >= 5 and all(c.get("id") for c in saved.cells)
+    assert [c.id for c in nb.cells] == [c.id for c in saved.cells]
