@@ -87,7 +87,6 @@ def _pattern_names(pattern: ast.AST) -> Iterable[str]:
 
 
 _CODE_MAGICS = ("time", "timeit", "prun")
-_SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)
 _COMPS = (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
 
 
