@@ -77,12 +77,15 @@ def build_env(venv: Path, rows: list[dict]) -> dict:
     else:  # find which ones have no build here, one by one
         for n in names:
             ok = subprocess.run(base + ["--only-binary", ":all:", n], capture_output=True)
-            (installed if ok.returncode == 0 else standins).append(canonicalize_name(
-                re.split(r"[<>=!~ ]", n)[0]))
+            (installed if ok.returncode == 0 else standins).append(
+                canonicalize_name(re.split(r"[<>=!~ ]", n)[0])
+            )
     site = Path(
         subprocess.run(
             [str(py), "-c", "import sysconfig;print(sysconfig.get_paths()['purelib'])"],
-            capture_output=True, text=True, check=True,
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout.strip()
     )
     for n in standins:
@@ -116,7 +119,7 @@ def _standin(site: Path, dist: str, modules: list[str]) -> None:
 def dangerous_names(truth: dict) -> set[str]:
     """Names whose appearance as a required distribution is dangerous for this notebook."""
     out = set()
-    for key, item in truth["items"].items():
+    for item in truth["items"].values():
         names = item.get("import_names", [])
         if item.get("class") == "dist":
             for n in names:
@@ -148,9 +151,22 @@ def run_pipreqs(folder: Path, site: str) -> tuple[set[str], float, str]:
     env = dict(os.environ, PYTHONPATH=site)
     t0 = time.perf_counter()
     out = subprocess.run(
-        [sys.executable, "-m", "pipreqs.pipreqs", "--scan-notebooks", "--print",
-         "--mode", "no-pin", "--pypi-server", "https://pypi.org/pypi/", str(folder)],
-        capture_output=True, text=True, env=env, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "pipreqs.pipreqs",
+            "--scan-notebooks",
+            "--print",
+            "--mode",
+            "no-pin",
+            "--pypi-server",
+            "https://pypi.org/pypi/",
+            str(folder),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
     )
     dt = time.perf_counter() - t0
     names = set()
@@ -179,12 +195,18 @@ def main() -> int:
         rows = [r for r in rows if r["id"] in keep]
     t0 = time.perf_counter()
     built = build_env(args.venv, load_corpus(args.corpus))
-    print(f"environment {args.venv}: {len(built['installed'])} distributions installed --no-deps,"
-          f" {len(built['standins'])} metadata stand-ins {built['standins']} "
-          f"({time.perf_counter() - t0:.1f} s)")
+    print(
+        f"environment {args.venv}: {len(built['installed'])} distributions installed --no-deps,"
+        f" {len(built['standins'])} metadata stand-ins {built['standins']} "
+        f"({time.perf_counter() - t0:.1f} s)"
+    )
     py = str(args.venv / "bin" / "python")
-    site = subprocess.run([py, "-c", "import sysconfig;print(sysconfig.get_paths()['purelib'])"],
-                          capture_output=True, text=True, check=True).stdout.strip()
+    site = subprocess.run(
+        [py, "-c", "import sysconfig;print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
 
     # cold: the first snapshot probes the environment (metadata of every distribution)
     deps._ENV_MEMO.clear()
@@ -192,8 +214,10 @@ def main() -> int:
     deps.load_environment(py)
     cold_probe = time.perf_counter() - t0
 
-    totals = {t: {"tp": 0, "fp": 0, "fn": 0, "danger": 0, "lh": 0, "lt": 0, "times": [],
-                  "p": [], "r": []} for t in ("offload", "pipreqs")}
+    totals = {
+        t: {"tp": 0, "fp": 0, "fn": 0, "danger": 0, "lh": 0, "lt": 0, "times": [], "p": [], "r": []}
+        for t in ("offload", "pipreqs")
+    }
     results = []
     for r in rows:
         truth = r["truth"]
@@ -231,17 +255,23 @@ def main() -> int:
             lh, lt = local_hits(truth, env if tool == "offload" else None)
             tt["lh"] += lh
             tt["lt"] += lt
-            per[tool] = {"fp": sorted(scored - req), "fn": sorted(req - scored),
-                         "dangerous": sorted(found & danger), "time_s": round(dt, 4),
-                         "error": err}
+            per[tool] = {
+                "fp": sorted(scored - req),
+                "fn": sorted(req - scored),
+                "dangerous": sorted(found & danger),
+                "time_s": round(dt, 4),
+                "error": err,
+            }
         per["offload"]["unresolved"] = [u["module"] for u in env.unresolved]
         per["offload"]["local_missed"] = lt_missing(truth, env)
         results.append(per)
 
     print(f"\n{len(rows)} notebooks, corpus {args.corpus}")
     print(f"cold environment probe (first snapshot against this venv): {cold_probe:.2f} s")
-    hdr = (f"{'tool':<10}{'precision':>10}{'recall':>8}{'macro P':>9}{'macro R':>9}"
-           f"{'danger FP':>11}{'local recall':>14}{'median s/nb':>13}{'max s/nb':>10}")
+    hdr = (
+        f"{'tool':<10}{'precision':>10}{'recall':>8}{'macro P':>9}{'macro R':>9}"
+        f"{'danger FP':>11}{'local recall':>14}{'median s/nb':>13}{'max s/nb':>10}"
+    )
     print(hdr)
     for tool, tt in totals.items():
         if not tt["times"]:
@@ -249,28 +279,36 @@ def main() -> int:
         p = tt["tp"] / (tt["tp"] + tt["fp"]) if tt["tp"] + tt["fp"] else 1.0
         rc = tt["tp"] / (tt["tp"] + tt["fn"]) if tt["tp"] + tt["fn"] else 1.0
         lr = f"{tt['lh'] / tt['lt']:.3f}" if tool == "offload" and tt["lt"] else "n/a"
-        print(f"{tool:<10}{p:>10.3f}{rc:>8.3f}{statistics.mean(tt['p']):>9.3f}"
-              f"{statistics.mean(tt['r']):>9.3f}{tt['danger']:>11}{lr:>14}"
-              f"{statistics.median(tt['times']):>13.3f}{max(tt['times']):>10.3f}")
+        print(
+            f"{tool:<10}{p:>10.3f}{rc:>8.3f}{statistics.mean(tt['p']):>9.3f}"
+            f"{statistics.mean(tt['r']):>9.3f}{tt['danger']:>11}{lr:>14}"
+            f"{statistics.median(tt['times']):>13.3f}{max(tt['times']):>10.3f}"
+        )
         tt["precision"], tt["recall"] = p, rc
     if "pipreqs" in totals and totals["pipreqs"]["times"]:
         o, q = totals["offload"], totals["pipreqs"]
-        print(f"ratios offload/pipreqs: precision {o['precision'] / q['precision']:.3f}, recall "
-              f"{o['recall'] / q['recall']:.3f}, median time "
-              f"{statistics.median(o['times']) / statistics.median(q['times']):.3f}")
+        print(
+            f"ratios offload/pipreqs: precision {o['precision'] / q['precision']:.3f}, recall "
+            f"{o['recall'] / q['recall']:.3f}, median time "
+            f"{statistics.median(o['times']) / statistics.median(q['times']):.3f}"
+        )
     print("\nper-notebook differences (offload):")
     for per in results:
         o = per["offload"]
         if o["fp"] or o["fn"] or o["dangerous"] or o["local_missed"] or o["unresolved"]:
-            print(f"  {per['id']} {per['notebook']}: FP {o['fp']} FN {o['fn']} danger "
-                  f"{o['dangerous']} local missed {o['local_missed']} unresolved {o['unresolved']}")
+            print(
+                f"  {per['id']} {per['notebook']}: FP {o['fp']} FN {o['fn']} danger "
+                f"{o['dangerous']} local missed {o['local_missed']} unresolved {o['unresolved']}"
+            )
     if "pipreqs" in totals and totals["pipreqs"]["times"]:
         print("per-notebook differences (pipreqs):")
         for per in results:
             q = per.get("pipreqs") or {}
             if q.get("fp") or q.get("fn") or q.get("dangerous") or q.get("error"):
-                print(f"  {per['id']}: FP {q['fp']} FN {q['fn']} danger {q['dangerous']}"
-                      + (f" error: {q['error']}" if q["error"] else ""))
+                print(
+                    f"  {per['id']}: FP {q['fp']} FN {q['fn']} danger {q['dangerous']}"
+                    + (f" error: {q['error']}" if q["error"] else "")
+                )
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
     return 0
