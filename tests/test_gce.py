@@ -174,8 +174,8 @@ def test_preemption_then_retry_resumes_from_checkpoint(gce, notebook):
         "print('done at', step)",
     ])
     job = gce.submit(nb, gpu="l4", spot=True)
-    wait_for(lambda: job.refresh()["state"] == "running", 300, "the job to run")
-    time.sleep(3)  # a few checkpointed steps
+    wait_for(lambda: "resumed at 0" in job.logs(), 300, "the training loop to start")
+    time.sleep(2)  # a few checkpointed steps
     gce.fake.preempt(job.handle["name"])
     job.wait(timeout=120)
     assert job.state == "preempted", job.status
