@@ -166,7 +166,10 @@ class Runner:
         try:
             import nbformat
 
-            mark = (self.status.get("cell", 0), sum(len(c.get("outputs", [])) for c in nb_man.nb.cells))
+            mark = (self.status.get("cell", 0), sum(
+                len(o.get("text", "")) if o.get("output_type") == "stream" else 1
+                for c in nb_man.nb.cells for o in c.get("outputs", [])
+            ))
             if mark == self.last_output_mark:
                 return
             text = nbformat.writes(nb_man.nb)
@@ -491,6 +494,11 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: python -m offload.runner STORE_URL JOB_ID", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
+    from .session import serve_if_session  # a warm %%offload session is a job of its own kind
+
+    code = serve_if_session(argv[0], argv[1])
+    if code is not None:
+        return code
     return Runner(argv[0], argv[1]).run()
 
 
