@@ -125,3 +125,19 @@ def actual(price_per_hour: float | None, billed_s: float) -> float | None:
 
 def format_money(value: float | None) -> str:
     return "?" if value is None else f"${value:,.2f}"
+
+
+def machines_table(machines: list[Any], taken: str | None = None) -> str:
+    """The text `offload machines` prints: one row per offer, both prices, the table's date."""
+    rows = [("MACHINE", "GPU", "vCPU", "RAM GB", "$/h", "spot $/h")]
+    for m in machines:
+        gpu = f"{m.gpu_count}x {m.gpu}" if m.gpu else "-"
+        rows.append((m.name, gpu, str(m.vcpus or "?"), f"{m.memory_gb:g}" if m.memory_gb else "?",
+                     format_money(m.price_per_hour)[1:] if m.price_per_hour is not None else "?",
+                     format_money(m.spot_price_per_hour)[1:] if m.spot_price_per_hour is not None else "?"))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))
+             for r in rows]
+    if taken:
+        lines.append(f"prices: approximate list prices taken {taken}; spot prices change daily")
+    return "\n".join(lines)

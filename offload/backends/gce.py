@@ -63,7 +63,11 @@ def _label(value: str) -> str:
 
 def instance_name(job_id: str) -> str:
     name = f"offload-{job_id}"
-    return name if len(name) <= 63 else name[:54] + "-" + format(abs(hash(job_id)) % 16**8, "08x")
+    if len(name) <= 63:
+        return name
+    import hashlib
+
+    return name[:54].rstrip("-") + "-" + hashlib.sha256(job_id.encode()).hexdigest()[:8]
 
 
 class _Attempt(dict):
