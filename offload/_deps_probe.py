@@ -201,6 +201,7 @@ def fingerprint() -> dict:
         "python": ".".join(str(v) for v in sys.version_info[:3]),
         "executable": sys.executable,
         "stamps": stamps,
+        "conda": os.path.isdir(os.path.join(sys.prefix, "conda-meta")),
     }
 
 

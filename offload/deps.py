@@ -71,6 +71,35 @@ DEPENDENCY_FILES = (
     "environment.yml",
     "environment.yaml",
 )
+# Import names whose distribution is named differently. Used ONLY to recognise an entry the user
+# declared (requirements.txt, a pip line) for a module that is not installed here; never to put
+# a name on the install list by itself (that would be guessing on the package index).
+_DECLARED_ALIASES = {
+    "sklearn": ["scikit-learn"],
+    "cv2": [
+        "opencv-python",
+        "opencv-contrib-python",
+        "opencv-python-headless",
+        "opencv-contrib-python-headless",
+    ],
+    "PIL": ["pillow"],
+    "yaml": ["pyyaml"],
+    "bs4": ["beautifulsoup4"],
+    "skimage": ["scikit-image"],
+    "osgeo": ["gdal"],
+    "dateutil": ["python-dateutil"],
+    "attr": ["attrs"],
+    "OpenSSL": ["pyopenssl"],
+    "Crypto": ["pycryptodome"],
+    "jwt": ["pyjwt"],
+    "dotenv": ["python-dotenv"],
+    "git": ["gitpython"],
+    "zmq": ["pyzmq"],
+    "fitz": ["pymupdf"],
+    "docx": ["python-docx"],
+    "serial": ["pyserial"],
+    "magic": ["python-magic"],
+}
 _SKIP_DIRS = {
     "__pycache__",
     ".ipynb_checkpoints",
@@ -725,6 +754,40 @@ class _Snapshot:
             self.local_files.add(rel)
             self._scan_file(found.resolve())
 
+    def ship_project_source(self, dist: str, rel: str, where: str) -> None:
+        """An editable/local install from inside the project: its source ships as files (and
+        its own imports count), and the remote imports it from there."""
+        src = (self.root / rel).resolve()
+        if not src.is_dir():
+            return
+        self.local_modules.setdefault(
+            dist,
+            {
+                "module": dist,
+                "path": _rel(src, self.root) or rel,
+                "kind": "editable",
+                "where": where,
+            },
+        )
+        for dirpath, dirnames, filenames in os.walk(src):
+            dirnames[:] = sorted(
+                d
+                for d in dirnames
+                if d not in _SKIP_DIRS
+                and not d.startswith(".")
+                and not d.endswith((".egg-info", ".dist-info"))
+            )
+            for fn in sorted(filenames):
+                if fn.endswith((".pyc", ".pyo")) or fn.startswith("."):
+                    continue
+                p = Path(dirpath) / fn
+                r = _rel(p, self.root)
+                if r:
+                    self.local_files.add(r)
+                if fn.endswith(".py"):
+                    self._scan_file(p.resolve())
+        self.resolve_all()
+
     # ------------------------------------------------------------------ resolution
     def resolve_all(self) -> None:
         while self.pending:
@@ -972,10 +1035,19 @@ def snapshot(
         r.optional = optional
         if key in declared:
             r.declared_in = declared[key].file.split(", ")
-            dec = declared[key]
-            if dec.source in ("vcs", "url") and r.source == "pypi":
-                pass
         reqs[key] = r
+
+    # editable / local-folder installs from inside the project ship as source: scan them too
+    shipped: set[str] = set()
+    while True:
+        todo = [k for k in snap.uses if k not in shipped and k in env.dists]
+        if not todo:
+            break
+        for key in todo:
+            shipped.add(key)
+            r = _requirement_from_dist(env.dists[key], root, [])
+            if r.source in ("editable", "file") and r.spec.startswith(("-e ", ".")):
+                snap.ship_project_source(key, r.spec.split()[-1], snap.uses[key][0].where)
 
     for key, sites in snap.uses.items():
         optional = all(s.optional for s in sites)
@@ -986,6 +1058,7 @@ def snapshot(
         top = module.split(".")[0]
         optional = all(s.optional for s in sites)
         cands = [_norm_import(module), _norm_import(top)]
+        cands += [canonicalize_name(a) for a in _DECLARED_ALIASES.get(top, [])]
         hit = None
         for c in cands:
             if c in declared:
@@ -1161,7 +1234,8 @@ def snapshot(
 
 
 def _apply_lock(r: Requirement, dec: _Declared, notes: list[str]) -> None:
-    if dec.file.endswith("uv.lock") and dec.version and r.source == "pypi":
+    locked = any(f.endswith("uv.lock") for f in dec.file.split(", "))
+    if locked and dec.version and r.source == "pypi":
         if r.version and r.version.split("+")[0] != dec.version.split("+")[0]:
             notes.append(
                 f"{r.name}: installed {r.version}, uv.lock pins {dec.version}; using the lock"
@@ -1336,10 +1410,12 @@ def _merge_kernel(
                 "jupyter-core",
                 "comm",
                 "debugpy",
+                "jupyter-offload",
             },
         ),
     )
     tops = sorted({m.split(".")[0] for m in kernel_modules if m and not m.startswith("_")})
+    found: dict[str, str] = {}  # distribution -> the top-level module that brought it
     for top in tops:
         if env.is_stdlib(top) or top in NEUTRAL_TOP or top in snap.local_modules:
             continue
@@ -1347,12 +1423,15 @@ def _merge_kernel(
         if status != "ok":
             continue
         for d in dists:
-            if d in closure or d in reqs:
-                continue
-            r = _requirement_from_dist(env.dists[d], snap.root, snap.notes)
-            r.reasons = [f"loaded in the live kernel ({top})"]
-            reqs[d] = r
-            closure |= _closure(env, {d})
+            if d not in closure and d not in reqs:
+                found.setdefault(d, top)
+    # keep only the roots: numpy loaded because pandas was is pandas' business
+    for d, top in sorted(found.items()):
+        if d in _closure(env, {o for o in found if o != d}):
+            continue
+        r = _requirement_from_dist(env.dists[d], snap.root, snap.notes)
+        r.reasons = [f"loaded in the live kernel ({top})"]
+        reqs[d] = r
 
 
 def _closure(env: EnvIndex, names: set[str]) -> set[str]:
