@@ -220,3 +220,15 @@ def test_gc_deletes_leftovers_of_ended_jobs_with_a_dry_run(gce, notebook):
     assert gce.fake.live()  # dry run deleted nothing
     assert be.cleanup() == listed
     assert gce.fake.wait_gone(job.handle["name"], 60)
+
+
+def test_vm_that_never_boots_is_deleted_by_its_max_run_duration(gce, notebook):
+    gce.fake.boot_vms = False  # the image never runs the startup script (broken image, no network)
+    gce.fake.time_scale = 0.05  # GCE's clock for maxRunDuration, sped up twenty times
+    nb = notebook("hang.ipynb", ["print(1)"])
+    job = gce.submit(nb, gpu="l4", max_runtime="60s")
+    [ins] = gce.fake.requests_for("POST", "/instances$")
+    assert ins["body"]["scheduling"]["maxRunDuration"] == {"seconds": "60"}
+    assert gce.fake.wait_gone(job.handle["name"], 60)  # the backstop fired: no leak
+    job.wait(timeout=60)
+    assert job.state == "lost" and "gone" in job.status["reason"], job.status
