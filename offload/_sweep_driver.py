@@ -158,8 +158,12 @@ class Driver:
     def _load_study(self) -> Any:
         optuna = sp._optuna()
         n_obj = len(self.objectives)
+        seed = self.rec.get("seed")
+        prev = self.store.get_json(sweep_key(self.id, "driver.json"), default={}) or {}
+        if seed is not None and prev.get("runs"):
+            seed = int(seed) + 7919 * int(prev["runs"])  # a resumed driver must not replay the same draws
         sampler = self.sampler_obj or sp.make_sampler(
-            self.rec.get("sampler") or "tpe", seed=self.rec.get("seed"), space=self.space, n_objectives=n_obj
+            self.rec.get("sampler") or "tpe", seed=seed, space=self.space, n_objectives=n_obj
         )
         pruner = self.pruner_obj or sp.make_pruner(self.rec.get("pruner"), n_objectives=n_obj)
         return optuna.create_study(
@@ -362,6 +366,11 @@ class Driver:
                           requeue=True, outcome="never submitted, re-queued")
                 continue
             a.job = open_job(ids[0], self.store)
+            if self._never_launched(a.job):
+                self.active[number] = a
+                self.tell(a, "FAIL", error="the driver stopped while submitting the trial's job",
+                          requeue=True, outcome="never launched, re-queued")
+                continue
             for extra in ids[1:]:  # a duplicate submit for one trial: keep the first, stop the rest
                 self._cancel_job(extra, "duplicate job for one trial")
             if frozen.user_attrs.get("job_id") != a.job.id:
@@ -380,9 +389,33 @@ class Driver:
                 if j.state in ACTIVE_STATES:
                     self._cancel_job(job_id, f"orphan of trial {number}")
 
+    def _never_launched(self, job: Any, grace_s: float = 20.0) -> bool:
+        """A job with neither a launch handle nor a runner status was cut off mid-submit.
+
+        The previous driver died between writing the spec and recording the launch. The runner
+        may still be starting, so give it ``grace_s`` to write its status; if it does not, the
+        job is cancelled (the marker stops a late runner at once) and closed as cancelled.
+        """
+        end = _now() + grace_s
+        while job.handle is None and not self.store.exists(Store.job_key(job.id, "status.json")):
+            if _now() > end:
+                self.store.put_text(Store.job_key(job.id, "cancel"), str(_now()))
+                conclude = getattr(job, "_conclude", None)
+                if conclude is not None:
+                    conclude(dict(job.status), "cancelled", "never launched: the sweep driver stopped during submit")
+                self.say(f"job {job.id} was never launched; closed it")
+                return True
+            time.sleep(0.5)
+            job._handle = None  # re-read handle.json
+        return False
+
     def _cancel_job(self, job_id: str, why: str) -> None:
         try:
-            open_job(job_id, self.store).cancel()
+            j = open_job(job_id, self.store)
+            if self._never_launched(j):
+                return
+            self.cancelling.append(j)
+            j.cancel()
             self.say(f"cancelled job {job_id}: {why}")
         except OffloadError as exc:
             self.say(f"could not cancel job {job_id} ({why}): {exc}")

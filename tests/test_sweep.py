@@ -204,7 +204,7 @@ def test_driver_killed_and_resumed_without_duplicates_or_orphans(tmp_path):
     os.kill(drv.pid, signal.SIGKILL)
     drv.wait()
     assert sw.sweep_summary(sid)["state"] == "interrupted"
-    res = sw.sweep_resume(sid, quiet=True)
+    res = sw.sweep_resume(sid)
     assert res.state == "completed"
     rows = sw.trials_table(sid)
     assert not [r for r in rows if r["state"] in ("RUNNING", "WAITING")]
