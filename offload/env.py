@@ -255,7 +255,10 @@ def _run(cmd: list[str], what: str) -> None:
     out = subprocess.run(cmd, capture_output=True, text=True)
     if out.returncode != 0:
         err = [ln for ln in (out.stderr or out.stdout).splitlines() if ln.strip()]
-        detail = next((ln for ln in err if re.search(r"error|because|not found", ln, re.I)), "")
+        err = [re.sub(r"^[\s×╰─▶│|]+", "", ln).strip() for ln in err]
+        detail = next((ln for ln in err if re.search(r"because|not found", ln, re.I)), "") or next(
+            (ln for ln in err if re.search(r"error", ln, re.I)), ""
+        )
         raise EnvBuildError(
             f"could not {what}: {(detail or (err[-1] if err else 'uv failed')).strip()}",
             hint="check the package names and versions in `offload deps` (or pin them in "
