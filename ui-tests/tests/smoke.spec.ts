@@ -7,4 +7,5 @@ test('JupyterLab loads the jupyter-offload extension', async ({ page }) => {
       : (window as any).jupyterapp.listPlugins()
   );
   expect(ids).toContain('jupyter-offload:plugin');
+  expect(ids.length).toBeGreaterThan(50);
 });

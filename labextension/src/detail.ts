@@ -1,0 +1,268 @@
+/**
+ * One job in the main area: live log (polled with a cursor about every second), metrics chart,
+ * parameters, environment, zones tried, error, and the actions (as toolbar buttons running the
+ * same commands as the palette).
+ */
+import { Widget } from '@lumino/widgets';
+
+import {
+  api,
+  formatDuration,
+  formatMoney,
+  formatValue,
+  IJobDetail,
+  IMetricRecord,
+  isActive
+} from './api';
+import { el } from './dialog';
+import { progressOf, stateBadge } from './panel';
+
+const SVG = 'http://www.w3.org/2000/svg';
+
+/** A small line chart per metric logged with steps (inline SVG, themed by CSS variables). */
+export function metricsChart(records: IMetricRecord[]): HTMLElement {
+  const wrap = el('div', { class: 'jp-offload-charts' });
+  const series = new Map<string, { step: number; value: number }[]>();
+  for (const r of records) {
+    if (r.step === null || r.step === undefined || typeof r.value !== 'number') {
+      continue;
+    }
+    const s = series.get(r.name) ?? [];
+    s.push({ step: r.step, value: r.value });
+    series.set(r.name, s);
+  }
+  for (const [name, pts] of series) {
+    if (pts.length < 2) {
+      continue;
+    }
+    pts.sort((a, b) => a.step - b.step);
+    const W = 260;
+    const H = 90;
+    const P = 6;
+    const xs = pts.map(p => p.step);
+    const ys = pts.map(p => p.value);
+    const [x0, x1] = [Math.min(...xs), Math.max(...xs)];
+    const [y0, y1] = [Math.min(...ys), Math.max(...ys)];
+    const sx = (x: number) => P + ((x - x0) / (x1 - x0 || 1)) * (W - 2 * P);
+    const sy = (y: number) => H - P - ((y - y0) / (y1 - y0 || 1)) * (H - 2 * P);
+    const svg = document.createElementNS(SVG, 'svg');
+    svg.setAttribute('viewBox', `0 0 ${W} ${H}`);
+    svg.setAttribute('width', String(W));
+    svg.setAttribute('height', String(H));
+    svg.setAttribute('role', 'img');
+    svg.setAttribute('aria-label', `${name} by step`);
+    svg.classList.add('jp-offload-chart');
+    const line = document.createElementNS(SVG, 'polyline');
+    line.setAttribute('points', pts.map(p => `${sx(p.step)},${sy(p.value)}`).join(' '));
+    line.setAttribute('class', 'jp-offload-chart-line');
+    svg.append(line);
+    const fig = el(
+      'figure',
+      { class: 'jp-offload-chart-figure', 'data-metric': name },
+      el(
+        'figcaption',
+        {},
+        `${name}: ${formatValue(pts[pts.length - 1].value)} (min ${formatValue(y0)}, max ${formatValue(y1)}, ${pts.length} steps)`
+      )
+    );
+    fig.append(svg);
+    wrap.append(fig);
+  }
+  return wrap;
+}
+
+function table(rows: [string, string][], label: string): HTMLTableElement {
+  const t = el('table', { class: 'jp-offload-table', 'aria-label': label });
+  for (const [k, v] of rows) {
+    t.append(el('tr', {}, el('th', {}, k), el('td', {}, v)));
+  }
+  return t;
+}
+
+export class JobDetailWidget extends Widget {
+  constructor(readonly jobId: string) {
+    super();
+    this.addClass('jp-offload-JobDetail');
+    this.id = `jp-offload-job-${jobId}`;
+    this.title.label = `Job ${jobId.slice(-6)}`;
+    this.title.caption = `jupyter-offload job ${jobId}`;
+    this.title.closable = true;
+    this._header = el('div', { class: 'jp-offload-detail-header' });
+    this._log = el('pre', { class: 'jp-offload-log', 'aria-label': 'log', 'aria-live': 'polite' });
+    this._charts = el('div', { class: 'jp-offload-detail-metrics' });
+    this._info = el('div', { class: 'jp-offload-detail-info' });
+    const logSec = el('section', { class: 'jp-offload-detail-log' }, el('h3', {}, 'Log'), this._log);
+    const side = el(
+      'section',
+      { class: 'jp-offload-detail-side' },
+      el('h3', {}, 'Metrics'),
+      this._charts,
+      this._info
+    );
+    this.node.append(this._header, el('div', { class: 'jp-offload-detail-body' }, logSec, side));
+  }
+
+  get detail(): IJobDetail | null {
+    return this._detail;
+  }
+
+  /** Called after each refresh (the toolbar updates which actions apply). */
+  onUpdate: (d: IJobDetail) => void = () => undefined;
+
+  protected onAfterAttach(): void {
+    this._stopped = false;
+    void this._pollLog();
+    void this._pollDetail();
+  }
+
+  protected onBeforeDetach(): void {
+    this._stopped = true;
+    for (const t of this._timers) {
+      clearTimeout(t);
+    }
+    this._timers = [];
+  }
+
+  async refresh(): Promise<void> {
+    await this._loadDetail();
+  }
+
+  private async _pollLog(): Promise<void> {
+    if (this._stopped) {
+      return;
+    }
+    let done = false;
+    try {
+      const chunk = await api.log(this.jobId, this._cursor);
+      if (chunk.text) {
+        const atBottom = this._log.scrollTop + this._log.clientHeight >= this._log.scrollHeight - 4;
+        this._log.append(document.createTextNode(chunk.text));
+        if (atBottom) {
+          this._log.scrollTop = this._log.scrollHeight;
+        }
+      }
+      this._cursor = chunk.cursor;
+      done = chunk.done;
+    } catch (err) {
+      this._header.dataset.error = String(err);
+    }
+    if (!done) {
+      this._timers.push(window.setTimeout(() => void this._pollLog(), 1000));
+    } else if (!this._finalLogRead) {
+      this._finalLogRead = true; // one more read: chunks written just before the final status
+      this._timers.push(window.setTimeout(() => void this._pollLog(), 500));
+    }
+  }
+
+  private async _pollDetail(): Promise<void> {
+    if (this._stopped) {
+      return;
+    }
+    await this._loadDetail();
+    if (this._detail && isActive(this._detail.state)) {
+      this._timers.push(window.setTimeout(() => void this._pollDetail(), 2000));
+    }
+  }
+
+  private async _loadDetail(): Promise<void> {
+    try {
+      const [d, m] = await Promise.all([api.job(this.jobId), api.metrics(this.jobId)]);
+      this._detail = d;
+      this._render(d, m.records);
+      this.onUpdate(d);
+    } catch (err) {
+      this._header.textContent = `Cannot load job ${this.jobId}: ${(err as Error).message ?? err}`;
+    }
+  }
+
+  private _render(d: IJobDetail, records: IMetricRecord[]): void {
+    this._header.textContent = '';
+    this._header.append(
+      el(
+        'div',
+        { class: 'jp-offload-detail-title' },
+        stateBadge(d.state),
+        el('span', { class: 'jp-offload-detail-notebook' }, d.source_path ?? d.notebook),
+        el('code', { class: 'jp-offload-job-id' }, d.id)
+      ),
+      el(
+        'div',
+        { class: 'jp-offload-job-meta' },
+        el('span', {}, progressOf(d)),
+        el('span', {}, `elapsed ${formatDuration(d.elapsed_s)}`),
+        el('span', {}, `cost ${formatMoney(d.cost)}`),
+        el(
+          'span',
+          {},
+          `${d.backend}${d.resources.machine ? ` \u00b7 ${d.resources.machine}` : ''}${d.resources.spot ? ' \u00b7 spot' : ''}`
+        )
+      )
+    );
+    if (d.reason) {
+      this._header.append(el('div', { class: 'jp-offload-reason' }, d.reason));
+    }
+    if (d.stale_heartbeat_s) {
+      this._header.append(
+        el('div', { class: 'jp-offload-warning' }, `no heartbeat for ${formatDuration(d.stale_heartbeat_s)}`)
+      );
+    }
+    if (d.error && (d.error.ename || d.error.evalue)) {
+      this._header.append(
+        el('div', { class: 'jp-offload-error' }, `${d.error.ename ?? 'Error'}: ${d.error.evalue ?? ''}`)
+      );
+    }
+    this._charts.textContent = '';
+    this._charts.append(metricsChart(records));
+    const last = Object.entries(d.metrics ?? {});
+    if (last.length) {
+      this._charts.append(table(last.map(([k, v]) => [k, formatValue(v)]), 'last metric values'));
+    } else {
+      this._charts.append(el('p', { class: 'jp-offload-muted' }, 'No metrics logged (offload.log_metric).'));
+    }
+    this._info.textContent = '';
+    const params = Object.entries(d.parameters ?? {});
+    this._info.append(
+      el('h3', {}, 'Parameters'),
+      params.length
+        ? table(params.map(([k, v]) => [k, formatValue(v)]), 'parameters')
+        : el('p', { class: 'jp-offload-muted' }, 'Defaults from the notebook.')
+    );
+    const env = d.env ?? {};
+    const reqs: any[] = env.requirements ?? [];
+    const envDetails = el(
+      'details',
+      { class: 'jp-offload-details' },
+      el('summary', {}, `Environment: Python ${env.python ?? '?'}, ${reqs.length} package(s)`)
+    );
+    const ul = el('ul', { class: 'jp-offload-list' });
+    reqs.forEach(r => ul.append(el('li', {}, r.spec ?? r.name)));
+    envDetails.append(ul);
+    this._info.append(envDetails);
+    if (d.zones_tried.length) {
+      this._info.append(
+        el('h3', {}, 'Zones tried'),
+        table(
+          d.zones_tried.map(z => [String(z.zone ?? '?'), String(z.result ?? z.error ?? z.reason ?? '')]),
+          'zones tried'
+        )
+      );
+    }
+    this._info.append(
+      el('h3', {}, 'Command line'),
+      el('code', { class: 'jp-offload-cli' }, d.cli)
+    );
+    if (d.outputs.length) {
+      this._info.append(el('h3', {}, 'Output files'), el('ul', { class: 'jp-offload-list' }, ...d.outputs.map(o => el('li', {}, o))));
+    }
+  }
+
+  private _detail: IJobDetail | null = null;
+  private _cursor = 0;
+  private _finalLogRead = false;
+  private _stopped = true;
+  private _timers: number[] = [];
+  private _header: HTMLDivElement;
+  private _log: HTMLPreElement;
+  private _charts: HTMLDivElement;
+  private _info: HTMLDivElement;
+}

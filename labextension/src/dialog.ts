@@ -1,0 +1,448 @@
+/**
+ * The "Run on GPU" dialog: machine and price, the notebook's parameters as a validated form,
+ * detected dependencies, files to upload with sizes, extra files and data paths.
+ *
+ * Invalid input is flagged next to its field and disables Run, so a typo never costs a GPU run;
+ * the server checks everything again (and names the field) on submit.
+ */
+import { Dialog } from '@jupyterlab/apputils';
+import { Widget } from '@lumino/widgets';
+
+import {
+  formatBytes,
+  formatMoney,
+  IBackends,
+  IInspection,
+  IMachine,
+  IParameter,
+  ISubmitRequest
+} from './api';
+
+export function parseDuration(text: string): number | null {
+  const s = text.trim().toLowerCase();
+  const m = /^(\d+(?:\.\d+)?)\s*([smhd]?)$/.exec(s);
+  if (m) {
+    const mult: Record<string, number> = { '': 1, s: 1, m: 60, h: 3600, d: 86400 };
+    const v = parseFloat(m[1]) * mult[m[2]];
+    return v > 0 ? v : null;
+  }
+  const hms = /^(\d+):(\d{1,2})(?::(\d{1,2}))?$/.exec(s);
+  if (hms) {
+    const [h, mi, se] = hms[3] !== undefined ? [+hms[1], +hms[2], +hms[3]] : [0, +hms[1], +hms[2]];
+    const v = h * 3600 + mi * 60 + se;
+    return v > 0 ? v : null;
+  }
+  return null;
+}
+
+/** Parse a parameter's text as its declared type; an error message when it does not fit. */
+export function parseParameter(text: string, type: string): { value?: any; error?: string } {
+  const t = text.trim();
+  switch (type) {
+    case 'int':
+      return /^[+-]?\d+$/.test(t) ? { value: parseInt(t, 10) } : { error: 'must be a whole number' };
+    case 'float': {
+      const v = Number(t);
+      return t !== '' && Number.isFinite(v) ? { value: v } : { error: 'must be a number' };
+    }
+    case 'bool':
+      if (/^(true|false)$/i.test(t)) {
+        return { value: t.toLowerCase() === 'true' };
+      }
+      return { error: 'must be True or False' };
+    case 'str': {
+      const q = /^(['"])(.*)\1$/s.exec(t);
+      return { value: q ? q[2] : text };
+    }
+    case 'list':
+    case 'dict':
+    case 'tuple': {
+      try {
+        const json = t
+          .replace(/\bTrue\b/g, 'true')
+          .replace(/\bFalse\b/g, 'false')
+          .replace(/\bNone\b/g, 'null')
+          .replace(/'/g, '"')
+          .replace(/^\(/, '[')
+          .replace(/\)$/, ']');
+        const v = JSON.parse(json);
+        const ok = type === 'dict' ? v && typeof v === 'object' && !Array.isArray(v) : Array.isArray(v);
+        return ok ? { value: v } : { error: `must be a ${type}` };
+      } catch {
+        return { error: `must be a ${type} literal, e.g. ${type === 'dict' ? "{'a': 1}" : '[1, 2]'}` };
+      }
+    }
+    default:
+      if (/^(true|false)$/i.test(t)) {
+        return { value: t.toLowerCase() === 'true' };
+      }
+      if (t !== '' && Number.isFinite(Number(t))) {
+        return { value: Number(t) };
+      }
+      if (/^(none|null)$/i.test(t)) {
+        return { value: null };
+      }
+      {
+        const q = /^(['"])(.*)\1$/s.exec(t);
+        return { value: q ? q[2] : text };
+      }
+  }
+}
+
+function el<K extends keyof HTMLElementTagNameMap>(
+  tag: K,
+  attrs: Record<string, string> = {},
+  ...children: (Node | string)[]
+): HTMLElementTagNameMap[K] {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k === 'class') {
+      node.className = v;
+    } else {
+      node.setAttribute(k, v);
+    }
+  }
+  for (const c of children) {
+    node.append(c);
+  }
+  return node;
+}
+export { el };
+
+/** The parameter form, shared by the Run dialog and "Rerun with changed parameters". */
+export class ParametersForm {
+  constructor(params: IParameter[], values: Record<string, any> = {}) {
+    this.node = el('div', { class: 'jp-offload-params' });
+    if (!params.length) {
+      this.node.append(
+        el(
+          'p',
+          { class: 'jp-offload-muted' },
+          'No cell tagged "parameters": the notebook runs with its own values.'
+        )
+      );
+    }
+    for (const p of params) {
+      const id = `jp-offload-param-${p.name}`;
+      const initial = p.name in values ? pyLiteral(values[p.name]) : p.source;
+      const input = el('input', {
+        class: 'jp-mod-styled jp-offload-input',
+        id,
+        name: p.name,
+        'data-param': p.name,
+        'aria-label': `parameter ${p.name}`
+      });
+      input.value = initial;
+      const error = el('div', { class: 'jp-offload-field-error', role: 'alert' });
+      const row = el(
+        'div',
+        { class: 'jp-offload-param-row' },
+        el('label', { for: id, class: 'jp-offload-param-name' }, p.name),
+        el('span', { class: 'jp-offload-param-type' }, p.type),
+        input,
+        error
+      );
+      if (p.help) {
+        row.append(el('div', { class: 'jp-offload-param-help' }, p.help));
+      }
+      input.addEventListener('input', () => this.onChange());
+      this.node.append(row);
+      this._fields.push({ param: p, input, error, initial: p.source });
+    }
+  }
+
+  readonly node: HTMLDivElement;
+  onChange: () => void = () => undefined;
+
+  /** Changed parameters, or null when one is invalid (errors shown in place). */
+  values(): Record<string, any> | null {
+    let ok = true;
+    const out: Record<string, any> = {};
+    for (const f of this._fields) {
+      const r = parseParameter(f.input.value, f.param.type);
+      f.error.textContent = r.error ? `${f.param.name} ${r.error}` : '';
+      f.input.classList.toggle('jp-offload-invalid', !!r.error);
+      f.input.setAttribute('aria-invalid', r.error ? 'true' : 'false');
+      if (r.error) {
+        ok = false;
+      } else if (f.input.value.trim() !== f.initial.trim()) {
+        out[f.param.name] = r.value;
+      }
+    }
+    return ok ? out : null;
+  }
+
+  private _fields: {
+    param: IParameter;
+    input: HTMLInputElement;
+    error: HTMLDivElement;
+    initial: string;
+  }[] = [];
+}
+
+function pyLiteral(v: any): string {
+  if (typeof v === 'string') {
+    return JSON.stringify(v);
+  }
+  if (typeof v === 'boolean') {
+    return v ? 'True' : 'False';
+  }
+  if (v === null) {
+    return 'None';
+  }
+  return JSON.stringify(v);
+}
+
+/** Disable the dialog's accept button while the form is invalid. */
+function setAcceptEnabled(node: HTMLElement, enabled: boolean): void {
+  const button = node.closest('.jp-Dialog')?.querySelector<HTMLButtonElement>(
+    '.jp-Dialog-button.jp-mod-accept'
+  );
+  if (button) {
+    button.disabled = !enabled;
+  }
+}
+
+export class RunDialogBody extends Widget implements Dialog.IBodyWidget<ISubmitRequest | null> {
+  constructor(path: string, backends: IBackends, inspection: IInspection) {
+    super();
+    this.addClass('jp-offload-RunDialog');
+    this._path = path;
+    this._backends = backends;
+    this._inspection = inspection;
+    this._build();
+  }
+
+  getValue(): ISubmitRequest | null {
+    return this._collect();
+  }
+
+  protected onAfterAttach(): void {
+    this._validate();
+    this._backendSelect.focus();
+  }
+
+  private _build(): void {
+    const b = this._backends;
+    const node = this.node;
+
+    // machine -------------------------------------------------------------------------------
+    const machine = el('fieldset', { class: 'jp-offload-section' }, el('legend', {}, 'Machine'));
+    this._backendSelect = el('select', { class: 'jp-mod-styled', 'aria-label': 'backend' });
+    for (const be of b.backends) {
+      const o = el('option', { value: be.name }, be.available ? be.name : `${be.name} (unavailable)`);
+      o.disabled = !be.available;
+      this._backendSelect.append(o);
+    }
+    this._backendSelect.value = b.backends.some(x => x.name === b.default_backend && x.available)
+      ? b.default_backend
+      : b.backends.find(x => x.available)?.name ?? '';
+    this._machineSelect = el('select', { class: 'jp-mod-styled', 'aria-label': 'machine' });
+    this._spot = el('input', { type: 'checkbox', 'aria-label': 'spot' });
+    this._runtime = el('input', {
+      class: 'jp-mod-styled jp-offload-input',
+      'aria-label': 'max runtime',
+      placeholder: '4h'
+    });
+    this._runtime.value = b.max_runtime || '4h';
+    this._runtimeError = el('div', { class: 'jp-offload-field-error', role: 'alert' });
+    this._estimate = el('div', { class: 'jp-offload-estimate', 'aria-live': 'polite' });
+    this._backendError = el('div', { class: 'jp-offload-field-error' });
+    machine.append(
+      el('label', { class: 'jp-offload-row' }, el('span', {}, 'Backend'), this._backendSelect),
+      this._backendError,
+      el('label', { class: 'jp-offload-row' }, el('span', {}, 'Machine'), this._machineSelect),
+      el('label', { class: 'jp-offload-row' }, el('span', {}, 'Spot (preemptible)'), this._spot),
+      el('label', { class: 'jp-offload-row' }, el('span', {}, 'Max runtime'), this._runtime),
+      this._runtimeError,
+      this._estimate
+    );
+    this._backendSelect.addEventListener('change', () => {
+      this._fillMachines();
+      this._validate();
+    });
+    for (const e of [this._machineSelect, this._spot]) {
+      e.addEventListener('change', () => this._validate());
+    }
+    this._runtime.addEventListener('input', () => this._validate());
+    this._fillMachines();
+
+    // parameters ------------------------------------------------------------------------------
+    const params = el('fieldset', { class: 'jp-offload-section' }, el('legend', {}, 'Parameters'));
+    this._params = new ParametersForm(this._inspection.parameters);
+    this._params.onChange = () => this._validate();
+    params.append(this._params.node);
+
+    // environment -----------------------------------------------------------------------------
+    const envSec = el('details', { class: 'jp-offload-section jp-offload-details' });
+    const deps = this._inspection.deps;
+    const pkgs = deps?.packages ?? [];
+    envSec.append(
+      el('summary', {}, `Dependencies: Python ${deps?.python ?? '?'}, ${pkgs.length} package(s)`)
+    );
+    const list = el('ul', { class: 'jp-offload-list' });
+    for (const p of pkgs) {
+      list.append(el('li', { title: (p.reasons || []).join('; ') }, p.spec));
+    }
+    for (const u of deps?.unresolved ?? []) {
+      list.append(
+        el('li', { class: 'jp-offload-warning' }, `unresolved import ${u.module} (${u.where ?? '?'})`)
+      );
+    }
+    for (const n of [...(deps?.notes ?? []), ...this._inspection.notes]) {
+      list.append(el('li', { class: 'jp-offload-muted' }, n));
+    }
+    envSec.append(list);
+
+    // files -----------------------------------------------------------------------------------
+    const files = el('details', { class: 'jp-offload-section jp-offload-details' });
+    files.append(
+      el(
+        'summary',
+        {},
+        `Files to upload: ${this._inspection.files.length}, ${formatBytes(this._inspection.total_bytes)}`
+      )
+    );
+    const flist = el('ul', { class: 'jp-offload-list jp-offload-files' });
+    for (const f of this._inspection.files) {
+      flist.append(
+        el('li', {}, el('span', {}, f.path), el('span', { class: 'jp-offload-size' }, formatBytes(f.size)))
+      );
+    }
+    for (const x of this._inspection.excluded) {
+      flist.append(el('li', { class: 'jp-offload-muted' }, `${x.path}: left out (${x.why})`));
+    }
+    files.append(
+      flist,
+      el('p', { class: 'jp-offload-muted' }, 'To leave files out, list them in .offloadignore (gitignore syntax).')
+    );
+    this._include = el('input', {
+      class: 'jp-mod-styled jp-offload-input',
+      'aria-label': 'extra files',
+      placeholder: 'utils/, config.yaml'
+    });
+    this._data = el('input', {
+      class: 'jp-mod-styled jp-offload-input',
+      'aria-label': 'data paths',
+      placeholder: 'data/'
+    });
+    const paths = el('fieldset', { class: 'jp-offload-section' }, el('legend', {}, 'Data'));
+    paths.append(
+      el('label', { class: 'jp-offload-row' }, el('span', {}, 'Data paths'), this._data),
+      el('label', { class: 'jp-offload-row' }, el('span', {}, 'Extra files'), this._include),
+      el('p', { class: 'jp-offload-muted' }, 'Comma-separated, relative to the notebook\u2019s folder.')
+    );
+    node.append(
+      el('div', { class: 'jp-offload-path' }, this._path),
+      machine,
+      params,
+      paths,
+      envSec,
+      files
+    );
+  }
+
+  private _machines(): IMachine[] {
+    return this._backends.backends.find(b => b.name === this._backendSelect.value)?.machines ?? [];
+  }
+
+  private _fillMachines(): void {
+    this._machineSelect.textContent = '';
+    const be = this._backends.backends.find(b => b.name === this._backendSelect.value);
+    this._backendError.textContent = be && !be.available ? be.error ?? 'unavailable' : '';
+    for (const m of this._machines()) {
+      const price = m.price_per_hour !== null ? ` \u2013 ${formatMoney(m.price_per_hour)}/h` : '';
+      const gpu = m.gpu ? ` \u2013 ${m.gpu_count}\u00d7 ${m.gpu}` : '';
+      this._machineSelect.append(el('option', { value: m.name }, `${m.name}${gpu}${price}`));
+    }
+    const preferred = this._backends.default_machine;
+    if (preferred && this._machines().some(m => m.name === preferred)) {
+      this._machineSelect.value = preferred;
+    }
+  }
+
+  private _validate(): boolean {
+    let ok = true;
+    const runtime = parseDuration(this._runtime.value);
+    this._runtimeError.textContent = runtime ? '' : 'write it like 90m, 4h, 1d or 4:00:00';
+    this._runtime.classList.toggle('jp-offload-invalid', !runtime);
+    ok = ok && !!runtime;
+    const m = this._machines().find(x => x.name === this._machineSelect.value);
+    this._spot.disabled = !m || m.spot_price_per_hour === null;
+    if (this._spot.disabled) {
+      this._spot.checked = false;
+    }
+    const price = m ? (this._spot.checked ? m.spot_price_per_hour : m.price_per_hour) : null;
+    if (price === null || price === undefined) {
+      this._estimate.textContent = 'Price unknown for this machine.';
+    } else if (price === 0) {
+      this._estimate.textContent = 'Free: runs on this machine.';
+    } else {
+      const cap = runtime ? formatMoney((price * runtime) / 3600) : '?';
+      this._estimate.textContent = `${formatMoney(price)}/h \u2013 at most ${cap} for the ${this._runtime.value.trim()} cap`;
+      const budget = this._backends.budget;
+      if (budget && runtime && (price * runtime) / 3600 > budget) {
+        this._estimate.textContent += ` (over the ${formatMoney(budget)} budget)`;
+      }
+    }
+    ok = this._params.values() !== null && ok;
+    ok = ok && !!this._backendSelect.value;
+    setAcceptEnabled(this.node, ok);
+    return ok;
+  }
+
+  private _collect(): ISubmitRequest | null {
+    if (!this._validate()) {
+      return null;
+    }
+    const split = (s: string) =>
+      s
+        .split(',')
+        .map(x => x.trim())
+        .filter(Boolean);
+    const m = this._machines().find(x => x.name === this._machineSelect.value);
+    return {
+      path: this._path,
+      backend: this._backendSelect.value,
+      machine: m && m.name !== 'local' ? m.name : null,
+      gpu: null,
+      spot: this._spot.checked,
+      max_runtime: this._runtime.value.trim(),
+      parameters: this._params.values() ?? {},
+      data: split(this._data.value),
+      include: split(this._include.value)
+    };
+  }
+
+  private _path: string;
+  private _backends: IBackends;
+  private _inspection: IInspection;
+  private _backendSelect!: HTMLSelectElement;
+  private _backendError!: HTMLDivElement;
+  private _machineSelect!: HTMLSelectElement;
+  private _spot!: HTMLInputElement;
+  private _runtime!: HTMLInputElement;
+  private _runtimeError!: HTMLDivElement;
+  private _estimate!: HTMLDivElement;
+  private _params!: ParametersForm;
+  private _include!: HTMLInputElement;
+  private _data!: HTMLInputElement;
+}
+
+/** Body of "Rerun with changed parameters". */
+export class RerunDialogBody extends Widget implements Dialog.IBodyWidget<Record<string, any> | null> {
+  constructor(params: IParameter[], values: Record<string, any>) {
+    super();
+    this.addClass('jp-offload-RunDialog');
+    this._form = new ParametersForm(params, values);
+    this._form.onChange = () => setAcceptEnabled(this.node, this._form.values() !== null);
+    this.node.append(
+      el('p', { class: 'jp-offload-muted' }, 'Same files and environment as the original run.'),
+      this._form.node
+    );
+  }
+  getValue(): Record<string, any> | null {
+    return this._form.values();
+  }
+  private _form: ParametersForm;
+}
