@@ -232,3 +232,37 @@ def test_vm_that_never_boots_is_deleted_by_its_max_run_duration(gce, notebook):
     assert gce.fake.wait_gone(job.handle["name"], 60)  # the backstop fired: no leak
     job.wait(timeout=60)
     assert job.state == "lost" and "gone" in job.status["reason"], job.status
+
+
+def test_gpu_fallback_list_then_on_demand_fallback(gce, notebook):
+    gce.fake.boot_vms = False  # placement only
+    for z in ("us-central1-a", "us-central1-b", "us-central1-c", "us-central1-f"):
+        gce.fake.stockout(z)
+    gce.fake.accelerators["us-central1-d"] = {"nvidia-tesla-t4"}
+    nb = notebook("fb.ipynb", ["print(1)"])
+    with pytest.raises(BackendError, match="no capacity for g2-standard-4 or n1-standard-8"):
+        gce.submit(nb, gpu="l4,t4", spot=True)
+    gce.fake.restock("us-central1-c")
+    job = gce.submit(nb, gpu="l4,t4", spot=True)
+    tried = [(a["gpu"], a["zone"], a["outcome"]) for a in job.handle["attempts"]]
+    assert tried[-1] == ("l4", "us-central1-c", "created") and job.handle["gpu"] == "l4"
+    job.cancel()
+    gce.fake.wait_gone(job.handle["name"], 30)
+    gce.fake.stockout("us-central1-c")
+    # spot exhausted everywhere: on-demand when allowed
+    orig = gce.fake.insert
+
+    def spot_only_stockout(zone, body):
+        if body.get("scheduling", {}).get("provisioningModel") == "STANDARD" and zone == "us-central1-b":
+            gce.fake.restock(zone)
+            try:
+                return orig(zone, body)
+            finally:
+                gce.fake.stockout(zone)
+        return orig(zone, body)
+
+    gce.fake.insert = spot_only_stockout
+    job = gce.submit(nb, gpu="l4", spot=True, backend_options_={"spot_fallback": True})
+    assert (job.handle["zone"], job.handle["spot"]) == ("us-central1-b", False)
+    assert [a["spot"] for a in job.handle["attempts"]] == [True] * 3 + [False] * 2
+    job.cancel()
