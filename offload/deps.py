@@ -34,10 +34,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from packaging.requirements import InvalidRequirement
-from packaging.requirements import Requirement as _PkgReq
-from packaging.utils import canonicalize_name
-
 from . import _deps_probe
 from ._deps_scan import Found, PipLine, ScanResult, scan_cell, scan_python
 from .errors import NotebookError, UsageError
@@ -45,6 +41,29 @@ from .errors import NotebookError, UsageError
 __all__ = ["Requirement", "EnvSpec", "snapshot", "render", "load_environment", "FORMATS"]
 
 FORMATS = ("text", "requirements", "pyproject", "json")
+
+
+def canonicalize_name(name: str) -> str:
+    """PEP 503 normalized distribution name (same rule as ``packaging.utils``; kept local so that
+    importing this module, e.g. in the runner, stays cheap)."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+class InvalidRequirement(ValueError):
+    pass
+
+
+def _PkgReq(line: str):  # noqa: N802 - stands in for packaging's Requirement class
+    """Parse a PEP 508 requirement line (packaging imported on first use: it is the slow part)."""
+    from packaging.requirements import InvalidRequirement as _Invalid
+    from packaging.requirements import Requirement
+
+    try:
+        return Requirement(line)
+    except _Invalid as exc:
+        raise InvalidRequirement(str(exc)) from exc
+
+
 SPEC_VERSION = 1
 
 # Provided by whatever kernel runs the notebook (the runner installs ipykernel): never listed.
