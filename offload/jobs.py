@@ -265,6 +265,11 @@ class Job:
             again = self.store.get_json(self._key("status.json"), None)  # it may have just finished
             if again and again.get("state") in FINAL_STATES:
                 return again
+            if self.store.exists(self._key("cancel")):  # e.g. a SLURM job cancelled while pending
+                return self._conclude(status, "cancelled", "cancelled by the user")
+            implied = (bstate.details or {}).get("job_state")  # e.g. SLURM TIMEOUT, PREEMPTED
+            if implied in (FAILED, "preempted"):
+                return self._conclude(status, implied, bstate.reason or implied)
             return self._conclude(status, LOST, f"the job's {self.spec.backend} process/machine is gone ({bstate.reason or 'no reason given'})")
         if bstate.state == "pending" and status["state"] == QUEUED:
             status["reason"] = bstate.reason

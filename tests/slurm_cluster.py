@@ -185,9 +185,12 @@ EnforcePartLimits=ALL
 DefMemPerCPU=64
 GresTypes=gpu
 MinJobAge=300
-KillWait=5
+KillWait=30
+PreemptType=preempt/partition_prio
+PreemptMode=CANCEL
 NodeName={NODE} NodeAddr=127.0.0.1 CPUs={self.cpus} RealMemory={self.memory_mb} {gres} State=UNKNOWN
-PartitionName={PARTITION} Nodes={NODE} Default=YES MaxTime=INFINITE State=UP
+PartitionName={PARTITION} Nodes={NODE} Default=YES MaxTime=INFINITE State=UP PriorityTier=1
+PartitionName=urgent Nodes={NODE} MaxTime=INFINITE State=UP PriorityTier=10
 PartitionName=restricted Nodes={NODE} AllowAccounts=lab-a AllowQos=normal MaxTime=60 State=UP
 """
         self.conf.write_text(conf)

@@ -91,10 +91,11 @@ def test_job_waits_queued_while_gpus_are_busy_then_runs(slurm_cluster, store, no
     try:
         nb = notebook("gpu.ipynb", ["import os\nprint('visible', os.environ.get('CUDA_VISIBLE_DEVICES'))"])
         pending = submit(nb, backend="slurm", store=store, gpu="1")
-        wait_for(lambda: pending.refresh().get("backend_state") == B_PENDING, 60, "SLURM to hold the job")
+        # SLURM's own reason once its scheduler has looked at the job: the GPUs are taken.
+        wait_for(lambda: "Resources" in (pending.refresh().get("reason") or ""), 60, "SLURM's pending reason")
         st = pending.refresh()
-        assert st["state"] == "queued"
-        assert "Resources" in st["reason"]  # SLURM's own reason: the GPUs are taken
+        assert st["state"] == "queued" and st["backend_state"] == B_PENDING
+        assert st["reason"] == "waiting in the SLURM queue (Resources)"
 
         # Cancel while pending: it never ran, and says cancelled (not lost).
         assert pending.cancel() is True
@@ -124,6 +125,19 @@ def test_slurm_time_limit_kills_the_job_and_says_why(slurm_cluster, store, noteb
     assert "SLURM time limit" in job.status["reason"]
     assert "working" in job.logs()
     assert job.output_notebook is not None  # the partial notebook was saved
+
+
+def test_preempted_job_is_preempted(slurm_cluster, store, notebook):
+    """A higher-priority partition's job takes the GPUs: SLURM preempts ours, and it says so."""
+    nb = notebook("victim.ipynb", ["print('working', flush=True)", "import time\nfor i in range(600):\n    time.sleep(0.5)"])
+    job = submit(nb, backend="slurm", store=store, gpu="2")
+    wait_for(lambda: job.refresh()["state"] == "running" and job.status.get("cell", 0) >= 2, 120, "the long cell to start")
+    urgent = _sh(slurm_cluster, "sbatch", "--parsable", "-p", "urgent", "--gres=gpu:1", "--output=/dev/null", "--wrap", "sleep 1")
+    job.wait(timeout=120)
+    assert job.state == "preempted", job.status
+    assert "preempted" in job.status["reason"]
+    assert job.output_notebook is not None  # what it had done was saved
+    wait_for(lambda: not _sh(slurm_cluster, "squeue", "-h", "-j", urgent, "-o", "%i"), 60, "the urgent job to finish")
 
 
 def test_cancel_running_job_stops_its_slurm_job(slurm_cluster, store, notebook):
@@ -223,6 +237,7 @@ def test_batch_script_maps_resources_and_options(tmp_path):
                  "#SBATCH --time=0-04:00:30", "#SBATCH --constraint=a100", "#SBATCH --exclusive",
                  "module load cuda/12.2"):
         assert line in script.splitlines()
+    assert f"export OFFLOAD_ENV_CACHE={tmp_path}/envs" in script  # isolated envs: on the shared store
     assert "#SBATCH --gpus=3" in SlurmBackend(Store(tmp_path.as_uri()), gpu_flag="gpus").batch_script(_spec(gpu="3"))
 
 
@@ -246,6 +261,18 @@ def test_user_strings_never_reach_a_shell(tmp_path):
 @pytest.mark.parametrize(("gpu", "count", "want"), [(None, 1, None), ("1", 1, "1"), ("2", 1, "2"), ("a100", 2, "a100:2"), ("A100:4", 1, "a100:4")])
 def test_gpu_request(gpu, count, want):
     assert gpu_request(gpu, count) == want
+
+
+def test_termination_reason_from_scontrol():
+    """What scontrol shows at SIGTERM time (SLURM 22.05), for each cause."""
+    from offload.backends.slurm import _parse_scontrol, termination_from_scontrol
+
+    timeout = _parse_scontrol("JobId=1 JobName=x JobState=COMPLETING Reason=TimeLimit Dependency=(null) PreemptTime=None")
+    preempt = _parse_scontrol("JobId=3 JobState=COMPLETING Reason=None PreemptTime=2026-11-22T22:38:36 SuspendTime=None")
+    plain = _parse_scontrol("JobId=4 JobState=COMPLETING Reason=None PreemptTime=None")
+    assert termination_from_scontrol(timeout) == "SLURM time limit"
+    assert termination_from_scontrol(preempt) == "preempted"
+    assert termination_from_scontrol(plain) is None
 
 
 def test_gpu_fallback_lists_are_refused():
@@ -274,3 +301,21 @@ def test_preemption_reason_is_the_one_the_runner_understands():
     from offload.backends import slurm
 
     assert slurm._TERMINATION["PREEMPTED"] == "preempted"
+
+
+# ------------------------------------------------------------------ sweeps
+def test_small_sweep_runs_its_trials_as_slurm_jobs(slurm_cluster, store, notebook):
+    """Three trials, two at a time on the two fake GPUs, each its own SLURM job."""
+    pytest.importorskip("optuna")
+    import offload
+
+    nb = notebook("quad.ipynb", ["import offload\noffload.log_metric('score', -(x - 1.0) ** 2)"], params="x = 0.0")
+    res = offload.sweep(nb, space={"x": {"type": "float", "low": -2, "high": 2}}, objective="score",
+                        direction="maximize", trials=3, parallel=2, sampler="random", seed=1,
+                        backend="slurm", gpu="1", store=store, quiet=True)
+    assert res.state == "completed"
+    rows = res.trials()
+    assert [r["state"] for r in rows] == ["COMPLETE"] * 3
+    assert res.best_value == max(r["value"] for r in rows)
+    handles = [store.get_json(f"jobs/{j}/handle.json") for j in store.list_dirs("jobs")]
+    assert len({h["slurm_job_id"] for h in handles}) == 3  # one SLURM job per trial

@@ -23,6 +23,9 @@ Options (``offload config set backend slurm KEY VALUE``, or ``backend_options=``
 ``python``
     the interpreter on the compute nodes (default: the job's, i.e. the submitting one; it must
     be visible there, e.g. a virtual environment on the shared filesystem).
+``env_cache``
+    where ``--env isolated`` environments are built, once per env hash, and reused by later jobs
+    on any node (default: ``envs/`` under a ``file://`` store, which is on the shared filesystem).
 ``log_dir``
     where SLURM writes the batch job's own stdout (default ``<offload data dir>/slurm``; a
     shared filesystem path on a real cluster).
@@ -168,6 +171,11 @@ class SlurmBackend(Backend):
             f"PY={q(python)}",
             f"STORE={q(self.store.url)}",
             f"JOB={q(spec.id)}",
+        ]
+        env_cache = self._env_cache()
+        if env_cache:  # isolated environments: built once per env hash, shared by every node
+            out.append(f"export OFFLOAD_ENV_CACHE={q(env_cache)}")
+        out += [
             "export OFFLOAD_SLURM_JOB_ID=\"${SLURM_JOB_ID:-}\"",
             # SLURM signals every process of the step; the trap keeps this shell alive (and
             # passes the signal on, for `scancel --batch`) so it can record the exit code.
@@ -183,6 +191,15 @@ class SlurmBackend(Backend):
             'exit "$rc"',
         ]
         return "\n".join(out) + "\n"
+
+    def _env_cache(self) -> str | None:
+        """Where isolated environments are cached: ``env_cache``, else ``envs/`` of a file store."""
+        opt = self._options().get("env_cache")
+        if opt:
+            return str(Path(str(opt)).expanduser())
+        if self.store.local:
+            return f"{self.store.root}/envs"
+        return None
 
     def _log_dir(self) -> Path:
         d = Path(str(self._options().get("log_dir") or data_dir() / "slurm")).expanduser()
@@ -339,7 +356,7 @@ class SlurmBackend(Backend):
             info = _parse_scontrol(_slurm(["scontrol", "show", "job", "-o", sid], timeout=5).stdout)
         except Exception:
             return None
-        return _TERMINATION.get((info.get("JobState") or "").upper())
+        return termination_from_scontrol(info)
 
     # ------------------------------------------------------------------ helpers
     def _scontrol(self, sid: str) -> dict[str, str]:
@@ -415,6 +432,20 @@ def _parse_scontrol(text: str) -> dict[str, str]:
     for m in re.finditer(r"(\w+(?:/\w+)?)=(.*?)(?=\s+\w+(?:/\w+)?=|$)", text.strip().splitlines()[0] if text.strip() else ""):
         out.setdefault(m.group(1), m.group(2).strip())
     return out
+
+
+def termination_from_scontrol(info: dict[str, str]) -> str | None:
+    """Why SLURM is stopping a job, from ``scontrol show job`` at the moment of its SIGTERM.
+
+    Verified on SLURM 22.05: by then JobState already reads COMPLETING for a time limit and a
+    preemption alike; a time limit leaves ``Reason=TimeLimit``, a preemption sets ``PreemptTime``.
+    """
+    state = (info.get("JobState") or "").upper()
+    if state == "TIMEOUT" or info.get("Reason") == "TimeLimit":
+        return _TERMINATION["TIMEOUT"]
+    if state == "PREEMPTED" or info.get("PreemptTime") not in (None, "", "None", "Unknown"):
+        return _TERMINATION["PREEMPTED"]
+    return _TERMINATION.get(state)
 
 
 def _pending_reason(state: str, reason: str) -> str:
