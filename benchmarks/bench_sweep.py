@@ -1,0 +1,95 @@
+"""Sweep overhead: 16 trials of a notebook that sleeps 2 s, ``parallel=8``, local backend.
+
+Ideal wall time is 2 waves x (2 s + one kernel start). We measure, side by side on this machine:
+
+* ``kernel_s``: one kernel start (jupyter_client, start + wait_for_ready), averaged;
+* ``job_s``: one whole trial job alone (submit -> succeeded) of the same notebook;
+* ``sweep_s``: the sweep's wall time (create -> completed).
+
+and print ``sweep_s / ideal`` (goal <= 1.3) and ``sweep_s / (2 x job_s)`` (the sweep driver's own
+cost over running two waves of single jobs). Usage: ``python benchmarks/bench_sweep.py [--trials 16
+--parallel 8 --sleep 2]``. Runs in a temporary OFFLOAD_HOME.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def kernel_start_s(n: int = 3) -> float:
+    from jupyter_client.manager import start_new_kernel
+
+    times = []
+    for _ in range(n):
+        t = time.perf_counter()
+        km, kc = start_new_kernel(kernel_name="python3")
+        times.append(time.perf_counter() - t)
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+    return sum(times) / len(times)
+
+
+def make_notebook(path: Path) -> Path:
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    p = nbformat.v4.new_code_cell("x = 0.0\nsleep_s = 2.0\n")
+    p.metadata["tags"] = ["parameters"]
+    nb.cells = [p, nbformat.v4.new_code_cell("import time, offload\ntime.sleep(sleep_s)\noffload.log_metric('v', x)\n")]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+    return path
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--trials", type=int, default=16)
+    ap.add_argument("--parallel", type=int, default=8)
+    ap.add_argument("--sleep", type=float, default=2.0)
+    args = ap.parse_args()
+    home = tempfile.mkdtemp(prefix="bench-sweep-")
+    os.environ["OFFLOAD_HOME"] = home
+    os.environ["OFFLOAD_LOCAL_MAX_JOBS"] = str(args.parallel)
+    os.environ.pop("OFFLOAD_STORE", None)
+    nb = make_notebook(Path(home) / "sleep.ipynb")
+    sw = importlib.import_module("offload.sweep")
+    from offload import jobs
+
+    kernel = kernel_start_s()
+    t = time.perf_counter()
+    jobs.submit(nb, parameters={"x": 0.5, "sleep_s": args.sleep}, kind="trial").wait()
+    job = time.perf_counter() - t
+
+    space = {"x": {"type": "float", "low": 0, "high": 1}, "sleep_s": args.sleep}
+    import resource
+
+    cpu0 = resource.getrusage(resource.RUSAGE_SELF)
+    t = time.perf_counter()
+    res = sw.sweep(nb, space=space, objective="v", trials=args.trials, parallel=args.parallel,
+                   sampler="random", seed=0, quiet=True)
+    wall = time.perf_counter() - t
+    cpu1 = resource.getrusage(resource.RUSAGE_SELF)
+    driver_cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
+    waves = -(-args.trials // args.parallel)
+    ideal = waves * (args.sleep + kernel)
+    out = {
+        "trials": args.trials, "parallel": args.parallel, "sleep_s": args.sleep, "cpus": os.cpu_count(),
+        "load_avg_1m": os.getloadavg()[0], "kernel_start_s": round(kernel, 2), "single_job_s": round(job, 2),
+        "sweep_s": round(wall, 2), "ideal_s": round(ideal, 2), "ratio_vs_ideal": round(wall / ideal, 2),
+        "ratio_vs_2_single_jobs": round(wall / (waves * job), 2),
+        "driver_cpu_s": round(driver_cpu, 2),
+        "complete": sum(1 for r in res.trials() if r["state"] == "COMPLETE"),
+    }
+    print(json.dumps(out, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
