@@ -302,7 +302,13 @@ class Runner:
         env_dict = manifest.get("env") or self.store.get_json(self.key("env.json"))
         self.say("preparing an isolated environment from the dependency snapshot")
         cache = Path(os.environ.get("OFFLOAD_ENV_CACHE") or Path(tempfile.gettempdir()) / "offload-envs")
-        python = env_mod.prepare_env(EnvSpec.from_dict(env_dict), cache_dir=cache)
+        python = env_mod.prepare_env(
+            EnvSpec.from_dict(env_dict), cache_dir=cache, log=self.say,
+            # a GPU job gets the accelerator builds (PyTorch CUDA wheels); the image's packages are
+            # reused where versions match (GCE Deep Learning VM images carry most of them)
+            accelerator="auto" if self.spec.resources.gpu else None,
+            reuse_base=bool(os.environ.get("OFFLOAD_REUSE_BASE")),
+        )
         self.say(f"environment ready: {python}")
         return str(python)
 
