@@ -657,8 +657,9 @@ def add_sweep_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def run_sweep_cli(args: argparse.Namespace) -> int:
     verb = args.target
+    st = Store(getattr(args, "store", None))
     if verb == "ls":
-        rows = sweep_ls()
+        rows = sweep_ls(store=st)
         print(json.dumps(rows, indent=1) if args.json else format_ls(rows))
         return 0
     if verb in ("show", "stop", "resume"):
@@ -666,20 +667,21 @@ def run_sweep_cli(args: argparse.Namespace) -> int:
             raise UsageError(f"`offload sweep {verb}` needs a sweep id", hint="`offload sweep ls` lists them")
         if verb == "show":
             if args.json:
-                sid = _record(Store(), args.sweep_id)["id"]
-                print(json.dumps({**sweep_summary(sid), "trials": trials_table(sid), "history": history(sid),
-                                  "importances": importances(sid)}, indent=1, default=str))
+                sid = _record(st, args.sweep_id)["id"]
+                print(json.dumps({**sweep_summary(sid, store=st), "trials": trials_table(sid, store=st),
+                                  "history": history(sid, store=st), "importances": importances(sid, store=st)},
+                                 indent=1, default=str))
             else:
-                print(sweep_show(args.sweep_id))
+                print(sweep_show(args.sweep_id, store=st))
             if args.apply_best is not None:
-                _cli_apply(args)
+                _cli_apply(args, st)
             return 0
         if verb == "stop":
-            info = sweep_stop(args.sweep_id)
+            info = sweep_stop(args.sweep_id, store=st)
             print(f"sweep {args.sweep_id}: {info.get('state', 'stopped')}")
             return 0
-        res = sweep_resume(args.sweep_id, detach=args.detach, quiet=args.quiet, trials=args.trials)
-        print(f"sweep {res.id}: {res.state}" if args.detach else sweep_show(res.id))
+        res = sweep_resume(args.sweep_id, store=st, detach=args.detach, quiet=args.quiet, trials=args.trials)
+        print(f"sweep {res.id}: {res.state}" if args.detach else sweep_show(res.id, store=st))
         return 0
     if args.sweep_id:
         raise UsageError(f"unexpected argument {args.sweep_id!r}",
@@ -693,21 +695,21 @@ def run_sweep_cli(args: argparse.Namespace) -> int:
         seed=args.seed, pruner=args.pruner, storage=args.storage, study_name=args.study_name,
         max_failures=args.max_failures, enqueue=args.enqueue, backend=args.backend, gpu=args.gpu,
         spot=args.spot, machine=args.machine, max_runtime=args.max_runtime, env=args.env,
-        detach=args.detach, quiet=args.quiet,
+        detach=args.detach, quiet=args.quiet, store=st,
     )
     if args.detach:
         print(f"sweep {res.id} started in the background; `offload sweep show {res.id}` to follow it")
         return 0
-    print(sweep_show(res.id))
+    print(sweep_show(res.id, store=st))
     if args.apply_best is not None:
         args.sweep_id = res.id
-        _cli_apply(args)
+        _cli_apply(args, st)
     return 0
 
 
-def _cli_apply(args: argparse.Namespace) -> None:
+def _cli_apply(args: argparse.Namespace, st: Store) -> None:
     nb = args.apply_best or None
-    params = apply_best(args.sweep_id, nb, trial=args.trial)
+    params = apply_best(args.sweep_id, nb, store=st, trial=args.trial)
     print(f"wrote {', '.join(f'{k}={v!r}' for k, v in params.items())} into the parameters cell")
 
 

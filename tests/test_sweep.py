@@ -249,3 +249,33 @@ def test_invalid_inputs_fail_before_any_job(tmp_path):
     with pytest.raises(UsageError, match="parallel"):
         sw.sweep(nb, space={"lr": {"type": "float", "low": 0.1, "high": 1}}, objective="acc", trials=2, parallel=0)
     assert not Store().list_dirs("jobs")
+
+
+def test_cli_sweep_run_show_ls_and_apply_best(tmp_path, capsys):
+    from offload.cli import main
+
+    nb = notebook(tmp_path / "c" / "quad.ipynb", "x = 0.0\ny = 0.0\nnoise = 0.0\nseed = 0\n", QUADRATIC)
+    space = tmp_path / "space.yaml"
+    space.write_text("x: {type: categorical, choices: [0.0, 1.0]}\ny: -2.0\n")
+    assert main(["sweep", str(nb), "--space", str(space), "--objective", "score", "--trials", "2",
+                 "--parallel", "2", "--sampler", "grid", "--quiet", "--apply-best"]) == 0
+    out = capsys.readouterr().out
+    assert "best: trial" in out and "x = 1.0" in out and "wrote x=1.0" in out
+    assert "x = 1.0" in nbformat.read(nb, as_version=4).cells[0].source
+    assert main(["sweep", "ls"]) == 0
+    assert "completed" in capsys.readouterr().out
+    assert main(["sweep", "show", "nope-nope"]) == 3
+    assert "no sweep 'nope-nope'" in capsys.readouterr().err
+
+
+def test_cli_invalid_space_is_one_clear_line(tmp_path, capsys):
+    from offload.cli import main
+
+    nb = notebook(tmp_path / "c" / "nb.ipynb", "lr = 0.1\n", "pass\n")
+    space = tmp_path / "space.yaml"
+    space.write_text("lr: {type: float, low: 1, high: 0.1}\n")
+    assert main(["sweep", str(nb), "--space", str(space), "--objective", "acc"]) == 2
+    err = capsys.readouterr().err
+    assert "error: " in err and "'lr'" in err and "below high" in err and "hint: swap them" in err
+    assert main(["sweep", str(nb), "--objective", "acc"]) == 2
+    assert "needs --space" in capsys.readouterr().err
