@@ -72,6 +72,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"job {job.id} submitted to {job.spec.backend}", file=err)
     try:
         _watch(job, quiet=args.quiet)
+        while (nxt := job.latest()).id != job.id:  # preempted and retried elsewhere: follow it
+            print(f"job {job.id} was preempted; retrying as {nxt.id}", file=err)
+            job = nxt
+            _watch(job, quiet=args.quiet)
     except KeyboardInterrupt:
         print(f"\nstill running: `offload logs -f {job.id}` to follow, `offload cancel {job.id}` to stop", file=err)
         return 130
@@ -331,7 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--data", action="append", metavar="PATH", help="file or directory to ship (same relative path remotely)")
     r.add_argument("--include", action="append", metavar="PATH", help="extra local file or package to ship")
     r.add_argument("--env", choices=["kernel", "isolated"], default="kernel", help="kernel: this interpreter; isolated: a fresh environment from the snapshot")
-    r.add_argument("--retries", type=int, default=0, help="retries after preemption")
+    r.add_argument("--retries", type=int, default=2, help="runs again after preemption, restoring checkpoint_dir() (default 2)")
     r.add_argument("-o", "--option", action="append", metavar="KEY=VALUE", help="backend option (zone=..., partition=...)")
     r.add_argument("--allow-unresolved", action="store_true", help="run even if some imports map to no installed package")
     r.add_argument("--detach", "-d", action="store_true", help="print the job id and return at once")

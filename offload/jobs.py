@@ -25,6 +25,7 @@ from .spec import (
     FAILED,
     FINAL_STATES,
     LOST,
+    PREEMPTED,
     PROVISIONING,
     QUEUED,
     DataMount,
@@ -87,7 +88,7 @@ def submit(
     store: Store | str | None = None,
     project_root: str | os.PathLike | None = None,
     python: str | None = None,
-    retries: int = 0,
+    retries: int = 2,
     parent: str | None = None,
     allow_unresolved: bool = False,
     env_spec: Any = None,
@@ -236,6 +237,46 @@ class Job:
         return self.status["state"]
 
     def _reconcile(self) -> dict[str, Any]:
+        status = self._reconcile_state()
+        if status.get("state") == PREEMPTED:
+            status = self._retry_if_allowed(status)
+        return status
+
+    def _retry_if_allowed(self, status: dict[str, Any]) -> dict[str, Any]:
+        """A preempted job is run again (same bundle, checkpoints restored) up to ``retries``."""
+        done = self.store.get_json(self._key("retry.json"), None)
+        if done is None and self.spec.attempt < self.spec.retries:
+            retry = self._launch_retry()
+            done = {"job_id": retry.id, "at": time.time()}
+            self.store.put_json(self._key("retry.json"), done)
+        if done:
+            status = {**status, "retried_as": done["job_id"]}
+        return status
+
+    def _launch_retry(self) -> Job:
+        spec = JobSpec.from_dict({
+            **self.spec.to_dict(), "id": new_job_id(), "attempt": self.spec.attempt + 1,
+            "parent": self.id, "created_at": time.time(),
+        })
+        self.store.put_json(Store.job_key(spec.id, "spec.json"), spec.to_dict())
+        env = self.store.get_json(self._key("env.json"), None)
+        if env is not None:
+            self.store.put_json(Store.job_key(spec.id, "env.json"), env)
+        retry = Job(spec.id, store=self.store, _spec=spec)
+        retry._index()
+        handle = self.backend().launch(spec)
+        self.store.put_json(Store.job_key(spec.id, "handle.json"), handle)
+        retry._handle = handle
+        return retry
+
+    def latest(self) -> Job:
+        """The last attempt of this job (following retries after preemption)."""
+        job = self
+        while (nxt := job.store.get_json(job._key("retry.json"), None)) is not None:
+            job = Job(nxt["job_id"], store=self.store)
+        return job
+
+    def _reconcile_state(self) -> dict[str, Any]:
         reconciled = self.store.get_json(self._key("reconciled.json"), None)
         status = self.store.get_json(self._key("status.json"), None)
         if status and status.get("state") in FINAL_STATES:
@@ -305,7 +346,11 @@ class Job:
     def wait(self, timeout: float | None = None, *, raise_on_error: bool = False, poll: float = 0.1) -> Job:
         deadline = None if timeout is None else time.monotonic() + timeout
         delay = poll
-        while self.refresh()["state"] in ACTIVE_STATES:
+        while self.refresh()["state"] in ACTIVE_STATES or self._status.get("retried_as"):
+            if self._status.get("retried_as"):  # preempted and retried: follow the new attempt
+                nxt = self.latest()
+                self.id, self._spec, self._handle, self._status = nxt.id, nxt._spec, None, None
+                continue
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(f"job {self.id} still {self.state} after {timeout} s")
             time.sleep(delay)
