@@ -278,3 +278,16 @@ async def test_restart_reconciles_jobs_from_the_store(launched_before_start, jp_
     assert (await wait_state(jp_fetch, dead.id, ("lost", "failed")))["state"] == "lost"
     assert (await wait_state(jp_fetch, alive.id, ("succeeded", "failed", "lost")))["state"] == "succeeded"
     assert rows[alive.id]["source_path"] == "r.ipynb"
+
+
+def test_openapi_file_describes_every_route():
+    import yaml
+
+    spec = yaml.safe_load((Path(__file__).parent.parent / "jupyter_ext" / "openapi.yaml").read_text())
+    documented = set(spec["paths"])
+    routed = {"/" + p.replace("(?P<job_id>[^/]+)", "{job_id}") for p, _ in ROUTES}
+    assert documented == routed
+    for pattern, handler in ROUTES:
+        path = "/" + pattern.replace("(?P<job_id>[^/]+)", "{job_id}")
+        served = {m for m in ("get", "post") if m in handler.__dict__}
+        assert served == set(spec["paths"][path]) - {"parameters"}, path

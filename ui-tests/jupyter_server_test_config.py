@@ -26,5 +26,5 @@ c.LabApp.app_settings_dir = str(Path(__file__).parent / "app-settings")
 # The extension under test; a local store under OFFLOAD_HOME set by the script.
 c.OffloadExtensionApp.poll_interval = 0.5
 if os.environ.get("OFFLOAD_UI_DISABLE_EXTENSION"):
+    # For benchmarks/bench_lab_load.py; the lab side is disabled through page_config.json.
     c.ServerApp.jpserver_extensions = {"jupyter_ext": False}
-    c.LabApp.disabled_extensions = {"jupyter-offload": True}
