@@ -257,6 +257,14 @@ class Driver:
         labels = {"sweep": self.id, "trial": str(trial.number), **(sub.pop("labels", None) or {})}
         if "backend_options" in sub:
             sub["backend_options_"] = sub.pop("backend_options")
+        from .config import backend_options, default_backend
+
+        name = sub.get("backend") or default_backend()
+        opts = dict(sub.get("backend_options_") or {})
+        if name == "local" and not (opts.get("max_jobs") or backend_options("local").get("max_jobs")
+                                    or os.environ.get("OFFLOAD_LOCAL_MAX_JOBS")):
+            # On the local backend slots are processes: let --parallel trials run at once.
+            sub["backend_options_"] = {**opts, "max_jobs": max(int(self.rec["parallel"]), os.cpu_count() or 1)}
         if self.env_spec is None:  # every trial runs the same code: detect dependencies once
             from .deps import snapshot
 
