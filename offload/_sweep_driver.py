@@ -147,6 +147,7 @@ class Driver:
         self.poll_s = poll_s
         self.active: dict[int, Active] = {}
         self.env_spec: Any = None
+        self.packs: dict[str, Any] = {}  # pack job id -> Job (per_gpu packing)
         self.cancelling: list[Any] = []  # jobs asked to stop: the sweep ends when they have
         self.errors: collections.Counter[str] = collections.Counter()
         self.info: dict[str, Any] = {}
@@ -270,10 +271,62 @@ class Driver:
 
             nb = Path(self.rec["notebook"])
             self.env_spec = snapshot(nb, project_root=nb.parent)
+        if self.packing:
+            pack = self.free_pack(sub)
+            labels["pack"] = pack
+            sub = {"backend": "sweep-pack", "env": sub.get("env", "kernel"), "max_runtime": sub.get("max_runtime")}
+            sub = {k: v for k, v in sub.items() if v is not None}
         return _jobs().submit(
             self.rec["notebook"], parameters=params, kind="trial", labels=labels, store=self.store,
             env_spec=self.env_spec, **sub,
         )
+
+    # -- packing ----------------------------------------------------------------------------
+    @property
+    def packing(self) -> bool:
+        """Packs for per_gpu > 1 on a remote backend; on local, slots are plain processes."""
+        if int(self.rec.get("per_gpu") or 1) <= 1:
+            return False
+        from .config import default_backend
+
+        backend = (self.rec.get("submit") or {}).get("backend") or default_backend()
+        return backend != "local" or bool(self.rec.get("pack_local"))
+
+    def free_pack(self, sub: dict[str, Any]) -> str:
+        """A live pack with a free slot, or a new pack machine if the sweep may have one more."""
+        from .spec import FINAL_STATES
+
+        per = int(self.rec["per_gpu"])
+        used = collections.Counter(a.job.spec.labels.get("pack") for a in self.active.values() if a.job is not None)
+        for pack_id, job in list(self.packs.items()):
+            if _safe_state(job) in FINAL_STATES:
+                del self.packs[pack_id]
+                continue
+            if used[pack_id] < per:
+                return pack_id
+        labels = {"sweep": self.id, "role": "sweep-pack", "pack_slots": str(per)}
+        job = _jobs().submit(self.rec["notebook"], parameters={}, kind="trial", labels=labels, store=self.store,
+                             env_spec=self.env_spec, **sub)
+        self.packs[job.id] = job
+        self.say(f"pack {job.id}: a machine for {per} trials at once")
+        return job.id
+
+    def release_packs(self) -> None:
+        from ._sweep_pack import pack_key
+
+        for pack_id in self.packs:
+            self.store.put_text(pack_key(self.id, pack_id, "done"), str(_now()))
+
+    def adopt_packs(self) -> None:
+        from .spec import ACTIVE_STATES
+
+        for job_id in self.store.list_dirs("jobs"):
+            spec = self.store.get_json(Store.job_key(job_id, "spec.json"), default=None) or {}
+            labels = spec.get("labels") or {}
+            if labels.get("sweep") == self.id and labels.get("role") == "sweep-pack":
+                job = open_job(job_id, self.store)
+                if _safe_state(job) in ACTIVE_STATES:
+                    self.packs[job_id] = job
 
     def launch_one(self) -> None:
         trial = self.study.ask()
@@ -483,6 +536,8 @@ class Driver:
         self.store.delete(sweep_key(self.id, "stop"))
         try:
             self._enqueue_initial()
+            if self.packing:
+                self.adopt_packs()
             self.reconcile()
             state, error = self._loop()
         except KeyboardInterrupt:
@@ -498,6 +553,7 @@ class Driver:
             self.say(traceback.format_exc())
             self.stop_all(f"driver error: {exc}", requeue=True)
             state, error = "failed", f"driver error: {exc}"
+        self.release_packs()
         self.wait_cancelled()
         self.write_info(state=state, error=error, finished_at=_now(), **summary_counts(self.study))
         self.say(f"{state}{': ' + error if error else ''}")

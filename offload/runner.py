@@ -505,6 +505,11 @@ def main(argv: list[str] | None = None) -> int:
     code = serve_if_session(argv[0], argv[1])
     if code is not None:
         return code
+    from ._sweep_pack import serve_if_pack  # a sweep pack runs several trial runners on one machine
+
+    code = serve_if_pack(argv[0], argv[1])
+    if code is not None:
+        return code
     return Runner(argv[0], argv[1]).run()
 
 

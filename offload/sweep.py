@@ -192,6 +192,7 @@ def sweep(
     detach: bool = False,
     quiet: bool = False,
     sweep_id: str | None = None,
+    pack: bool = False,
 ) -> SweepResult:
     """Run an Optuna study whose trials are jobs running ``notebook`` with sampled parameters.
 
@@ -206,6 +207,7 @@ def sweep(
         storage=storage, study_name=study_name, max_failures=max_failures, enqueue=enqueue,
         backend=backend, gpu=gpu, spot=spot, machine=machine, max_runtime=max_runtime, env=env,
         data=data, backend_options=backend_options, retries=retries, store=st, sweep_id=sweep_id,
+        pack=pack,
     )
     result = SweepResult(rec["id"], st)
     if detach:
@@ -230,7 +232,7 @@ def create_sweep(notebook: str | os.PathLike, *, space: Any, objective: Any, dir
                  backend: str | None, gpu: str | None, spot: bool, machine: str | None,
                  max_runtime: Any, env: str | None, data: list[str] | None,
                  backend_options: dict[str, Any] | None, retries: int, store: Store,
-                 sweep_id: str | None = None) -> dict[str, Any]:
+                 sweep_id: str | None = None, pack: bool = False) -> dict[str, Any]:
     """Validate everything and write ``sweeps/<id>/sweep.json``; no job is started."""
     nb = Path(notebook).expanduser().resolve()
     sp_ = sp.load_space(space)
@@ -270,6 +272,7 @@ def create_sweep(notebook: str | os.PathLike, *, space: Any, objective: Any, dir
         "retries": retries,
         "enqueue": points,
         "submit": submit,
+        "pack_local": bool(pack),
         "created_at": time.time(),
         "version": 1,
     }

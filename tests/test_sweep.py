@@ -279,3 +279,28 @@ def test_cli_invalid_space_is_one_clear_line(tmp_path, capsys):
     assert "error: " in err and "'lr'" in err and "below high" in err and "hint: swap them" in err
     assert main(["sweep", str(nb), "--objective", "acc"]) == 2
     assert "needs --space" in capsys.readouterr().err
+
+
+def test_pack_machines_run_per_gpu_trials_each_and_take_the_next(tmp_path):
+    """The backend-neutral pack path (used by GCE/SLURM), exercised with local pack machines."""
+    nb = notebook(tmp_path / "pk" / "sleep.ipynb", "x = 0.0\nsleep_s = 2.0\n", SLEEPY)
+    res = sw.sweep(nb, space={"x": {"type": "float", "low": 0, "high": 1}}, objective="v", trials=5,
+                   parallel=4, per_gpu=2, sampler="random", seed=0, quiet=True, pack=True)
+    assert res.state == "completed"
+    store = Store()
+    by_pack: dict[str, list[tuple[float, float]]] = {}
+    for ids in jobs_of(res.id).values():
+        spec = store.get_json(f"jobs/{ids[0]}/spec.json")
+        st = job_status(ids[0])
+        assert spec["backend"] == "sweep-pack" and st["state"] == "succeeded"
+        by_pack.setdefault(spec["labels"]["pack"], []).append((st["started_at"], st["finished_at"]))
+    assert len(by_pack) == 2  # parallel 4 / per_gpu 2 = two machines
+    for spans in by_pack.values():
+        spans.sort()
+        # the first two trials of a pack ran at the same time; never more than per_gpu at once
+        assert spans[1][0] < spans[0][1]
+        for t, _ in spans:
+            assert sum(1 for s, f in spans if s <= t < f) <= 2
+    # the pack machines ended when the sweep needed no more
+    for pack in by_pack:
+        _wait(lambda pack=pack: job_status(pack)["state"] == "succeeded", 60)
