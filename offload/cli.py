@@ -43,9 +43,20 @@ def _job_duration(row: dict[str, Any]) -> float | None:
 
 
 def _store(args: argparse.Namespace):
+    """The store named with --store, else None: each command then picks the right one."""
     from .store import Store
 
-    return Store(args.store) if getattr(args, "store", None) else Store()
+    return Store(args.store) if getattr(args, "store", None) else None
+
+
+def _backend(args: argparse.Namespace):
+    from .backends.base import get_backend
+    from .config import backend_options, backend_store, default_backend
+    from .store import Store
+
+    name = args.backend or default_backend()
+    store = _store(args) or Store(backend_store(name))
+    return name, get_backend(name, store, **backend_options(name))
 
 
 # commands -------------------------------------------------------------------------------------
@@ -155,12 +166,23 @@ def cmd_logs(args: argparse.Namespace) -> int:
     from .jobs import Job
 
     job = Job(args.job, store=_store(args))
+    printed = False
     try:
         for text in job.iter_logs(follow=args.follow):
+            printed = printed or bool(text)
             sys.stdout.write(text)
             sys.stdout.flush()
     except KeyboardInterrupt:
         return 130
+    if not printed and job.handle:  # the runner never logged: show what the machine itself said
+        serial = getattr(job.backend(), "serial_output", None)
+        if serial is not None:
+            try:
+                text = serial(job.handle)
+            except OffloadError as exc:
+                text = f"(no serial console output: {exc})"
+            print("(no job log yet; the machine's console output follows)")
+            print(text)
     return 0
 
 
@@ -190,7 +212,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         "error": st.get("error"),
         "handle": job.handle,
         "attempts": job.store.get_json(job._key("attempts.json"), None),
-        "cost": st.get("cost") or job.store.get_json(job._key("cost.json"), None),
+        "cost": _cost(job, st),
         "output_notebook": f"{job.store.url}/{job._key('output.ipynb')}",
         "outputs": job.outputs(),
     }
@@ -215,7 +237,8 @@ def cmd_show(args: argparse.Namespace) -> int:
         for a in info["attempts"] if isinstance(info["attempts"], list) else info["attempts"].get("attempts", []):
             print(f"attempt    {a}")
     if info["cost"]:
-        print(f"cost       {info['cost']}")
+        flat = {k: v for k, v in info["cost"].items() if not isinstance(v, dict) and v is not None}
+        print("cost       " + "  ".join(f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}" for k, v in flat.items()))
     if st.get("error"):
         print("error:")
         from .runner import _strip_ansi
@@ -226,6 +249,20 @@ def cmd_show(args: argparse.Namespace) -> int:
     for o in info["outputs"]:
         print(f"  file     {o}")
     return 0
+
+
+def _cost(job, status: dict[str, Any]) -> dict[str, Any] | None:
+    """Estimate before the run (from the launch handle), actual after (billed time x price)."""
+    handle = job.handle or {}
+    cost = dict(handle.get("cost_estimate") or {})
+    if status.get("state") in ("succeeded", "failed", "cancelled", "preempted", "lost"):
+        try:
+            be = job.backend()
+            if hasattr(be, "job_cost"):
+                cost.update(be.job_cost(handle, status) or {})
+        except OffloadError:
+            pass
+    return cost or None
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
@@ -277,11 +314,7 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 
 def cmd_machines(args: argparse.Namespace) -> int:
-    from .backends.base import get_backend
-    from .config import backend_options, default_backend
-
-    name = args.backend or default_backend()
-    be = get_backend(name, _store(args), **backend_options(name))
+    name, be = _backend(args)
     ms = be.machines()
     if args.json:
         print(json.dumps([m.to_dict() for m in ms], indent=1))
@@ -292,15 +325,14 @@ def cmd_machines(args: argparse.Namespace) -> int:
         spot = f"{m.spot_price_per_hour:.2f}" if m.spot_price_per_hour is not None else "-"
         gpu = f"{m.gpu_count}x {m.gpu}" if m.gpu else "-"
         print(f"{m.name:<22} {gpu:<14} {m.vcpus or '-':>5} {m.memory_gb or '-':>7} {price:>8} {spot:>9}")
+    taken = getattr(be, "table", {}).get("taken") if isinstance(getattr(be, "table", None), dict) else None
+    if taken:
+        print(f"prices as of {taken} (override with the backend's `prices` option)")
     return 0
 
 
 def cmd_gc(args: argparse.Namespace) -> int:
-    from .backends.base import get_backend
-    from .config import backend_options, default_backend
-
-    name = args.backend or default_backend()
-    be = get_backend(name, _store(args), **backend_options(name))
+    name, be = _backend(args)
     removed = be.cleanup(dry_run=args.dry_run)
     verb = "would remove" if args.dry_run else "removed"
     if not removed:

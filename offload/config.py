@@ -75,3 +75,13 @@ def default_backend() -> str:
 
 def backend_options(name: str) -> dict[str, Any]:
     return dict(load_config().get("backends", {}).get(name, {}))
+
+
+def backend_store(name: str) -> str | None:
+    """Store URL configured for a backend (``bucket`` for gce, ``store`` for any), if any.
+
+    A cloud backend needs a store its machines can reach; the user configures it once with the
+    backend (`offload config set backend gce bucket gs://b/offload`) rather than globally.
+    """
+    opts = backend_options(name)
+    return opts.get("store") or opts.get("bucket")

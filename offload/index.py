@@ -45,12 +45,13 @@ def upsert(row: dict[str, Any]) -> None:
     )
 
 
-def rows(store: str, *, limit: int | None = None, where: str = "", args: tuple = ()) -> list[dict[str, Any]]:
-    sql = f"SELECT {', '.join(_COLUMNS)} FROM jobs WHERE store = ? {where} ORDER BY created_at DESC"
+def rows(store: str | None, *, limit: int | None = None) -> list[dict[str, Any]]:
+    """Newest first; ``store=None`` lists jobs of every store this machine has used."""
+    sql = f"SELECT {', '.join(_COLUMNS)} FROM jobs {'WHERE store = ?' if store else ''} ORDER BY created_at DESC"
     if limit:
         sql += f" LIMIT {int(limit)}"
     out = []
-    for r in _connect().execute(sql, (store, *args)):
+    for r in _connect().execute(sql, (store,) if store else ()):
         d = dict(zip(_COLUMNS, r, strict=True))
         for c in _JSON:
             d[c] = json.loads(d[c]) if d[c] else ({} if c != "metrics" else {})
@@ -60,6 +61,14 @@ def rows(store: str, *, limit: int | None = None, where: str = "", args: tuple =
 
 def ids(store: str) -> list[str]:
     return [r[0] for r in _connect().execute("SELECT id FROM jobs WHERE store = ?", (store,))]
+
+
+def find(ref: str) -> list[tuple[str, str]]:
+    """(job id, store URL) of every indexed job whose id starts or ends with ``ref``."""
+    like = ref.replace("\\", "").replace("%", "").replace("_", "")
+    return [(r[0], r[1]) for r in _connect().execute(
+        "SELECT id, store FROM jobs WHERE id LIKE ? OR id LIKE ?", (like + "%", "%" + like))
+        if r[0].startswith(ref) or r[0].endswith(ref)]
 
 
 def forget(store: str) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 
 from . import index
 from ._version import __version__
-from .config import backend_options, default_backend
+from .config import backend_options, backend_store, default_backend
 from .errors import BackendError, JobFailed, JobNotFound, OffloadError, UsageError
 from .spec import (
     ACTIVE_STATES,
@@ -109,8 +109,8 @@ def submit(
     params = dict(parameters or {})
     check_parameters(nb, params, notebook=nb_path.name)
     root = Path(project_root).resolve() if project_root else nb_path.parent
-    store = _store(store)
     name = backend or default_backend()
+    store = _store(store if store is not None else backend_store(name))
     options = {**backend_options(name), **(backend_options_ or {})}
     be = get_backend(name, store, **options)
     resources = Resources(
@@ -187,6 +187,10 @@ class Job:
     """A handle on one job, attachable from any process: ``offload.Job("20261122-...")``."""
 
     def __init__(self, job_id: str, *, store: Store | str | None = None, _spec: JobSpec | None = None):
+        if store is None and _spec is None:
+            found = {url for _, url in index.find(job_id.strip())}
+            if len(found) == 1:  # the index knows which store the job lives in (gs://, file://)
+                store = found.pop()
         self.store = _store(store)
         self.id = job_id if _spec else resolve_job_id(job_id, self.store)
         self._spec = _spec
@@ -364,19 +368,35 @@ class Job:
         return self.state in FINAL_STATES
 
     def logs(self) -> str:
-        return "".join(text for _, text in self.store.iter_log_chunks(self.id))
+        return "".join(self.iter_logs(follow=False))
 
     def iter_logs(self, *, follow: bool = True, poll: float = 0.25) -> Iterator[str]:
-        """Yield log text as the runner stores it; with ``follow``, until the job has ended."""
+        """Yield log text as it is stored; with ``follow``, until the job has ended.
+
+        A machine's boot log (``boot.log``, written before the runner exists) comes first, so a
+        VM that fails during set-up explains itself in the same place as the cells' output.
+        """
         nxt = 0
+        boot_seen = 0
         while True:
             ended = self.refresh()["state"] in FINAL_STATES if follow else True
+            if nxt == 0:
+                boot = self._boot_log()
+                if len(boot) > boot_seen:
+                    yield boot[boot_seen:]
+                    boot_seen = len(boot)
             for n, text in self.store.iter_log_chunks(self.id, nxt):
                 nxt = n + 1
                 yield text
             if ended:
                 return
             time.sleep(poll)
+
+    def _boot_log(self) -> str:
+        try:
+            return self.store.get_text(self._key("boot.log"))
+        except KeyError:
+            return ""
 
     @property
     def metrics(self) -> list[dict[str, Any]]:
@@ -446,25 +466,49 @@ class Job:
 
 
 def list_jobs(*, store: Store | str | None = None, refresh: bool = False, limit: int | None = None) -> list[dict[str, Any]]:
-    """Newest first, from the index; active jobs are re-read from the store on every call."""
-    store = _store(store)
-    if refresh or not index.ids(store.url):
-        if refresh:
-            index.forget(store.url)
-        for job_id in store.list_dirs("jobs"):
-            try:
-                _reindex(job_id, store)
-            except OffloadError:
-                continue
-    rows = index.rows(store.url, limit=limit)
+    """Newest first, from the index; active jobs are re-read from the store on every call.
+
+    Without ``store``: the jobs of every store this machine knows (the default one and those
+    configured for backends), so `offload ls` shows local and cloud jobs together.
+    """
+    from .config import load_config
+
+    stores = [_store(store)] if store is not None else _known_stores(load_config())
+    for st in stores:
+        if refresh or not index.ids(st.url):
+            if refresh:
+                index.forget(st.url)
+            for job_id in st.list_dirs("jobs"):
+                try:
+                    _reindex(job_id, st)
+                except OffloadError:
+                    continue
+    rows = index.rows(stores[0].url if store is not None else None, limit=limit)
+    by_url = {st.url: st for st in stores}
     for row in rows:
         if row["state"] in ACTIVE_STATES or row["state"] is None:
             try:
-                job = Job(row["id"], store=store, _spec=JobSpec.from_dict(store.get_json(Store.job_key(row["id"], "spec.json"))))
+                st = by_url.get(row["store"]) or by_url.setdefault(row["store"], Store(row["store"]))
+                job = Job(row["id"], store=st, _spec=JobSpec.from_dict(st.get_json(Store.job_key(row["id"], "spec.json"))))
                 row.update(job.summary())
             except (KeyError, OffloadError):
                 continue
     return rows
+
+
+def _known_stores(cfg: dict[str, Any]) -> list[Store]:
+    urls = [Store().url]
+    for name in cfg.get("backends", {}):
+        url = backend_store(name)
+        if url and url not in urls:
+            urls.append(url)
+    out = []
+    for url in urls:
+        try:
+            out.append(Store(url))
+        except OffloadError:
+            continue  # a backend's store without its driver installed: skip, `offload ls --store` says why
+    return out
 
 
 def _reindex(job_id: str, store: Store) -> None:

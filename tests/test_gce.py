@@ -176,16 +176,17 @@ def test_preemption_then_retry_resumes_from_checkpoint(gce, notebook):
     job = gce.submit(nb, gpu="l4", spot=True)
     wait_for(lambda: "resumed at 0" in job.logs(), 300, "the training loop to start")
     time.sleep(2)  # a few checkpointed steps
+    first, first_zone = job.id, job.handle["zone"]
     gce.fake.preempt(job.handle["name"])
-    job.wait(timeout=120)
-    assert job.state == "preempted", job.status
-    saved = int(gce.store.get_text(f"jobs/{job.id}/checkpoints/step.txt"))
+    job.wait(timeout=300)  # follows the automatic retry (--retries defaults to 2)
+    original = Job(first, store=gce.store)
+    assert original.state == "preempted" and original.status["retried_as"] == job.id
+    saved = int(gce.store.get_text(f"jobs/{first}/checkpoints/step.txt"))
     assert saved > 0
-    retry = gce.submit(nb, gpu="l4", spot=True, parent=job.id)
-    assert retry.handle["zone"] != job.handle["zone"]  # the preempted zone is tried last
-    retry.wait(timeout=300)
-    assert retry.state == "succeeded", retry.status
-    assert f"resumed at {saved}" in retry.logs()
+    assert job.spec.parent == first and job.spec.attempt == 1
+    assert job.handle["zone"] != first_zone  # the preempted zone is tried last
+    assert job.state == "succeeded", job.status
+    assert f"resumed at {saved}" in job.logs()
 
 
 def test_vm_whose_runner_never_starts_fails_with_the_cause_and_deletes_itself(gce, notebook):
