@@ -109,7 +109,7 @@ export class GalleryWidget extends Widget {
     const card = el('article', { class: 'jp-offload-card', role: 'listitem', 'data-job-id': c.id });
     const thumb = el('div', { class: 'jp-offload-thumb' });
     if (c.thumbnail) {
-      thumb.append(el('img', { src: api.thumbnailUrl(c.id), alt: `first image output of ${c.notebook}`, loading: 'lazy' }));
+      thumb.append(el('img', { src: api.thumbnailUrl(c.id), alt: `first image output of ${c.notebook}` }));
     } else {
       thumb.append(el('span', { class: 'jp-offload-muted' }, 'no image output'));
     }

@@ -204,21 +204,26 @@ const plugin: JupyterFrontEndPlugin<IOffload> = {
     });
 
     // the Run dialog --------------------------------------------------------------------------
+    let loadingDialog = false; // reading the notebook: no second dialog from a double click
     async function runNotebook(panel: NotebookPanel): Promise<void> {
       const path = panel.context.path;
       if (panel.context.model.dirty && !panel.context.model.readOnly) {
         await panel.context.save(); // the server snapshots the file: send what the user sees
       }
-      const loading = Notification.emit(`Reading ${path.split('/').pop()}\u2026`, 'in-progress', { autoClose: false });
       let backends, inspection;
+      loadingDialog = true;
+      commands.notifyCommandChanged(CommandIDs.runNotebook);
+      document.body.classList.add('jp-offload-busy');
       try {
         [backends, inspection] = await Promise.all([api.backends(), api.inspect(path)]);
       } catch (err) {
-        Notification.dismiss(loading);
         await showErrorMessage('Run on GPU', errorText(err));
         return;
+      } finally {
+        loadingDialog = false;
+        document.body.classList.remove('jp-offload-busy');
+        commands.notifyCommandChanged(CommandIDs.runNotebook);
       }
-      Notification.dismiss(loading);
       const body = new RunDialogBody(path, backends, inspection);
       const result = await showDialog({
         title: `Run on GPU: ${path.split('/').pop()}`,
@@ -249,7 +254,7 @@ const plugin: JupyterFrontEndPlugin<IOffload> = {
       label: 'Run on GPU',
       caption: 'Run a parametrized copy of this notebook on a GPU machine (jupyter-offload)',
       icon: gpuIcon,
-      isEnabled: () => !!tracker.currentWidget,
+      isEnabled: () => !!tracker.currentWidget && !loadingDialog,
       execute: async () => {
         const panel = tracker.currentWidget;
         if (panel) {
@@ -446,7 +451,7 @@ const plugin: JupyterFrontEndPlugin<IOffload> = {
         const content = new CompareWidget(String(args.a), String(args.b));
         const widget = new MainAreaWidget({ content });
         widget.title.label = content.title.label;
-        shell.add(widget, 'main', { mode: 'split-right' });
+        shell.add(widget, 'main');
         return widget;
       }
     });

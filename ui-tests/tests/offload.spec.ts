@@ -93,6 +93,21 @@ test.describe('jupyter-offload', () => {
     await expect(card.locator('.jp-offload-thumb img')).toBeVisible();
     await expect(card).toContainText('lr=0.5');
     await shot(page, '06-gallery');
+
+    // rerun from the job view (same bundle), then compare the two runs from the gallery
+    await page.locator('.jp-MainAreaWidget:has(.jp-offload-JobDetail) [data-command="offload:rerun"]').first().click();
+    await expect(page.locator('ul[aria-label="jobs of this notebook"] .jp-offload-job')).toHaveCount(2);
+    await expect(page.locator('ul[aria-label="jobs of this notebook"] .jp-offload-job').first()).toHaveAttribute('data-state', 'succeeded', { timeout: 90000 });
+    await runCommand(page, 'offload:open-gallery');
+    const cards = page.locator('.jp-offload-card');
+    await expect(cards).toHaveCount(2);
+    await cards.nth(0).locator('input[type=checkbox]').check();
+    await cards.nth(1).locator('input[type=checkbox]').check();
+    await page.locator('.jp-offload-compare-btn').click();
+    const cmp = page.locator('.jp-offload-Compare');
+    await expect(cmp.locator('table[aria-label="parameters compared"]')).toContainText('lr');
+    await expect(cmp.locator('.jp-offload-compare-cell').first()).toBeVisible();
+    await shot(page, '06b-compare');
   });
 
   test('an edited cell is not overwritten by the merge', async ({ page, tmpPath }) => {
@@ -108,6 +123,10 @@ test.describe('jupyter-offload', () => {
     expect(await page.notebook.getCellTextInput(4)).toContain('my local edit');
     await expect(page.locator('.jp-Notebook .jp-OutputArea-output').filter({ hasText: 'done after' })).toHaveCount(0);
     await shot(page, '07-edited-cell-left-alone');
+    // the merge can be undone from its notification
+    await page.locator('.jp-Notification-Toast-warning, .Toastify__toast').filter({ hasText: 'left 1 edited cell(s) alone' }).first().getByRole('button', { name: 'Undo merge' }).click();
+    await expect(page.locator('.jp-Notebook .jp-OutputArea-output').filter({ hasText: 'trained with lr 0.1' })).toHaveCount(0);
+    expect(await page.notebook.getCellTextInput(4)).toContain('my local edit');
   });
 
   test('cancel a long job', async ({ page, tmpPath }) => {
@@ -149,7 +168,20 @@ test.describe('jupyter-offload', () => {
     await page.locator('.jp-Dialog-button.jp-mod-reject').click();
     await runCommand(page, 'offload:open-gallery');
     await expect(page.locator('.jp-offload-Gallery')).toBeVisible();
+    const cards = page.locator('.jp-offload-card').filter({ hasText: 'train.ipynb' });
+    await expect(cards.first().locator('.jp-offload-thumb img')).toBeVisible();
     await shot(page, '11-dark-gallery');
+    // compare two runs
+    const n = await cards.count();
+    if (n >= 2) {
+      await cards.nth(0).locator('input[type=checkbox]').check();
+      await cards.nth(1).locator('input[type=checkbox]').check();
+      await page.locator('.jp-offload-compare-btn').click();
+      const cmp = page.locator('.jp-offload-Compare');
+      await expect(cmp.locator('table[aria-label="parameters compared"]')).toBeVisible();
+      await expect(cmp.locator('.jp-offload-compare-cell').first()).toBeVisible();
+      await shot(page, '12-dark-compare');
+    }
     await page.theme.setLightTheme();
   });
 });
