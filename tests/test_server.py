@@ -291,3 +291,71 @@ def test_openapi_file_describes_every_route():
         path = "/" + pattern.replace("(?P<job_id>[^/]+)", "{job_id}")
         served = {m for m in ("get", "post") if m in handler.__dict__}
         assert served == set(spec["paths"][path]) - {"parameters"}, path
+
+
+def _start_server(root: Path, env: dict, port: int):
+    import subprocess
+    import sys
+    import urllib.request
+
+    token = "offload-test-token"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jupyter_server", f"--ServerApp.root_dir={root}", f"--ServerApp.port={port}",
+         "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}", "--ServerApp.open_browser=False",
+         "--ServerApp.allow_root=True", "--OffloadExtensionApp.poll_interval=0.3",
+         "--ServerApp.jpserver_extensions={'jupyter_ext': True}"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(300):
+        try:
+            urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=1)
+            return proc, base, token
+        except OSError:
+            time.sleep(0.2)
+    proc.kill()
+    raise AssertionError("jupyter server did not start")
+
+
+def _api(base: str, token: str, path: str, body: dict | None = None) -> dict:
+    import urllib.request
+
+    req = urllib.request.Request(f"{base}/offload/api/{path}", method="POST" if body is not None else "GET",
+                                 data=json.dumps(body).encode() if body is not None else None,
+                                 headers={"Authorization": f"token {token}", "Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=30) as r:
+        return json.loads(r.read())
+
+
+@pytest.mark.slow
+def test_server_killed_with_sigkill_picks_its_jobs_up_again(tmp_path, offload_home):
+    """A real server process submits a job and dies by SIGKILL; the next server follows the job
+    (still running in its own session) to the end from the store."""
+    import socket
+
+    root = tmp_path / "root"
+    make_notebook(root / "slow.ipynb", ["import time\ntime.sleep(3)\nprint('outlived the server')"])
+    env = dict(os.environ, OFFLOAD_HOME=str(offload_home), JUPYTER_CONFIG_DIR=str(tmp_path / "cfg"),
+               JUPYTER_RUNTIME_DIR=str(tmp_path / "rt"))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    first, base, token = _start_server(root, env, port)
+    try:
+        job = _api(base, token, "jobs", {"path": "slow.ipynb"})
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait(timeout=30)
+    second, base, token = _start_server(root, env, port)
+    try:
+        ids = [j["id"] for j in _api(base, token, "jobs")["jobs"]]
+        assert job["id"] in ids
+        deadline = time.monotonic() + 120
+        while (state := _api(base, token, f"jobs/{job['id']}")["state"]) not in ("succeeded", "failed", "lost"):
+            assert time.monotonic() < deadline
+            time.sleep(0.3)
+        assert state == "succeeded"
+        assert "outlived the server" in _api(base, token, f"jobs/{job['id']}/log")["text"]
+    finally:
+        os.killpg(second.pid, signal.SIGTERM)
+        second.wait(timeout=30)
