@@ -118,6 +118,13 @@ class Active:
     started: float
     reported: set[int] = field(default_factory=set)
     attempt: int = 0
+    final_at: float | None = None
+
+    def final_seen(self, now: float) -> float:
+        """When the driver first saw this trial's job in a final state."""
+        if self.final_at is None:
+            self.final_at = now
+        return self.final_at
 
 
 class Driver:
@@ -376,6 +383,13 @@ class Driver:
             last: dict[str, Any] = {}
             for m in metrics:
                 last[m.get("name")] = m.get("value")
+            if any(_as_float(last.get(n)) is None for n in self.objectives):
+                # The runner writes result.json after its last flush: trust it over a metrics
+                # file read a moment too early, and give it a few seconds to appear.
+                result = self.store.get_json(Store.job_key(job.id, "result.json"), default=None)
+                if result is None and _now() - a.final_seen(_now()) < 10:
+                    return
+                last.update((result or {}).get("metrics") or {})
             values, missing = [], []
             for name in self.objectives:
                 v = _as_float(last.get(name))

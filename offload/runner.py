@@ -98,6 +98,7 @@ class Runner:
         self.last_output_mark: tuple[int, int] = (0, 0)
         self.deadline = time.time() + self.spec.resources.max_runtime_s
         self.done = threading.Event()
+        self.flush_lock = threading.Lock()
 
     # ----------------------------------------------------------------------------- state updates
     def set_status(self, **fields: Any) -> None:
@@ -116,6 +117,13 @@ class Runner:
 
     def flush(self, *, force: bool = False) -> None:
         """Write whatever changed to the store. Called by the monitor thread and at the end."""
+        # One flush at a time: otherwise the monitor's flush can store a final status.json while
+        # the final flush is still writing metrics.jsonl, and a reader sees "succeeded" with no
+        # metrics (a sweep then fails a good trial).
+        with self.flush_lock:
+            self._flush(force=force)
+
+    def _flush(self, *, force: bool = False) -> None:
         with self.lock:
             chunk = "".join(self.log_buf)
             self.log_buf.clear()
