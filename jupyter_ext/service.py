@@ -269,6 +269,8 @@ class OffloadService:
                            hint=f"enabled backends: {', '.join(self._enabled_backends()) or 'none'}")
         machine = require(body, "machine", str, optional=True) or None
         gpu = require(body, "gpu", str, optional=True) or None
+        if machine and "+" in machine and not gpu:  # a machine offer "n1-standard-8+t4": shape + GPU
+            machine, gpu = machine.split("+", 1)
         gpu_count = require(body, "gpu_count", int, optional=True) or 1
         spot = require(body, "spot", bool, optional=True) or False
         max_runtime = require(body, "max_runtime", (str, int), optional=True) or self.max_runtime

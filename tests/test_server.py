@@ -359,3 +359,19 @@ def test_server_killed_with_sigkill_picks_its_jobs_up_again(tmp_path, offload_ho
     finally:
         os.killpg(second.pid, signal.SIGTERM)
         second.wait(timeout=30)
+
+
+async def test_machine_offer_with_gpu_is_split_into_shape_and_gpu(jp_fetch, train_nb):
+    """The dialog sends machine offers as listed ("n1-standard-8+t4"): the job asks for both."""
+    r = await call(jp_fetch, "jobs", method="POST",
+                   body={"path": "proj/train.ipynb", "machine": "n1-standard-8+t4", "max_runtime": "30m"})
+    job = json.loads(r.body)
+    try:
+        res = job["spec"]["resources"]
+        assert (res["machine"], res["gpu"], res["max_runtime_s"]) == ("n1-standard-8", "t4", 1800)
+        assert "--machine n1-standard-8 --gpu t4 --max-runtime 30m" in job["cli"]
+    finally:
+        try:
+            await call(jp_fetch, "jobs", job["id"], "cancel", method="POST")
+        except HTTPClientError as exc:  # 409: it had already ended
+            assert exc.code == 409

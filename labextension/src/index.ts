@@ -191,7 +191,10 @@ const plugin: JupyterFrontEndPlugin<IOffload> = {
         if (jobs.submittedHere.has(job.id) && panelFor(job.source_path)) {
           void merge(job.id, true);
         } else {
-          Notification.success(`Job ${job.id.slice(-6)} (${name}) succeeded.`, { autoClose: 6000, actions: [show] });
+          const actions = panelFor(job.source_path)
+            ? [{ label: 'Merge into notebook', callback: () => void merge(job.id) }, show]
+            : [show];
+          Notification.success(`Job ${job.id.slice(-6)} (${name}) succeeded.`, { autoClose: 6000, actions });
         }
       } else if (to === 'cancelled') {
         Notification.info(`Job ${job.id.slice(-6)} (${name}) was cancelled.`, { autoClose: 5000, actions: [show] });
