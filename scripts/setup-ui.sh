@@ -19,10 +19,17 @@ if ! command -v node >/dev/null 2>&1; then
 fi
 
 PY=${PYTHON:-.venv/bin/python}
-JLPM=("$PY" -m jupyter_builder.jlpm)
-"$PY" -c "import jupyter_builder" 2>/dev/null || JLPM=(jlpm)
-# node_modules is current when yarn's install state is newer than the lockfile.
-if [ ! -f node_modules/.yarn-state.yml ] || [ yarn.lock -nt node_modules/.yarn-state.yml ] || [ package.json -nt node_modules/.yarn-state.yml ]; then
+if [ -x "$(dirname "$PY")/jlpm" ]; then
+  JLPM=("$(dirname "$PY")/jlpm")
+elif "$PY" -c "import jupyter_builder" 2>/dev/null; then
+  JLPM=("$PY" -c "import sys; from jupyter_builder.jlpm import main; sys.argv[0] = 'jlpm'; main()")
+else
+  JLPM=(jlpm)
+fi
+# node_modules is current when our stamp is newer than the lockfile and package.json.
+STAMP=node_modules/.offload-setup-ui
+if [ ! -f "$STAMP" ] || [ yarn.lock -nt "$STAMP" ] || [ package.json -nt "$STAMP" ]; then
   CI=true "${JLPM[@]}" install --immutable >/dev/null
+  touch "$STAMP"
 fi
 echo "setup-ui: chromium $(chromium --version 2>/dev/null | awk '{print $2}'), node $(node --version), node_modules ok"
