@@ -756,19 +756,7 @@ class _Snapshot:
         if found.is_dir():
             # The whole package ships (any submodule may be imported at run time), so every
             # Python file in it is scanned, and its data files travel too.
-            for dirpath, dirnames, filenames in os.walk(found):
-                dirnames[:] = sorted(
-                    d for d in dirnames if d not in _SKIP_DIRS and not d.startswith(".")
-                )
-                for fn in sorted(filenames):
-                    if fn.endswith((".pyc", ".pyo")) or fn.startswith("."):
-                        continue
-                    p = Path(dirpath) / fn
-                    r = _rel(p, self.root)
-                    if r:
-                        self.local_files.add(r)
-                    if fn.endswith(".py"):
-                        self._scan_file(p.resolve())
+            self._ship_tree(found)
         else:
             self.local_files.add(rel)
             self._scan_file(found.resolve())
@@ -788,13 +776,15 @@ class _Snapshot:
                 "where": where,
             },
         )
-        for dirpath, dirnames, filenames in os.walk(src):
+        self._ship_tree(src, skip_suffixes=(".egg-info", ".dist-info"))
+        self.resolve_all()
+
+    def _ship_tree(self, top: Path, *, skip_suffixes: tuple[str, ...] = ()) -> None:
+        """Ship every file under ``top`` and scan its Python files for their own imports."""
+        for dirpath, dirnames, filenames in os.walk(top):
             dirnames[:] = sorted(
-                d
-                for d in dirnames
-                if d not in _SKIP_DIRS
-                and not d.startswith(".")
-                and not d.endswith((".egg-info", ".dist-info"))
+                d for d in dirnames
+                if d not in _SKIP_DIRS and not d.startswith(".") and not (skip_suffixes and d.endswith(skip_suffixes))
             )
             for fn in sorted(filenames):
                 if fn.endswith((".pyc", ".pyo")) or fn.startswith("."):
@@ -805,7 +795,6 @@ class _Snapshot:
                     self.local_files.add(r)
                 if fn.endswith(".py"):
                     self._scan_file(p.resolve())
-        self.resolve_all()
 
     # ------------------------------------------------------------------ resolution
     def resolve_all(self) -> None:

@@ -407,13 +407,9 @@ def _runner_classes() -> tuple[type, type]:
 
 
 def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-        return True
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
+    from .backends.local import _alive  # zombie- and pid-reuse-aware
+
+    return _alive(pid, None)
 
 
 def serve_if_session(store_url: str, job_id: str) -> int | None:
