@@ -552,7 +552,8 @@ class OffloadService:
         sa, sb = self.summary_of(ja), self.summary_of(jb)
         pa, pb = ja.spec.parameters, jb.spec.parameters
         ma, mb = sa.get("metrics") or {}, sb.get("metrics") or {}
-        params = [{"name": k, "a": pa.get(k), "b": pb.get(k), "same": pa.get(k) == pb.get(k)} for k in sorted(set(pa) | set(pb))]
+        params = [{"name": k, "a": pa.get(k), "b": pb.get(k), "a_default": k not in pa, "b_default": k not in pb,
+                   "same": (k in pa, pa.get(k)) == (k in pb, pb.get(k))} for k in sorted(set(pa) | set(pb))]
         metrics = [{"name": k, "a": ma.get(k), "b": mb.get(k),
                     "delta": (mb[k] - ma[k]) if isinstance(ma.get(k), (int, float)) and isinstance(mb.get(k), (int, float)) else None}
                    for k in sorted(set(ma) | set(mb))]
@@ -667,7 +668,8 @@ def _text_of(cell: Any) -> str:
         elif out.get("output_type") == "error":
             t = f"{out.get('ename')}: {out.get('evalue')}"
         else:
-            t = (out.get("data") or {}).get("text/plain", "")
+            data = out.get("data") or {}
+            t = "" if any(m in data for m in IMAGE_MIMES) else data.get("text/plain", "")
         parts.append("".join(t) if isinstance(t, list) else str(t))
     text = "".join(parts)
     return text if len(text) <= MAX_TEXT else text[:MAX_TEXT] + "\n..."

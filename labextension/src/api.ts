@@ -154,7 +154,7 @@ export interface IGallery {
 export interface ICompare {
   a: IJobDetail;
   b: IJobDetail;
-  parameters: { name: string; a: any; b: any; same: boolean }[];
+  parameters: { name: string; a: any; b: any; a_default?: boolean; b_default?: boolean; same: boolean }[];
   metrics: { name: string; a: any; b: any; delta: number | null }[];
   outputs: {
     cell_id: string;

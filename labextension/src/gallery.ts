@@ -201,7 +201,7 @@ export class CompareWidget extends Widget {
     const params = el('table', { class: 'jp-offload-table', 'aria-label': 'parameters compared' }, head('Parameter'));
     for (const p of c.parameters) {
       params.append(
-        el('tr', { class: p.same ? '' : 'jp-offload-diff' }, el('td', {}, p.name), el('td', {}, formatValue(p.a)), el('td', {}, formatValue(p.b)))
+        el('tr', { class: p.same ? '' : 'jp-offload-diff' }, el('td', {}, p.name), el('td', {}, p.a_default ? '(default)' : formatValue(p.a)), el('td', {}, p.b_default ? '(default)' : formatValue(p.b)))
       );
     }
     const metrics = el('table', { class: 'jp-offload-table', 'aria-label': 'metrics compared' }, head('Metric'));
