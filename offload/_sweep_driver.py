@@ -155,6 +155,7 @@ class Driver:
         self.active: dict[int, Active] = {}
         self.env_spec: Any = None
         self.packs: dict[str, Any] = {}  # pack job id -> Job (per_gpu packing)
+        self._tally: tuple[int, int] | None = None
         self.cancelling: list[Any] = []  # jobs asked to stop: the sweep ends when they have
         self.errors: collections.Counter[str] = collections.Counter()
         self.info: dict[str, Any] = {}
@@ -206,16 +207,23 @@ class Driver:
     def _trials(self) -> list[Any]:
         return self.study.get_trials(deepcopy=False)
 
+    def tally(self) -> tuple[int, int]:
+        """(finished ok = COMPLETE + PRUNED, counted failures); cached until the next tell."""
+        if self._tally is None:
+            TS = sp._optuna().trial.TrialState
+            ok = fail = 0
+            for t in self._trials():
+                if t.state in (TS.COMPLETE, TS.PRUNED):
+                    ok += 1
+                elif t.state == TS.FAIL and not t.user_attrs.get(REQUEUED):
+                    fail += 1
+            self._tally = (ok, fail)
+        return self._tally
+
     def counted(self) -> int:
         """Trials that used the budget: finished (not re-queued) plus running."""
-        TS = sp._optuna().trial.TrialState
-        n = 0
-        for t in self._trials():
-            if t.state in (TS.COMPLETE, TS.PRUNED):
-                n += 1
-            elif t.state == TS.FAIL and not t.user_attrs.get(REQUEUED):
-                n += 1
-        return n + len(self.active)
+        ok, fail = self.tally()
+        return ok + fail + len(self.active)
 
     def failures(self) -> list[Any]:
         TS = sp._optuna().trial.TrialState
@@ -249,6 +257,7 @@ class Driver:
         except (RuntimeError, ValueError) as exc:  # already finished by another writer
             self.say(f"trial {a.number}: could not tell {state}: {exc}")
         self.active.pop(a.number, None)
+        self._tally = None
         job_state = getattr(a.job, "state", None) if a.job is not None else None
         self.write_trial(
             a.number, state=state, values=values, error=error, requeued=bool(requeue), outcome=outcome,
@@ -359,9 +368,9 @@ class Driver:
         from .spec import CANCELLED, FAILED, FINAL_STATES, SUCCEEDED
 
         job = a.job
-        job.refresh()
-        metrics = list(job.metrics or []) if (self.pruning or job.state in FINAL_STATES) else []
-        if self.pruning and job.state not in FINAL_STATES:
+        state = job.refresh()["state"]
+        metrics = list(job.metrics or []) if (self.pruning or state in FINAL_STATES) else []
+        if self.pruning and state not in FINAL_STATES:
             name = self.objectives[0]
             for m in metrics:
                 step = m.get("step")
@@ -377,9 +386,9 @@ class Driver:
                     self.cancelling.append(job)
                     self.tell(a, "PRUNED", outcome=f"pruned at step {step} ({name}={value:g})")
                     return
-        if job.state not in FINAL_STATES:
+        if state not in FINAL_STATES:
             return
-        if job.state == SUCCEEDED:
+        if state == SUCCEEDED:
             last: dict[str, Any] = {}
             for m in metrics:
                 last[m.get("name")] = m.get("value")
@@ -405,16 +414,16 @@ class Driver:
                 )
             else:
                 self.tell(a, "COMPLETE", values=values)
-        elif job.state == FAILED:
+        elif state == FAILED:
             self.tell(a, "FAIL", error=job_error(job))
-        elif job.state == CANCELLED:
+        elif state == CANCELLED:
             self.tell(a, "FAIL", error="the trial's job was cancelled")
         else:  # preempted / lost: the point deserves another run, once
             if a.attempt < int(self.rec.get("retries", 1)):
-                self.tell(a, "FAIL", error=f"job {job.state}: {job_error(job)}", requeue=True, retry=True,
-                          outcome=f"job {job.state}, re-queued")
+                self.tell(a, "FAIL", error=f"job {state}: {job_error(job)}", requeue=True, retry=True,
+                          outcome=f"job {state}, re-queued")
             else:
-                self.tell(a, "FAIL", error=f"job {job.state}: {job_error(job)}")
+                self.tell(a, "FAIL", error=f"job {state}: {job_error(job)}")
 
     # -- reconciliation ---------------------------------------------------------------------
     def reconcile(self) -> None:
@@ -532,13 +541,11 @@ class Driver:
         return "unknown error"
 
     def too_many_failures(self) -> bool:
-        fails = self.failures()
+        ok, fails = self.tally()
         limit = self.rec.get("max_failures")
         if limit is not None:
-            return len(fails) >= int(limit)
-        TS = sp._optuna().trial.TrialState
-        finished = [t for t in self._trials() if t.state in (TS.COMPLETE, TS.PRUNED)]
-        return not finished and len(fails) >= DEFAULT_FAILURE_STREAK
+            return fails >= int(limit)
+        return not ok and fails >= DEFAULT_FAILURE_STREAK
 
     # -- main loop --------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
