@@ -168,11 +168,13 @@ test.describe('jupyter-offload', () => {
     await page.locator('.jp-Dialog-button.jp-mod-reject').click();
     await runCommand(page, 'offload:open-gallery');
     await expect(page.locator('.jp-offload-Gallery')).toBeVisible();
+    // with the jobs of the earlier tests (when run alone there are none: only the screenshot)
     const cards = page.locator('.jp-offload-card').filter({ hasText: 'train.ipynb' });
-    await expect(cards.first().locator('.jp-offload-thumb img')).toBeVisible();
-    await shot(page, '11-dark-gallery');
-    // compare two runs
     const n = await cards.count();
+    if (n) {
+      await expect(cards.first().locator('.jp-offload-thumb img')).toBeVisible();
+    }
+    await shot(page, '11-dark-gallery');
     if (n >= 2) {
       await cards.nth(0).locator('input[type=checkbox]').check();
       await cards.nth(1).locator('input[type=checkbox]').check();
