@@ -304,3 +304,21 @@ def test_pack_machines_run_per_gpu_trials_each_and_take_the_next(tmp_path):
     # the pack machines ended when the sweep needed no more
     for pack in by_pack:
         _wait(lambda pack=pack: job_status(pack)["state"] == "succeeded", 60)
+
+
+def test_multi_objective_pareto_and_apply_best_needs_a_trial(tmp_path):
+    body = "import offload\noffload.log_metric('acc', x)\noffload.log_metric('cost', x * x + 0.1)\n"
+    nb = notebook(tmp_path / "mo" / "mo.ipynb", "x = 0.0\n", body)
+    res = sw.sweep(nb, space={"x": {"type": "categorical", "choices": [0.2, 0.8]}}, objective="acc,cost",
+                   direction="maximize,minimize", trials=2, parallel=2, sampler="grid", quiet=True)
+    summary = sw.sweep_summary(res.id)
+    assert summary["best"] is None and len(summary["pareto"]) == 2  # both points are Pareto-optimal
+    row = next(r for r in sw.trials_table(res.id) if r["params"]["x"] == 0.8)
+    assert row["values"] == pytest.approx([0.8, 0.74])
+    assert "pareto front" in sw.sweep_show(res.id)
+    with pytest.raises(UsageError, match="Pareto"):
+        sw.apply_best(res.id)
+    assert sw.apply_best(res.id, trial=row["number"]) == {"x": 0.8}
+    with pytest.raises(UsageError, match="several objectives"):
+        sw.sweep(nb, space={"x": {"type": "float", "low": 0, "high": 1}}, objective="acc,cost",
+                 direction="maximize,minimize", trials=2, pruner="median")
