@@ -322,3 +322,26 @@ def test_multi_objective_pareto_and_apply_best_needs_a_trial(tmp_path):
     with pytest.raises(UsageError, match="several objectives"):
         sw.sweep(nb, space={"x": {"type": "float", "low": 0, "high": 1}}, objective="acc,cost",
                  direction="maximize,minimize", trials=2, pruner="median")
+
+
+def test_lost_job_is_retried_once_never_left_running(tmp_path):
+    import threading
+
+    nb = notebook(tmp_path / "l" / "sleep.ipynb", "x = 0.0\nsleep_s = 4.0\n", SLEEPY)
+    out: dict = {}
+    t = threading.Thread(target=lambda: out.setdefault("res", sw.sweep(
+        nb, space={"x": {"type": "categorical", "choices": [0.5]}}, objective="v", trials=1,
+        sampler="grid", quiet=True, sweep_id="20300101-000000-aaaaaa")))
+    t.start()
+    sid = "20300101-000000-aaaaaa"
+    _wait(lambda: 0 in jobs_of(sid) and _running(jobs_of(sid)[0][0]))
+    first = jobs_of(sid)[0][0]
+    handle = Store().get_json(f"jobs/{first}/handle.json")
+    os.killpg(int(handle["pid"]), signal.SIGKILL)  # the machine vanishes: no status is written
+    t.join(180)
+    res = out["res"]
+    rows = sorted(res.trials(), key=lambda r: r["number"])
+    assert [r["state"] for r in rows] == ["FAIL", "COMPLETE"]
+    assert rows[0]["requeued"] and "lost" in rows[0]["error"]
+    assert rows[1]["params"] == rows[0]["params"] and rows[1]["value"] == 0.5
+    assert res.state == "completed"
