@@ -11,6 +11,14 @@ BIN=$(dirname "$PY")
 
 scripts/setup-ui.sh >/dev/null
 
+# Test what was built: the installed lab extension must be the one in jupyter_ext/labextension.
+INSTALLED=$("$PY" -c 'import sys; print(sys.prefix)')/share/jupyter/labextensions/jupyter-offload/package.json
+if [ -f jupyter_ext/labextension/package.json ] && ! cmp -s "$INSTALLED" jupyter_ext/labextension/package.json; then
+  echo "ui-test: the installed lab extension is not the one in jupyter_ext/labextension;" >&2
+  echo "  reinstall (pip install -e .) or link it: ln -sfn \$PWD/jupyter_ext/labextension ${INSTALLED%/package.json}" >&2
+  exit 1
+fi
+
 WORK=$(mktemp -d -t offload-ui-XXXXXX)
 export OFFLOAD_HOME=$WORK/home
 export OFFLOAD_UI_ROOT=$WORK/root

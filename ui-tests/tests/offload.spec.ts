@@ -169,6 +169,7 @@ test.describe('jupyter-offload', () => {
     await runCommand(page, 'offload:open-gallery');
     await expect(page.locator('.jp-offload-Gallery')).toBeVisible();
     // with the jobs of the earlier tests (when run alone there are none: only the screenshot)
+    await expect(page.locator('.jp-offload-Gallery .jp-offload-card, .jp-offload-Gallery .jp-offload-empty').first()).toBeVisible();
     const cards = page.locator('.jp-offload-card').filter({ hasText: 'train.ipynb' });
     const n = await cards.count();
     if (n) {
