@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 
 from offload.errors import NotebookError, ParameterError
-from offload.params import check_parameters, declared_parameters, parse_assignments, parse_value, read_notebook
+from offload.params import (
+    check_parameters,
+    declared_parameters,
+    parse_assignments,
+    parse_value,
+    read_notebook,
+)
 
 
 @pytest.mark.parametrize("text,value", [
