@@ -73,6 +73,15 @@ def backend_under_test(slurm_cluster, store):
     )
 
 
+@pytest.fixture
+def clean_queue(slurm_cluster):
+    """Leave the cluster empty after the test, whatever happened, so one failure cannot cascade."""
+    yield
+    subprocess.run(["scancel", "--full", "--partition", "debug,urgent,restricted"], env=slurm_cluster.env,
+                   capture_output=True, timeout=20, check=False)
+    wait_for(lambda: not _sh(slurm_cluster, "squeue", "-h", "-o", "%i"), 90, "the SLURM queue to drain")
+
+
 class TestSlurmContract(BackendContract):
     pass
 
@@ -86,7 +95,7 @@ def _block_gpus(cluster: SlurmCluster, n: int = 2) -> list[str]:
     return ids
 
 
-def test_job_waits_queued_while_gpus_are_busy_then_runs(slurm_cluster, store, notebook):
+def test_job_waits_queued_while_gpus_are_busy_then_runs(slurm_cluster, store, notebook, clean_queue):
     blockers = _block_gpus(slurm_cluster)
     try:
         nb = notebook("gpu.ipynb", ["import os\nprint('visible', os.environ.get('CUDA_VISIBLE_DEVICES'))"])
@@ -112,7 +121,7 @@ def test_job_waits_queued_while_gpus_are_busy_then_runs(slurm_cluster, store, no
     assert "visible 0" in job.logs() or "visible 1" in job.logs()  # a fake GPU was allotted
 
 
-def test_slurm_time_limit_kills_the_job_and_says_why(slurm_cluster, store, notebook):
+def test_slurm_time_limit_kills_the_job_and_says_why(slurm_cluster, store, notebook, clean_queue):
     """SLURM (not the runner) enforces its --time: the job fails with that reason.
 
     SLURM counts time limits in whole minutes and checks them every 30 s, so this test takes
@@ -127,20 +136,26 @@ def test_slurm_time_limit_kills_the_job_and_says_why(slurm_cluster, store, noteb
     assert job.output_notebook is not None  # the partial notebook was saved
 
 
-def test_preempted_job_is_preempted(slurm_cluster, store, notebook):
-    """A higher-priority partition's job takes the GPUs: SLURM preempts ours, and it says so."""
+def test_preempted_job_is_preempted_then_retried_as_a_new_slurm_job(slurm_cluster, store, notebook, clean_queue):
+    """A higher-priority partition's job takes the GPUs: SLURM preempts ours, it says so, and
+    the retry (a new SLURM job, queued behind the urgent one) runs once the GPUs are free."""
     nb = notebook("victim.ipynb", ["print('working', flush=True)", "import time\nfor i in range(600):\n    time.sleep(0.5)"])
-    job = submit(nb, backend="slurm", store=store, gpu="2")
+    job = submit(nb, backend="slurm", store=store, gpu="2", retries=1)
     wait_for(lambda: job.refresh()["state"] == "running" and job.status.get("cell", 0) >= 2, 120, "the long cell to start")
-    urgent = _sh(slurm_cluster, "sbatch", "--parsable", "-p", "urgent", "--gres=gpu:1", "--output=/dev/null", "--wrap", "sleep 1")
-    job.wait(timeout=120)
-    assert job.state == "preempted", job.status
-    assert "preempted" in job.status["reason"]
+    _sh(slurm_cluster, "sbatch", "-p", "urgent", "--gres=gpu:1", "--output=/dev/null", "--wrap", "sleep 1")
+    wait_for(lambda: job.refresh().get("retried_as"), 120, "the preempted job to be retried")
+    assert job.status["state"] == "preempted" and "preempted" in job.status["reason"]
     assert job.output_notebook is not None  # what it had done was saved
-    wait_for(lambda: not _sh(slurm_cluster, "squeue", "-h", "-j", urgent, "-o", "%i"), 60, "the urgent job to finish")
+    retry = job.latest()
+    assert retry.id != job.id and retry.spec.attempt == 1
+    assert retry.handle["slurm_job_id"] != job.handle["slurm_job_id"]
+    wait_for(lambda: retry.refresh()["state"] == "running" and retry.status.get("cell", 0) >= 2, 120, "the retry to run")
+    assert retry.cancel() is True
+    retry.wait(timeout=60)
+    assert retry.state == "cancelled", retry.status
 
 
-def test_cancel_running_job_stops_its_slurm_job(slurm_cluster, store, notebook):
+def test_cancel_running_job_stops_its_slurm_job(slurm_cluster, store, notebook, clean_queue):
     nb = notebook("long.ipynb", ["import time\nfor i in range(600):\n    time.sleep(0.5)"])
     job = submit(nb, backend="slurm", store=store, gpu="1")
     wait_for(lambda: job.refresh()["state"] == "running", 120, "the job to run")
@@ -197,6 +212,15 @@ def test_sbatch_missing_is_a_clear_error(store, notebook, monkeypatch, tmp_path)
     assert "login node" in err.value.hint
 
 
+def test_python_missing_on_the_node_fails_with_a_pointer_to_slurms_output(slurm_cluster, store, notebook, clean_queue):
+    nb = notebook("x.ipynb", ["print(1)"])
+    job = submit(nb, backend="slurm", store=store, backend_options_={"python": "/nonexistent/bin/python"})
+    job.wait(timeout=60)
+    assert job.state == "failed", job.status
+    assert "exit code 127" in job.status["reason"] and job.handle["output"] in job.status["reason"]
+    wait_for(lambda: "python PATH" in open(job.handle["output"]).read(), 30, "SLURM's output file")
+
+
 def test_state_of_a_job_slurm_has_forgotten(slurm_cluster, store):
     be = get_backend("slurm", store)
     st = be.state({"slurm_job_id": "999999", "job_id": "20261122-000000-aaaaaa"})
@@ -212,7 +236,7 @@ def test_machines_lists_partitions_with_their_gpus(slurm_cluster, store):
     assert "restricted" in machines
 
 
-def test_running_state_while_the_runner_runs(slurm_cluster, store, notebook):
+def test_running_state_while_the_runner_runs(slurm_cluster, store, notebook, clean_queue):
     be = get_backend("slurm", store)
     nb = notebook("long.ipynb", ["import time\nfor i in range(600):\n    time.sleep(0.5)"])
     job = submit(nb, backend="slurm", store=store)
@@ -252,6 +276,9 @@ def test_user_strings_never_reach_a_shell(tmp_path):
     args = (tmp_path / "argv").read_text().splitlines()
     assert args[:4] == ["-m", "offload.runner", be.store.url, "20261122-000000-abcdef"]
     assert args[-4:] == [be.store.url, "20261122-000000-abcdef", "3", "77"]  # the exit record's argv
+    missing = SlurmBackend(Store(tmp_path.as_uri()), python=str(tmp_path / "no-such-python"))
+    proc = subprocess.run(["bash", "-c", missing.batch_script(_spec())], capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 127 and "python PATH" in proc.stderr  # said in SLURM's output file
     for bad in ({"partition": "gpu\n#SBATCH --uid=0"}, {"account": "a;rm -rf /"}, {"extra_sbatch": ["--x=1\nrm -rf /"]},
                 {"extra_sbatch": ["rm"]}, {"modules": ["cuda; rm -rf /"]}, {"python": "python3"}):
         with pytest.raises(UsageError):
@@ -304,7 +331,7 @@ def test_preemption_reason_is_the_one_the_runner_understands():
 
 
 # ------------------------------------------------------------------ sweeps
-def test_small_sweep_runs_its_trials_as_slurm_jobs(slurm_cluster, store, notebook):
+def test_small_sweep_runs_its_trials_as_slurm_jobs(slurm_cluster, store, notebook, clean_queue):
     """Three trials, two at a time on the two fake GPUs, each its own SLURM job."""
     pytest.importorskip("optuna")
     import offload

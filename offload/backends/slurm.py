@@ -60,6 +60,7 @@ from .base import (
 EXIT_RECORD = "slurm-exit.json"  # jobs/<id>/slurm-exit.json, written by the batch script
 JOB_NAME_PREFIX = "offload-"
 CMD_TIMEOUT_S = 20  # while slurmctld is down, client commands can block for minutes
+STATE_TIMEOUT_S = 10  # state() must not block for long: unknown beats slow
 
 _NAME = re.compile(r"^[A-Za-z0-9_.+-]+(,[A-Za-z0-9_.+-]+)*$")
 _GPU_TYPE = re.compile(r"^[A-Za-z0-9_.-]+$")
@@ -176,7 +177,11 @@ class SlurmBackend(Backend):
         if env_cache:  # isolated environments: built once per env hash, shared by every node
             out.append(f"export OFFLOAD_ENV_CACHE={q(env_cache)}")
         out += [
-            "export OFFLOAD_SLURM_JOB_ID=\"${SLURM_JOB_ID:-}\"",
+            'if [ ! -x "$PY" ]; then',
+            '  echo "offload: python $PY is not on $(hostname); set one the nodes see:'
+            ' offload config set backend slurm python PATH" >&2',
+            "  exit 127",
+            "fi",
             # SLURM signals every process of the step; the trap keeps this shell alive (and
             # passes the signal on, for `scancel --batch`) so it can record the exit code.
             "trap 'kill -TERM \"$pid\" 2>/dev/null' TERM INT",
@@ -244,7 +249,7 @@ class SlurmBackend(Backend):
     def state(self, handle: dict[str, Any]) -> BackendState:
         sid = str(handle["slurm_job_id"])
         try:
-            proc = _slurm(["squeue", "-h", "-t", "all", "-j", sid, "-o", "%T|%r"])
+            proc = _slurm(["squeue", "-h", "-t", "all", "-j", sid, "-o", "%T|%r"], timeout=STATE_TIMEOUT_S)
         except BackendError as exc:
             return BackendState(B_UNKNOWN, str(exc))
         line = proc.stdout.strip().splitlines()[0] if proc.returncode == 0 and proc.stdout.strip() else ""
@@ -274,7 +279,7 @@ class SlurmBackend(Backend):
             if info.get("Reason") and info["Reason"] != "None":
                 details["slurm_reason"] = info["Reason"]
             reason = what + (f", exit code {info['ExitCode']}" if info.get("ExitCode") and state in ("COMPLETED", "FAILED") else "")
-            return BackendState(B_GONE, reason, details)
+            return BackendState(B_GONE, reason + _see_output(handle), details)
         if state in _PENDING | _RUNNING | _PROVISIONING:  # raced with a state change: ask next time
             return BackendState(B_RUNNING if state in _RUNNING else B_PENDING, None, {"slurm_job_id": sid, "slurm_state": state})
         job_id = handle.get("job_id")
@@ -282,7 +287,7 @@ class SlurmBackend(Backend):
         if record is not None:
             rc = record.get("exit_code")
             return BackendState(
-                B_GONE, f"the batch script ended with exit code {rc}",
+                B_GONE, f"the batch script ended with exit code {rc}" + _see_output(handle),
                 {"slurm_job_id": sid, "exit_code": rc, "job_state": "succeeded" if rc == 0 else "failed"},
             )
         return BackendState(
@@ -361,7 +366,7 @@ class SlurmBackend(Backend):
     # ------------------------------------------------------------------ helpers
     def _scontrol(self, sid: str) -> dict[str, str]:
         try:
-            proc = _slurm(["scontrol", "show", "job", "-o", sid])
+            proc = _slurm(["scontrol", "show", "job", "-o", sid], timeout=STATE_TIMEOUT_S)
         except BackendError:
             return {}
         return _parse_scontrol(proc.stdout) if proc.returncode == 0 else {}
@@ -409,6 +414,10 @@ def _slurm(cmd: list[str], *, input: str | None = None, timeout: float = CMD_TIM
             f"{cmd[0]} did not answer within {timeout:.0f} s",
             hint="the SLURM controller may be down or overloaded; try again, or ask your cluster admins",
         ) from None
+
+
+def _see_output(handle: dict[str, Any]) -> str:
+    return f"; SLURM's output: {handle['output']}" if handle.get("output") else ""
 
 
 def _message(proc: subprocess.CompletedProcess[str]) -> str:
