@@ -346,3 +346,26 @@ def test_small_sweep_runs_its_trials_as_slurm_jobs(slurm_cluster, store, noteboo
     assert res.best_value == max(r["value"] for r in rows)
     handles = [store.get_json(f"jobs/{j}/handle.json") for j in store.list_dirs("jobs")]
     assert len({h["slurm_job_id"] for h in handles}) == 3  # one SLURM job per trial
+
+
+def test_sweep_packs_per_gpu_trials_inside_one_slurm_allocation(slurm_cluster, store, notebook, clean_queue):
+    """--per-gpu 2: one SLURM job holding one fake GPU runs two trials at a time, then ends."""
+    pytest.importorskip("optuna")
+    import offload
+
+    nb = notebook("sleepy.ipynb", ["import time, offload\ntime.sleep(2)\noffload.log_metric('v', x)"], params="x = 0.0")
+    res = offload.sweep(nb, space={"x": {"type": "float", "low": 0, "high": 1}}, objective="v", trials=3,
+                        parallel=2, per_gpu=2, sampler="random", seed=0, backend="slurm", gpu="1",
+                        store=store, quiet=True)
+    assert res.state == "completed"
+    specs = [store.get_json(f"jobs/{j}/spec.json") for j in store.list_dirs("jobs")]
+    packs = [s for s in specs if s["labels"].get("role") == "sweep-pack"]
+    trials = [s for s in specs if s["labels"].get("role") != "sweep-pack"]
+    assert len(packs) == 1 and packs[0]["backend"] == "slurm"  # one allocation
+    assert len(trials) == 3 and {s["backend"] for s in trials} == {"sweep-pack"}
+    spans = sorted((st["started_at"], st["finished_at"]) for st in
+                   (store.get_json(f"jobs/{s['id']}/status.json") for s in trials))
+    assert spans[1][0] < spans[0][1]  # two trials shared the GPU at the same time
+    pack = Job(packs[0]["id"], store=store)
+    wait_for(lambda: pack.refresh()["state"] == "succeeded", 120, "the pack job to end when the sweep needs no more")
+    assert "--gres=gpu:1" in open(pack.handle["script"]).read()
