@@ -230,3 +230,55 @@ def materialize(store: Store, bundle_id: str, dest: str | Path) -> dict:
             store.get_file(key, target)
         os.chmod(target, entry.get("mode", 0o644) | stat.S_IRUSR | stat.S_IWUSR)
     return manifest
+
+
+def collect_garbage(store: Store, *, dry_run: bool = False, grace_s: float = 86400.0) -> list[str]:
+    """Delete staging no job refers to: bundles and blobs of no job's spec, and client wheels.
+
+    Only objects older than ``grace_s`` go, so a submission that has uploaded blobs but not yet
+    written its spec is never raced. Job records and their outputs are never touched.
+    """
+    import time
+
+    keep_bundles: set[str] = set()
+    for job_id in store.list_dirs("jobs"):
+        spec = store.get_json(Store.job_key(job_id, "spec.json"), None) or {}
+        if spec.get("bundle_id"):
+            keep_bundles.add(spec["bundle_id"])
+    keep_blobs: set[str] = set()
+    stale: list[str] = []
+    now = time.time()
+
+    def old(key: str) -> bool:
+        mtime = store.modified(key)
+        return mtime is not None and now - mtime > grace_s
+
+    for key in store.list("bundles"):
+        bundle_id = key.rsplit("/", 1)[-1].removesuffix(".json")
+        if bundle_id in keep_bundles or not old(key):
+            manifest = store.get_json(key, None) or {}
+            keep_blobs.update(e["sha256"] for e in manifest.get("files", {}).values())
+        else:
+            stale.append(key)
+    for key in store.list("blobs"):
+        if key.rsplit("/", 1)[-1] not in keep_blobs and old(key):
+            stale.append(key)
+    for key in store.list("envs/wheels"):
+        if old(key) and not _wheel_in_use(store, key):
+            stale.append(key)
+    if not dry_run:
+        for key in stale:
+            store.delete(key)
+    return stale
+
+
+def _wheel_in_use(store: Store, key: str) -> bool:
+    """A client wheel is in use while an active job's handle names it."""
+    for job_id in store.list_dirs("jobs"):
+        status = store.get_json(Store.job_key(job_id, "status.json"), None) or {}
+        if status.get("state") in ("succeeded", "failed", "cancelled", "preempted", "lost"):
+            continue
+        handle = store.get_json(Store.job_key(job_id, "handle.json"), None) or {}
+        if key in json.dumps(handle):
+            return True
+    return False

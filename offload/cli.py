@@ -332,13 +332,20 @@ def cmd_machines(args: argparse.Namespace) -> int:
 
 
 def cmd_gc(args: argparse.Namespace) -> int:
+    from .bundle import collect_garbage
+
     name, be = _backend(args)
     removed = be.cleanup(dry_run=args.dry_run)
+    staging = collect_garbage(be.store, dry_run=args.dry_run, grace_s=args.older_than * 3600)
     verb = "would remove" if args.dry_run else "removed"
-    if not removed:
-        print(f"{name}: nothing to clean up")
+    if not removed and not staging:
+        print(f"{name}: nothing to clean up in {be.store.url}")
     for item in removed:
         print(f"{verb} {item}")
+    if staging:
+        print(f"{verb} {len(staging)} stale staging object(s) in {be.store.url} (bundles, blobs and wheels no job uses)")
+        for key in staging[:20]:
+            print(f"  {key}")
     return 0
 
 
@@ -419,7 +426,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     gc = sub.add_parser("gc", help="delete leftover machines of ended jobs")
     gc.add_argument("--backend")
-    gc.add_argument("--dry-run", action="store_true")
+    gc.add_argument("--dry-run", action="store_true", help="list what would be removed, remove nothing")
+    gc.add_argument("--older-than", type=float, default=24.0, metavar="HOURS",
+                    help="staging objects younger than this are kept (default 24)")
     gc.set_defaults(func=cmd_gc)
 
     try:

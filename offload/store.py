@@ -160,6 +160,24 @@ class Store:
             return []
         return sorted(e.rstrip("/").rsplit("/", 1)[-1] for e in entries)
 
+    def modified(self, key: str) -> float | None:
+        """Last-modified time (epoch seconds) where the filesystem says, else None."""
+        try:
+            info = self.fs.info(self.path(key))
+        except (FileNotFoundError, OSError):
+            return None
+        value = info.get("mtime") or info.get("updated") or info.get("created")
+        if value is None:
+            return None
+        if isinstance(value, (int, float)):
+            return float(value)
+        from datetime import datetime
+
+        try:
+            return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            return None
+
     def delete(self, key: str, *, recursive: bool = False) -> None:
         try:
             self.fs.rm(self.path(key), recursive=recursive)

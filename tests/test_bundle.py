@@ -99,3 +99,32 @@ def test_materialize_recreates_the_tree(project, tmp_path):
 def test_report_lists_sizes(project):
     text = build_bundle(project, project / "train.ipynb", data=["data"]).report()
     assert text.startswith("6 files") and "data/part0.csv" in text
+
+
+def test_gc_removes_only_staging_no_job_uses(project, tmp_path):
+    import os
+    import time
+
+    from offload.bundle import collect_garbage
+
+    store = Store((tmp_path / "store").as_uri())
+    used = build_bundle(project, project / "train.ipynb", data=["data"])
+    stage(used, store)
+    store.put_json("jobs/20261122-000000-aaaaaa/spec.json", {"bundle_id": used.id})
+    (project / "data" / "part1.csv").write_text("only in an abandoned bundle\n")
+    abandoned = build_bundle(project, project / "train.ipynb", data=["data"])
+    stage(abandoned, store)
+    store.put_bytes("envs/wheels/abc/jupyter_offload-0.1.0-py3-none-any.whl", b"wheel")
+    assert collect_garbage(store) == []  # everything is younger than the grace period
+    old = time.time() - 3 * 86400
+    for key in store.list(""):
+        os.utime(store.path(key), (old, old))
+    orphan_blob = {e.sha256 for e in abandoned.files.values()} - {e.sha256 for e in used.files.values()}
+    preview = collect_garbage(store, dry_run=True)
+    assert sorted(preview) == sorted([f"bundles/{abandoned.id}.json", *(f"blobs/{s}" for s in orphan_blob),
+                                      "envs/wheels/abc/jupyter_offload-0.1.0-py3-none-any.whl"])
+    assert store.exists(f"bundles/{abandoned.id}.json")  # dry run removed nothing
+    assert sorted(collect_garbage(store)) == sorted(preview)
+    assert store.exists(f"bundles/{used.id}.json") and store.exists("jobs/20261122-000000-aaaaaa/spec.json")
+    assert all(store.exists(store.blob_key(e.sha256)) for e in used.files.values())
+    assert collect_garbage(store) == []
