@@ -148,7 +148,17 @@ def serve_if_pack(store_url: str, job_id: str) -> int | None:
     spec = store.get_json(Store.job_key(job_id, "spec.json"), {}) or {}
     if not is_pack(spec.get("labels") or {}):
         return None
-    return PackServer(store, job_id, spec).run()
+    server = PackServer(store, job_id, spec)
+    code = server.run()
+    # Let the machine's backend clean up as after any runner (a GCE VM deletes itself here).
+    try:
+        from .runner import _backend_class
+
+        final = (store.get_json(Store.job_key(job_id, "status.json"), {}) or {}).get("state", "succeeded")
+        _backend_class(spec.get("backend", "local")).on_runner_exit(JobSpec.from_dict(spec), store, final)
+    except Exception as exc:  # never turn a finished pack into a crash
+        print(f"pack {job_id}: on_runner_exit: {exc}", file=sys.stderr)
+    return code
 
 
 # The client side ------------------------------------------------------------------------------
