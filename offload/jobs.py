@@ -38,6 +38,7 @@ from .spec import (
 from .store import Store
 
 STALE_AFTER_S = 60.0  # heartbeat age after which a running job is flagged as unresponsive
+LAUNCH_TIMEOUT_S = 3600.0  # a job still without a backend handle after this was never launched
 
 
 def _store(store: Store | str | None) -> Store:
@@ -290,9 +291,11 @@ class Job:
         status = dict(status or {"state": QUEUED, "cell": 0, "n_cells": 0})
         handle = self.handle
         if handle is None:
-            if time.time() - self.spec.created_at > 300:
+            # Launching can take minutes (zone failover waits on each insert); only a client that
+            # died mid-launch leaves a job without a handle for this long.
+            if time.time() - self.spec.created_at > LAUNCH_TIMEOUT_S:
                 return self._conclude(status, LOST, "the job was never launched (client stopped during submit)")
-            return status
+            return {**status, "state": PROVISIONING, "reason": "launching"}
         try:
             bstate = self.backend().state(handle)
         except OffloadError as exc:
@@ -334,6 +337,10 @@ class Job:
     def _index(self) -> None:
         st = self._status or self.store.get_json(self._key("status.json"), None) or {"state": QUEUED}
         spec = self.spec
+        mark = (st.get("state"), st.get("cell"), st.get("n_cells"), st.get("finished_at"), st.get("heartbeat") is None)
+        if mark == getattr(self, "_indexed", None):
+            return  # unchanged since this object last wrote it: polling loops stay cheap
+        self._indexed = mark
         try:
             index.upsert({
                 "id": self.id, "store": self.store.url, "notebook": spec.notebook, "source_path": spec.source_path,
