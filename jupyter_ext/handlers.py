@@ -283,3 +283,6 @@ ROUTES: list[tuple[str, type[OffloadHandler]]] = [
 
 def handlers(base_url: str) -> list[tuple[str, type[OffloadHandler]]]:
     return [(url_path_join(base_url, "offload/api", pattern), h) for pattern, h in ROUTES]
+
+
+from . import sweep_handlers as _sweep_handlers  # noqa: E402, F401  (adds the sweep panel's routes to ROUTES)
