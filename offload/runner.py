@@ -98,6 +98,7 @@ class Runner:
         self.last_output_mark: tuple[int, int] = (0, 0)
         self.deadline = time.time() + self.spec.resources.max_runtime_s
         self.done = threading.Event()
+        self.km: Any = None
         self.flush_lock = threading.Lock()
 
     # ----------------------------------------------------------------------------- state updates
@@ -212,7 +213,9 @@ class Runner:
         self._kill_kernel()
 
     def _kill_kernel(self) -> None:
-        pid = self.kernel_pid
+        # Before the first cell the pid is only on the kernel manager: a cancel during kernel
+        # start-up must not wait for the kernel to become ready.
+        pid = self.kernel_pid or getattr(getattr(self.km, "provisioner", None), "pid", None)
         if pid:
             for sig in (signal.SIGKILL,):
                 try:
@@ -354,7 +357,7 @@ class Runner:
         from papermill.exceptions import PapermillExecutionError
 
         runner = self
-        km = self._kernel_manager(work, python)
+        km = self.km = self._kernel_manager(work, python)
         project = work / "project"
         nb_in = project / self.spec.notebook
         nb_out = work / "output.ipynb"
