@@ -44,6 +44,8 @@ import { describeMerge, mergeIntoPanel } from './merge';
 import { JobsModel } from './model';
 import { JobsListWidget } from './panel';
 import { CommandIDs, IOffload, PanelRegistry } from './tokens';
+import { sweepPlugin } from './sweep';
+import { cellRunPlugin } from './cellrun';
 
 export { CommandIDs, IOffload, PanelRegistry } from './tokens';
 export type { IPanelSpec } from './tokens';
@@ -182,8 +184,8 @@ const plugin: JupyterFrontEndPlugin<IOffload> = {
     }
 
     jobs.transitioned.connect((_, { job, to }) => {
-      if (!FINAL_STATES.includes(to)) {
-        return;
+      if (!FINAL_STATES.includes(to) || job.kind === 'trial') {
+        return; // sweep trials: the sweep panel shows them, one toast each would bury the page
       }
       const name = (job.source_path ?? job.notebook).split('/').pop();
       const show = { label: 'Show job', callback: () => void commands.execute(CommandIDs.openJob, { id: job.id }) };
@@ -468,4 +470,4 @@ const plugin: JupyterFrontEndPlugin<IOffload> = {
   }
 };
 
-export default plugin;
+export default [plugin, sweepPlugin, cellRunPlugin];

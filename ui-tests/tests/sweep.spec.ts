@@ -1,0 +1,95 @@
+/**
+ * The Sweep panel in a real JupyterLab: build the space from the parameters cell, start a small
+ * sweep (4 trials, 2 at a time, local backend), watch the trials table fill and the plots render,
+ * apply the best parameters to the open notebook. Screenshots (light and dark) in
+ * ui-tests/test-results/screenshots/.
+ */
+import { expect, IJupyterLabPageFixture, test } from '@jupyterlab/galata';
+import * as path from 'path';
+
+const SHOTS = path.resolve(__dirname, '..', 'test-results', 'screenshots');
+const NOTEBOOKS = path.resolve(__dirname, '..', 'notebooks');
+
+async function shot(page: IJupyterLabPageFixture, name: string, locator?: any): Promise<void> {
+  const file = path.join(SHOTS, `${name}.png`);
+  await (locator ?? page).screenshot({ path: file });
+}
+
+test.describe('sweep panel', () => {
+  test.use({ autoGoto: true });
+
+  test('start a sweep from the notebook, watch trials and plots, apply the best', async ({ page, tmpPath }) => {
+    const target = `${tmpPath}/sweep_quad.ipynb`;
+    await page.contents.uploadFile(path.join(NOTEBOOKS, 'sweep_quad.ipynb'), target);
+    await page.notebook.openByPath(target);
+    await page.notebook.activate('sweep_quad.ipynb');
+
+    await page.locator('.jp-NotebookPanel-toolbar [data-jp-item-name="offload-sweep"]').first().click();
+    const panel = page.locator('.jp-offload-Sweep');
+    const form = panel.locator('form.jp-offload-sweep-setup');
+    await expect(form).toBeVisible();
+
+    // the space comes from the parameters cell: numbers get ranges, strings are fixed, seed fixed
+    const row = (name: string) => form.locator(`.jp-offload-sweep-param[data-param="${name}"]`);
+    await expect(row('x')).toHaveAttribute('data-mode', 'range');
+    await expect(row('x').locator('input[aria-label="x low"]')).toHaveValue('0.05');
+    await expect(row('k')).toHaveAttribute('data-mode', 'range');
+    await expect(row('opt')).toHaveAttribute('data-mode', 'fixed');
+    await expect(row('seed')).toHaveAttribute('data-mode', 'fixed');
+    // the objective is suggested from the notebook's offload.log_metric calls
+    await expect(form.locator('input[aria-label="objective metric"]')).toHaveValue('score');
+
+    // an invalid range is flagged in place and nothing starts
+    await row('x').locator('input[aria-label="x low"]').fill('3');
+    await row('x').locator('input[aria-label="x high"]').fill('1');
+    await form.locator('button.jp-offload-sweep-start').click();
+    await expect(row('x').locator('.jp-offload-field-error')).toContainText('low must be below high');
+
+    await row('x').locator('input[aria-label="x low"]').fill('0');
+    await row('x').locator('input[aria-label="x high"]').fill('2');
+    await row('x').locator('input[aria-label="x log scale"]').uncheck();
+    await row('k').locator('input[aria-label="k low"]').fill('1');
+    await row('k').locator('input[aria-label="k high"]').fill('5');
+    await row('opt').locator('select').selectOption('choices');
+    await row('opt').locator('input[aria-label="opt choices, comma-separated"]').fill('adam, sgd');
+    await form.locator('input[aria-label="trials"]').fill('4');
+    await form.locator('input[aria-label="parallel"]').fill('2');
+    await form.locator('select[aria-label="sampler"]').selectOption('random');
+    await form.locator('input[aria-label="seed"]').fill('1');
+    await shot(page, 'sweep-01-setup');
+    await form.locator('button.jp-offload-sweep-start').click();
+
+    // live: the table fills, the history plot draws a dot per completed trial
+    const trials = panel.locator('table.jp-offload-sweep-trials tbody tr');
+    await expect(trials.first()).toBeVisible({ timeout: 60000 });
+    await expect(panel.locator('tr[data-state="COMPLETE"]')).toHaveCount(4, { timeout: 180000 });
+    await expect(panel.locator('.jp-offload-sweep-state-completed')).toBeVisible({ timeout: 30000 });
+    await expect(panel.locator('figure[data-plot="history"] svg circle')).toHaveCount(4);
+    await expect(panel.locator('figure[data-plot="parallel"] svg polyline')).toHaveCount(4);
+    await expect(panel.locator('figure[data-plot="importances"] .jp-offload-sweep-imp-row')).toHaveCount(3);
+    await expect(panel.locator('.jp-offload-sweep-counts')).toContainText('4 of 4 done');
+    await shot(page, 'sweep-02-done', panel);
+
+    // apply the best through the notebook model: the parameters cell changes, unsaved
+    const best = panel.locator('tr.jp-mod-best');
+    const bestX = (await best.locator('td').nth(2).textContent())!.trim();
+    await panel.getByRole('button', { name: 'Apply best to notebook' }).click();
+    const paramsCell = page.locator('.jp-NotebookPanel .jp-Cell').nth(1);
+    await expect(paramsCell).not.toContainText('x = 0.5');
+    await expect(paramsCell).toContainText('# position');
+    expect(bestX.length).toBeGreaterThan(0);
+
+    // a trial's executed notebook opens from its row
+    await best.getByRole('button', { name: 'notebook' }).click();
+    await expect(page.locator('.jp-offload-Executed').first()).toBeVisible({
+      timeout: 30000
+    });
+
+    // dark theme
+    await page.theme.setDarkTheme();
+    await page.locator('.jp-offload-Sweep').first().evaluate(n => n.scrollIntoView());
+    await page.getByRole('tab', { name: /Sweep: sweep_quad/ }).click();
+    await shot(page, 'sweep-03-dark', page.locator('.jp-offload-Sweep').first());
+    await page.theme.setLightTheme();
+  });
+});
