@@ -148,6 +148,9 @@ def serve_if_pack(store_url: str, job_id: str) -> int | None:
     spec = store.get_json(Store.job_key(job_id, "spec.json"), {}) or {}
     if not is_pack(spec.get("labels") or {}):
         return None
+    from .backends.local import drop_ticket
+
+    drop_ticket()  # the pack's slots are its own: it does not queue for one of this machine's
     server = PackServer(store, job_id, spec)
     code = server.run()
     # Let the machine's backend clean up as after any runner (a GCE VM deletes itself here).

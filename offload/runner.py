@@ -511,17 +511,24 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: python -m offload.runner STORE_URL JOB_ID", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
-    from .session import serve_if_session  # a warm %%offload session is a job of its own kind
+    from .backends import local
 
-    code = serve_if_session(argv[0], argv[1])
-    if code is not None:
-        return code
-    from ._sweep_pack import serve_if_pack  # a sweep pack runs several trial runners on one machine
+    local.take_ticket()  # a local job's place in the queue, released once it has a slot or exits
+    try:
+        from .session import serve_if_session  # a warm %%offload session is a job of its own kind
 
-    code = serve_if_pack(argv[0], argv[1])
-    if code is not None:
-        return code
-    return Runner(argv[0], argv[1]).run()
+        code = serve_if_session(argv[0], argv[1])
+        if code is not None:
+            return code
+        # a sweep pack runs several trial runners on one machine
+        from ._sweep_pack import serve_if_pack
+
+        code = serve_if_pack(argv[0], argv[1])
+        if code is not None:
+            return code
+        return Runner(argv[0], argv[1]).run()
+    finally:
+        local.drop_ticket()
 
 
 if __name__ == "__main__":

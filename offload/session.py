@@ -257,6 +257,9 @@ def _runner_classes() -> tuple[type, type]:
             super().__init__(store_url, job_id)
             if self.spec.backend == "local":  # no slot held for a whole session on a laptop
                 self.backend_cls = Backend
+                from .backends.local import drop_ticket
+
+                drop_ticket()  # nor a place in the queue of jobs waiting for one
             self.loop = asyncio.new_event_loop()
             self.km: Any = None
             self.kc: Any = None

@@ -49,6 +49,38 @@ def test_cancel_while_queued_never_starts_the_notebook(notebook, tmp_path):
     blocker.wait(timeout=60)
 
 
+def test_queued_jobs_start_in_submission_order(notebook, tmp_path):
+    """One slot, a running job and three waiting: they start first-submitted first, even though
+    their runners all start at once and race for the slot."""
+    store = Store((tmp_path / "s").as_uri())
+    opts = {"max_jobs": 1}
+    blocker = submit(notebook("block.ipynb", ["import time\ntime.sleep(4)"]), store=store, backend_options_=opts)
+    waiting = [submit(notebook(f"w{i}.ipynb", ["print('hello')"]), store=store, backend_options_=opts)
+               for i in range(3)]
+    for job in [blocker, *waiting]:
+        job.wait(timeout=300)
+        assert job.state == "succeeded", job.status
+    starts = [job.status["started_at"] for job in [blocker, *waiting]]
+    assert starts == sorted(starts), starts
+    ends = [job.status["finished_at"] for job in [blocker, *waiting]]
+    assert all(end <= start for end, start in zip(ends[:-1], starts[1:], strict=True)), "a slot was shared"
+    assert not list((offload.store.data_dir() / "local" / "slots" / "queue").iterdir())  # no ticket left
+
+
+def test_a_dead_jobs_place_in_the_queue_is_given_up(notebook, tmp_path):
+    """A ticket left by a runner killed while waiting must not hold the queue."""
+    from offload.store import data_dir
+
+    queue = data_dir() / "local" / "slots" / "queue"
+    queue.mkdir(parents=True, exist_ok=True)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    (queue / f"{1:020d}-20200101-000000-dead00").write_text(f"{int(dead.stdout)} ")
+    job = submit(notebook("ok.ipynb", ["print('fine')"]), store=Store((tmp_path / "s").as_uri()),
+                 backend_options_={"max_jobs": 1}).wait(timeout=300)
+    assert job.state == "succeeded"
+    assert not list(queue.iterdir())
+
+
 def test_sigterm_after_completion_is_not_a_preemption(notebook, tmp_path):
     """A VM deleting itself SIGTERMs the finished runner: the job must stay succeeded."""
     store = Store((tmp_path / "s").as_uri())

@@ -159,11 +159,16 @@ async def test_a_sweep_started_over_http_runs_its_trials_and_applies_the_best(jp
     assert set(data["importances"]) == {"x", "k", "opt"}  # 4 complete trials: enough for fANOVA
     assert data["summary"]["best"]["number"] == trials[0]["number"]
 
-    # each trial is a normal job of kind trial, listed with the others
-    await asyncio.sleep(0.5)
-    jobs = {j["id"]: j for j in json.loads((await call(jp_fetch, "jobs")).body)["jobs"]}
-    for t in trials:
-        assert jobs[t["job_id"]]["kind"] == "trial" and jobs[t["job_id"]]["state"] == "succeeded"
+    # each trial is a normal job of kind trial, listed with the others (once the watcher's next
+    # pass has seen the last ones end)
+    deadline = time.monotonic() + 60
+    while True:
+        jobs = {j["id"]: j for j in json.loads((await call(jp_fetch, "jobs")).body)["jobs"]}
+        seen = [jobs.get(t["job_id"], {}) for t in trials]
+        if all(j.get("state") == "succeeded" for j in seen) or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.3)
+    assert [(j.get("kind"), j.get("state")) for j in seen] == [("trial", "succeeded")] * 4
 
     # the open notebook: the server rewrites the cell's source, the file stays as it is
     before = quad_nb.read_text()

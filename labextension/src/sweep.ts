@@ -670,6 +670,11 @@ export class SweepWidget extends Widget {
       return;
     }
     const id = this.sweepId;
+    const state = this._state?.summary.id === id ? this._state.summary.state : null;
+    if (state && !ACTIVE.includes(state)) {
+      Notification.info(`Sweep ${id.slice(-6)} has already ended (${state}); nothing to stop.`, { autoClose: 4000 });
+      return;
+    }
     Notification.info(`Stopping sweep ${id.slice(-6)}: running trials are cancelled\u2026`, { autoClose: 4000 });
     try {
       await sweepApi.stop(id);

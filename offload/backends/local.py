@@ -74,6 +74,8 @@ class LocalBackend(Backend):
         env = dict(os.environ)
         env["OFFLOAD_LOCAL_MAX_JOBS"] = str(self.max_jobs)
         env["OFFLOAD_LOCAL_SLOTS"] = str(data_dir() / "local" / "slots")
+        ticket = _queue_ticket(Path(env["OFFLOAD_LOCAL_SLOTS"]), spec.id)
+        env["OFFLOAD_LOCAL_TICKET"] = str(ticket)
         with open(log_path, "ab") as out:
             try:
                 proc = subprocess.Popen(
@@ -82,8 +84,10 @@ class LocalBackend(Backend):
                     start_new_session=True, env=env, close_fds=True,
                 )
             except OSError as exc:
+                ticket.unlink(missing_ok=True)
                 raise BackendError(f"cannot start the local runner: {exc}") from None
         _children[proc.pid] = proc
+        _write_ticket(ticket, proc.pid)
         return {
             "pid": proc.pid,
             "start_time": _proc_start_time(proc.pid),
@@ -137,12 +141,97 @@ class LocalBackend(Backend):
         return _slot(should_stop)
 
 
+# Queued jobs start in submission order: launch() writes a ticket (named by submission time, holding
+# the pid that will wait) into slots/queue before the runner exists, and a waiting runner lets every
+# live older ticket go first. A ticket whose process is gone is removed by whoever sees it.
+
+
+_ticket: Path | None = None  # this runner's place in the queue (see take_ticket)
+
+
+def take_ticket() -> None:
+    """Called first by the runner: moves its ticket out of the environment, so that the processes
+    it starts (kernels, a sweep pack's trial runners) do not inherit a place in the queue."""
+    global _ticket
+    value = os.environ.pop("OFFLOAD_LOCAL_TICKET", None)
+    _ticket = Path(value) if value else None
+
+
+def drop_ticket() -> None:
+    """Leave the queue: the slot is taken, or this runner does not wait for one (a warm session,
+    a sweep pack), or it is exiting."""
+    global _ticket
+    if _ticket is not None:
+        _ticket.unlink(missing_ok=True)
+        _ticket = None
+
+
+def _queue_ticket(slots: Path, job_id: str) -> Path:
+    queue = slots / "queue"
+    queue.mkdir(parents=True, exist_ok=True)
+    ticket = queue / f"{time.time_ns():020d}-{job_id}"
+    _write_ticket(ticket, os.getpid())  # the launcher holds the place until its runner exists
+    return ticket
+
+
+def _write_ticket(ticket: Path, pid: int) -> None:
+    tmp = ticket.with_name(f".{ticket.name}.tmp")
+    tmp.write_text(f"{pid} {_proc_start_time(pid) or ''}")
+    os.replace(tmp, ticket)
+
+
+def _waiting_ahead(ticket: Path) -> int:
+    """Live tickets older than ``ticket`` (dead ones are removed on the way)."""
+    ahead = 0
+    try:
+        names = sorted(n for n in os.listdir(ticket.parent) if not n.startswith("."))
+    except FileNotFoundError:
+        return 0
+    for name in names:
+        if name >= ticket.name:
+            break
+        other = ticket.parent / name
+        try:
+            pid, _, start = other.read_text().partition(" ")
+            alive = _alive(int(pid), start or None)
+        except (OSError, ValueError):
+            continue  # just removed, or being rewritten
+        if alive:
+            ahead += 1
+        else:
+            other.unlink(missing_ok=True)
+    return ahead
+
+
+def _try_slots(fds: list[int], wanted: int) -> int | None:
+    """Lock a free slot if at least ``wanted`` slots are free (the waiters ahead take the others)."""
+    got: list[int] = []
+    for fd in fds:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            got.append(fd)
+        except BlockingIOError:
+            continue
+        if len(got) >= wanted:
+            break
+    if len(got) >= wanted:
+        keep = got.pop()
+    else:
+        keep = None
+    for fd in got:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+    return keep
+
+
 @contextlib.contextmanager
 def _slot(should_stop: Callable[[], bool]) -> Iterator[None]:
-    """Hold one of ``OFFLOAD_LOCAL_MAX_JOBS`` slot locks while the job executes."""
+    """Hold one of ``OFFLOAD_LOCAL_MAX_JOBS`` slot locks while the job executes, taking turns in
+    submission order with the other queued jobs."""
     n = int(os.environ.get("OFFLOAD_LOCAL_MAX_JOBS") or 0)
     directory = os.environ.get("OFFLOAD_LOCAL_SLOTS")
+    ticket = _ticket
     if n <= 0 or not directory:
+        drop_ticket()
         yield
         return
     Path(directory).mkdir(parents=True, exist_ok=True)
@@ -150,18 +239,16 @@ def _slot(should_stop: Callable[[], bool]) -> Iterator[None]:
     held = None
     try:
         while held is None:
-            for fd in fds:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    held = fd
-                    break
-                except BlockingIOError:
-                    continue
+            ahead = _waiting_ahead(ticket) if ticket is not None else 0
+            if ahead < n:
+                held = _try_slots(fds, ahead + 1)
             if held is None:
                 if should_stop():
                     break
-                time.sleep(0.1)
+                time.sleep(0.05)
+        drop_ticket()
         yield
     finally:
+        drop_ticket()
         for fd in fds:
             os.close(fd)  # closing releases the lock
