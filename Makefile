@@ -11,7 +11,8 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml package.json 2>/dev/null
 $(STAMP):
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip uv
-	$(BIN)/uv pip install -q --python $(BIN)/python -e '.[all,test]'
+	$(BIN)/uv pip install -q --compile-bytecode --python $(BIN)/python -e '.[all,test]'
+	$(BIN)/python -m compileall -q offload jupyter_ext
 	rm -f $(VENV)/.installed-*
 	touch $@
 

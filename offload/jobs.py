@@ -365,7 +365,7 @@ class Job:
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(f"job {self.id} still {self.state} after {timeout} s")
             time.sleep(delay)
-            delay = min(delay * 1.5, 2.0)
+            delay = min(delay * 1.5, 0.5)  # a finished job is seen within half a second
         if raise_on_error and self.state != "succeeded":
             raise JobFailed(f"job {self.id} {self.state}: {self.status.get('reason') or ''}".rstrip(": "))
         return self

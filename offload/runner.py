@@ -53,14 +53,14 @@ class LogSink:
 
 
 def _backend_class(name: str) -> type[Backend]:
-    from importlib.metadata import entry_points
+    from .backends.base import available_backends
 
-    for ep in entry_points(group="offload.backends"):
-        if ep.name == name:
-            try:
-                return ep.load()
-            except ImportError:
-                break
+    ep = available_backends().get(name)
+    if ep is not None:
+        try:
+            return ep.load()
+        except ImportError:
+            pass
     return Backend
 
 

@@ -9,6 +9,7 @@ group ``offload.backends`` so a third party can add one without forking.
 from __future__ import annotations
 
 import abc
+import functools
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, field
@@ -106,7 +107,10 @@ class Backend(abc.ABC):
         """After the runner stored its last output (e.g. a VM deletes itself here)."""
 
 
+@functools.cache
 def available_backends() -> dict[str, Any]:
+    """Read once per process: scanning every installed distribution's entry points costs ~60 ms,
+    and a sweep driver asks for its backend on every launch."""
     return {ep.name: ep for ep in entry_points(group="offload.backends")}
 
 
