@@ -51,16 +51,12 @@ def _now() -> float:
     return time.time()
 
 
-def _pid_alive(pid: int | None, host: str | None) -> bool:
+def pid_alive(pid: int | None, host: str | None) -> bool:
     if not pid or host != socket.gethostname():
         return True  # another machine: cannot tell, trust the heartbeat
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    from .backends.local import _alive  # a dead driver its parent has not reaped is a zombie: dead
+
+    return _alive(int(pid), None)
 
 
 def driver_alive(info: dict[str, Any]) -> bool:
@@ -69,7 +65,7 @@ def driver_alive(info: dict[str, Any]) -> bool:
         return False
     if _now() - float(info.get("heartbeat") or 0) > STALE_S:
         return False
-    return _pid_alive(info.get("pid"), info.get("host"))
+    return pid_alive(info.get("pid"), info.get("host"))
 
 
 # Jobs -----------------------------------------------------------------------------------------
@@ -630,15 +626,33 @@ def _as_float(v: Any) -> float | None:
 
 
 def make_storage(url: str) -> Any:
-    """SQLite waits for a lock instead of failing when several drivers share one file."""
+    """SQLite waits for a lock instead of failing when several drivers share one file.
+
+    A new SQLite file gets its schema from whichever process opens it first; when two do at once
+    (a driver just started and the panel reading the sweep, or two first sweeps), one of them
+    fails on Optuna's schema set-up. It then opens the file again, which finds the schema made."""
     optuna = sp._optuna()
     if url.startswith("sqlite:"):
-        return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
+        from sqlalchemy.exc import IntegrityError, OperationalError
+
+        for attempt in range(5):
+            try:
+                return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
+            except (IntegrityError, OperationalError) as exc:
+                if attempt == 4 or not _schema_race(exc):
+                    raise
+                time.sleep(0.2 * (attempt + 1))
     if url.startswith("journal:"):
         from optuna.storages.journal import JournalFileBackend
 
         return optuna.storages.JournalStorage(JournalFileBackend(url.split(":", 1)[1]))
     return url
+
+
+def _schema_race(exc: Exception) -> bool:
+    text = str(exc).lower()
+    return ("alembic_version" in text or "already exists" in text or "unique constraint" in text
+            or "database is locked" in text)
 
 
 def summary_counts(study: Any) -> dict[str, int]:
@@ -652,7 +666,18 @@ def main(argv: list[str] | None = None) -> int:
     if len(args) != 2:
         print("usage: python -m offload._sweep_driver STORE_URL SWEEP_ID", file=sys.stderr)
         return 2
-    info = Driver(Store(args[0]), args[1], out=sys.stdout).run()
+    store = Store(args[0])
+    try:
+        driver = Driver(store, args[1], out=sys.stdout)
+    except Exception as exc:  # say so in the store: a sweep must never wait on a driver that is gone
+        traceback.print_exc()
+        prev = store.get_json(sweep_key(args[1], "driver.json"), default={}) or {}
+        store.put_json(sweep_key(args[1], "driver.json"), {
+            **prev, "state": "failed", "error": f"the sweep driver could not start: {type(exc).__name__}: {exc}",
+            "finished_at": _now(), "pid": os.getpid(), "host": socket.gethostname(), "heartbeat": _now(),
+        })
+        return 1
+    info = driver.run()
     return 0 if info.get("state") in ("completed", "stopped") else 1
 
 

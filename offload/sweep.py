@@ -20,6 +20,7 @@ import argparse
 import ast
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -34,10 +35,11 @@ from ._sweep_driver import (
     SweepFailed,
     driver_alive,
     make_storage,
+    pid_alive,
     summary_counts,
     sweep_key,
 )
-from .errors import NotebookError, OffloadError, UsageError
+from .errors import NotebookError, OffloadError, StoreError, UsageError
 from .spec import new_job_id
 from .store import Store, data_dir
 
@@ -85,12 +87,26 @@ def _record(store: Store, sweep_id: str) -> dict[str, Any]:
     return rec
 
 
-def _study(rec: dict[str, Any]) -> Any:
+def open_study(rec: dict[str, Any], *, create: bool = False) -> Any:
+    """The sweep's Optuna study (None while nobody has created it); a storage that cannot be
+    opened is a StoreError naming it, not a database traceback."""
     optuna = sp._optuna()
     try:
-        return optuna.load_study(study_name=rec["study_name"], storage=make_storage(rec["storage"]))
+        storage = make_storage(rec["storage"])
+        if create:
+            return optuna.create_study(storage=storage, study_name=rec["study_name"],
+                                       directions=rec["directions"], load_if_exists=True)
+        return optuna.load_study(study_name=rec["study_name"], storage=storage)
     except KeyError:
         return None  # the driver has not created it yet
+    except Exception as exc:
+        if isinstance(exc, OffloadError) or type(exc).__module__.split(".")[0] not in ("sqlalchemy", "sqlite3", "optuna"):
+            raise
+        raise StoreError(
+            f"cannot open the sweep's Optuna storage {rec['storage']}: {str(exc).splitlines()[0]}",
+            hint="check the --storage URL (its directory must exist and be writable), or leave it out for "
+                 "the default SQLite file",
+        ) from None
 
 
 def _notebook_parameters(notebook: Path) -> dict[str, Any]:
@@ -128,7 +144,7 @@ class SweepResult:
 
     @property
     def study(self) -> Any:
-        return _study(self.record)
+        return open_study(self.record)
 
     @property
     def best_trial(self) -> dict[str, Any] | None:
@@ -282,6 +298,7 @@ def create_sweep(notebook: str | os.PathLike, *, space: Any, objective: Any, dir
     if str(rec["pruner"]).startswith("custom:"):
         rec["pruner_note"], rec["pruner"] = f"started with a {type(pruner).__name__}", "median"
     store.check_writable()
+    open_study(rec, create=True)  # a bad storage URL fails here; the schema exists before any reader
     store.put_json(sweep_key(sid, "sweep.json"), rec)
     return rec
 
@@ -294,6 +311,13 @@ def _spawn_driver(store: Store, sweep_id: str) -> int:
             [sys.executable, "-m", "offload._sweep_driver", store.url, sweep_id],
             stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
         )
+    # Until the driver writes its own record, this one says which process to watch: a driver that
+    # dies before it could say anything reads as interrupted, not as "created" forever.
+    info = store.get_json(sweep_key(sweep_id, "driver.json"), default={}) or {}
+    store.put_json(sweep_key(sweep_id, "driver.json"), {
+        **info, "launched_pid": proc.pid, "launched_host": socket.gethostname(), "launched_at": time.time(),
+        "log": str(log),
+    })
     return proc.pid
 
 
@@ -302,6 +326,8 @@ def _effective_state(info: dict[str, Any]) -> str:
     state = info.get("state") or "created"
     if state in ("running", "stopping") and not driver_alive(info):
         return "interrupted"  # the driver died: `resume` reconciles
+    if state == "created" and info.get("launched_pid") and not pid_alive(info["launched_pid"], info.get("launched_host")):
+        return "interrupted"  # it died before it started (its log is in driver.json's "log")
     return state
 
 
@@ -347,7 +373,7 @@ def trials_table(sweep_id: str, *, store: Store | str | None = None) -> list[dic
     """Every trial as a JSON-able dict, best first (failed and running last)."""
     st = _store(store)
     rec = _record(st, sweep_id)
-    rows = _trial_rows(rec, _study(rec))
+    rows = _trial_rows(rec, open_study(rec))
     sign = -1 if rec["directions"][0] == "maximize" else 1
     order = {"COMPLETE": 0, "PRUNED": 1, "RUNNING": 2, "WAITING": 3, "FAIL": 4}
     return sorted(rows, key=lambda r: (order.get(r["state"], 5),
@@ -361,7 +387,7 @@ def history(sweep_id: str, *, store: Store | str | None = None) -> list[dict[str
     maximize = rec["directions"][0] == "maximize"
     best = None
     out = []
-    for r in sorted(_trial_rows(rec, _study(rec)), key=lambda r: r["number"]):
+    for r in sorted(_trial_rows(rec, open_study(rec)), key=lambda r: r["number"]):
         if r["state"] != "COMPLETE":
             continue
         v = r["value"]
@@ -374,7 +400,7 @@ def importances(sweep_id: str, *, store: Store | str | None = None, min_trials: 
     """Parameter importances (fANOVA) once ``min_trials`` trials completed; ``{}`` before."""
     st = _store(store)
     rec = _record(st, sweep_id)
-    study = _study(rec)
+    study = open_study(rec)
     if study is None:
         return {}
     optuna = sp._optuna()
@@ -394,7 +420,7 @@ def sweep_summary(sweep_id: str, *, store: Store | str | None = None) -> dict[st
     st = _store(store)
     rec = _record(st, sweep_id)
     info = st.get_json(sweep_key(rec["id"], "driver.json"), default={}) or {}
-    study = _study(rec)
+    study = open_study(rec)
     best = _best(rec, study)
     return {
         "id": rec["id"],
@@ -553,7 +579,7 @@ def apply_best(sweep_id: str, notebook: str | os.PathLike | None = None, *, stor
 
     st = _store(store)
     rec = _record(st, sweep_id)
-    study = _study(rec)
+    study = open_study(rec)
     rows = {r["number"]: r for r in _trial_rows(rec, study)}
     if trial is not None:
         if trial not in rows or rows[trial]["state"] != "COMPLETE":

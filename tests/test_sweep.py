@@ -21,7 +21,7 @@ pytest.importorskip("optuna")
 import offload  # noqa: E402
 from offload._sweep_driver import find_sweep_jobs  # noqa: E402
 from offload._sweep_space import SpaceError  # noqa: E402
-from offload.errors import UsageError  # noqa: E402
+from offload.errors import StoreError, UsageError  # noqa: E402
 from offload.store import Store  # noqa: E402
 
 pytestmark = pytest.mark.slow
@@ -345,3 +345,70 @@ def test_lost_job_is_retried_once_never_left_running(tmp_path):
     assert rows[0]["requeued"] and "lost" in rows[0]["error"]
     assert rows[1]["params"] == rows[0]["params"] and rows[1]["value"] == 0.5
     assert res.state == "completed"
+
+
+def test_first_sweeps_opening_a_new_study_file_at_once_all_succeed(tmp_path):
+    """The default SQLite file is created by whichever process opens it first; a driver starting
+    while the panel reads the sweep (or two first sweeps) must not die on Optuna's schema set-up."""
+    db = tmp_path / "new.db"
+    go = tmp_path / "go"
+    code = (
+        "import os, sys, time\n"
+        "from offload._sweep_driver import make_storage\n"
+        f"while not os.path.exists({str(go)!r}): time.sleep(0.005)\n"
+        f"make_storage('sqlite:///{db}').get_all_studies()\n"
+    )
+    procs = [subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True) for _ in range(8)]
+    time.sleep(3)  # every process has imported optuna and is waiting
+    go.touch()
+    errors = [p.communicate(timeout=120)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0] * 8, "\n".join(e for e in errors if e)[-2000:]
+
+
+def test_a_storage_that_cannot_be_opened_is_a_clear_error_before_any_job(tmp_path):
+    nb = notebook(tmp_path / "q.ipynb", "x = 0.0", "import offload\noffload.log_metric('m', x)")
+    bad = f"sqlite:///{tmp_path}/no-such-dir/s.db"
+    with pytest.raises(StoreError) as info:
+        sw.sweep(nb, space={"x": {"type": "float", "low": 0, "high": 1}}, objective="m", trials=2,
+                 storage=bad, detach=True, quiet=True)
+    assert bad in info.value.message and "--storage" in info.value.hint
+    assert sw.sweep_ls() == []
+
+
+def test_a_driver_that_cannot_start_fails_the_sweep_with_the_reason(tmp_path):
+    """The storage went away between the sweep's creation and its driver's start."""
+    import shutil
+
+    nb = notebook(tmp_path / "q.ipynb", "x = 0.0", "import offload\noffload.log_metric('m', x)")
+    (tmp_path / "db").mkdir()
+    rec = sw.create_sweep(
+        nb, space={"x": {"type": "float", "low": 0, "high": 1}}, objective="m", direction="maximize", trials=2,
+        parallel=1, per_gpu=1, sampler="random", seed=0, pruner=None, storage=f"sqlite:///{tmp_path}/db/s.db",
+        study_name=None, max_failures=None, enqueue=None, backend=None, gpu=None, spot=False, machine=None,
+        max_runtime=None, env=None, data=None, backend_options=None, retries=0, store=Store())
+    shutil.rmtree(tmp_path / "db")
+    proc = subprocess.run([sys.executable, "-m", "offload._sweep_driver", Store().url, rec["id"]],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    info = Store().get_json(f"sweeps/{rec['id']}/driver.json")
+    assert info["state"] == "failed" and "could not start" in info["error"] and "unable to open" in info["error"]
+    with pytest.raises(StoreError, match="cannot open the sweep's Optuna storage"):
+        sw.sweep_summary(rec["id"])
+    assert not jobs_of(rec["id"])
+
+
+def test_a_detached_driver_killed_before_it_starts_reads_as_interrupted(tmp_path, monkeypatch):
+    nb = notebook(tmp_path / "q.ipynb", "x = 0.0", "import offload\noffload.log_metric('m', x)")
+    real_popen = subprocess.Popen
+
+    def dies_at_once(cmd, **kw):  # the driver's interpreter exits before running any of its code
+        return real_popen([sys.executable, "-c", "import os; os._exit(3)"], **kw)
+
+    monkeypatch.setattr(sw.subprocess, "Popen", dies_at_once)
+    res = sw.sweep(nb, space={"x": {"type": "float", "low": 0, "high": 1}}, objective="m", trials=2,
+                   detach=True, quiet=True)
+    deadline = time.monotonic() + 60
+    while (summary := sw.sweep_summary(res.id))["state"] == "created":
+        assert time.monotonic() < deadline, summary
+        time.sleep(0.2)
+    assert summary["state"] == "interrupted", summary
