@@ -2,7 +2,7 @@
 
 A thin layer over :mod:`offload.sweep` (the sweep engineer's JSON functions): start a sweep from
 a notebook and a search space built in the panel, read its summary, trials, history and
-importances in one request, stop it, apply the best parameters. Same rules as the job handlers:
+importances in one request, stop it, resume it, apply the best parameters. Same rules as the job handlers:
 ``@authenticated`` + ``@authorized`` on the resource ``offload``, every store or Optuna call in the
 extension's thread pool (the driver itself runs in a detached subprocess, never in the server),
 paths resolved against the server root, and a 400 that names the field for bad input (for a bad
@@ -177,6 +177,24 @@ def stop_sweep(service: OffloadService, sweep_id: str) -> dict[str, Any]:
     return {"id": sweep_id, "state": (info or {}).get("state", "stopped")}
 
 
+def resume_sweep(service: OffloadService, sweep_id: str, body: dict[str, Any]) -> dict[str, Any]:
+    """A new detached driver for a stopped, interrupted or failed sweep; 409 while one runs."""
+    sw = _sweep_mod()
+    trials = require(body, "trials", int, optional=True)
+    if trials is not None and trials < 1:
+        raise ApiError(400, f"field 'trials' must be >= 1, got {trials}", field="trials")
+    summary = sw.sweep_summary(sweep_id, store=service.store)
+    if summary["state"] in ("created", "running", "stopping"):
+        raise ApiError(409, f"sweep {summary['id']} is {summary['state']}: its driver is still at work",
+                       hint="stop it first, or wait for it to end")
+    try:
+        sw.sweep_resume(summary["id"], store=service.store, detach=True, quiet=True, trials=trials)
+    except UsageError as exc:
+        raise ApiError(409 if "already has a running driver" in exc.message else 400, exc.message,
+                       hint=exc.hint) from None
+    return sweep_state(service, summary["id"], rows=[])
+
+
 def apply_best(service: OffloadService, sweep_id: str, body: dict[str, Any]) -> dict[str, Any]:
     """The best (or chosen) trial's parameters; written into the notebook file, or, when the panel
     sends the open notebook's ``source`` of its parameters cell, returned as rewritten source for
@@ -260,6 +278,16 @@ class SweepStopHandler(OffloadHandler):
         self.reply(out, 202)
 
 
+class SweepResumeHandler(OffloadHandler):
+    @web.authenticated
+    @authorized(action="execute")
+    async def post(self, job_id: str) -> None:
+        body = self.body()
+        out = await self.run(resume_sweep, self.service, job_id_arg(job_id), body)
+        self.watcher.wake()
+        self.reply(out, 202)
+
+
 class SweepApplyBestHandler(OffloadHandler):
     @web.authenticated
     @authorized(action="write")
@@ -272,6 +300,7 @@ SWEEP_ROUTES: list[tuple[str, type[OffloadHandler]]] = [
     (r"sweeps", SweepsHandler),
     (rf"sweeps/{JOB_ID}", SweepHandler),
     (rf"sweeps/{JOB_ID}/stop", SweepStopHandler),
+    (rf"sweeps/{JOB_ID}/resume", SweepResumeHandler),
     (rf"sweeps/{JOB_ID}/apply-best", SweepApplyBestHandler),
 ]
 

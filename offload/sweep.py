@@ -315,18 +315,24 @@ def _spawn_driver(store: Store, sweep_id: str) -> int:
     # dies before it could say anything reads as interrupted, not as "created" forever.
     info = store.get_json(sweep_key(sweep_id, "driver.json"), default={}) or {}
     store.put_json(sweep_key(sweep_id, "driver.json"), {
-        **info, "launched_pid": proc.pid, "launched_host": socket.gethostname(), "launched_at": time.time(),
-        "log": str(log),
+        **info, "state": "created", "error": None, "launched_pid": proc.pid, "launched_host": socket.gethostname(),
+        "launched_at": time.time(), "log": str(log),
     })
     return proc.pid
 
 
 # Reading sweeps back (CLI and the panel) ------------------------------------------------------
+def _launched_alive(info: dict[str, Any]) -> bool:
+    """A background driver was started and has not yet written its own record."""
+    return (info.get("state") or "created") == "created" and bool(info.get("launched_pid")) and pid_alive(
+        info["launched_pid"], info.get("launched_host"))
+
+
 def _effective_state(info: dict[str, Any]) -> str:
     state = info.get("state") or "created"
     if state in ("running", "stopping") and not driver_alive(info):
         return "interrupted"  # the driver died: `resume` reconciles
-    if state == "created" and info.get("launched_pid") and not pid_alive(info["launched_pid"], info.get("launched_host")):
+    if state == "created" and info.get("launched_pid") and not _launched_alive(info):
         return "interrupted"  # it died before it started (its log is in driver.json's "log")
     return state
 
@@ -553,8 +559,9 @@ def sweep_resume(sweep_id: str, *, store: Store | str | None = None, detach: boo
     rec = _record(st, sweep_id)
     sid = rec["id"]
     info = st.get_json(sweep_key(sid, "driver.json"), default={}) or {}
-    if driver_alive(info):
-        raise UsageError(f"sweep {sid} already has a running driver (pid {info.get('pid')} on {info.get('host')})",
+    if driver_alive(info) or _launched_alive(info):
+        pid, host = (info.get("pid"), info.get("host")) if driver_alive(info) else (info["launched_pid"], info.get("launched_host"))
+        raise UsageError(f"sweep {sid} already has a running driver (pid {pid} on {host})",
                          hint=f"`offload sweep stop {sid}` first, or wait for it")
     if trials is not None:
         rec["trials"] = int(trials)

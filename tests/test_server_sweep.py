@@ -218,3 +218,24 @@ async def test_stop_cancels_running_trials(jp_fetch, jp_root_dir):
     for jid in running:
         job = json.loads((await call(jp_fetch, "jobs", jid)).body)
         assert job["state"] == "cancelled" or job.get("status", {}).get("cancel_requested"), job["state"]
+
+    # resume from the panel: a new driver runs the re-queued points first; a second resume is a 409
+    r = await call(jp_fetch, "sweeps", sid, "resume", method="POST", body={})
+    assert r.code == 202 and json.loads(r.body)["summary"]["state"] in ("created", "running")
+    code, err = await error_of(jp_fetch, "sweeps", sid, "resume", method="POST", body={})
+    assert code == 409 and "driver" in err["message"], err
+    deadline = time.monotonic() + 120
+    while True:
+        data = json.loads((await call(jp_fetch, "sweeps", sid)).body)
+        again = [t for t in data["trials"] if t["state"] == "RUNNING" and t["job_id"] and t["job_id"] not in running]
+        if len(again) == 2:
+            break
+        assert time.monotonic() < deadline, data
+        await asyncio.sleep(0.5)
+    requeued = sorted(t["params"]["t"] for t in data["trials"] if t.get("requeued"))
+    assert sorted(t["params"]["t"] for t in again) == requeued and len(requeued) == 2, data["trials"]
+    r = await call(jp_fetch, "sweeps", sid, "stop", method="POST", body={})
+    assert json.loads((await call(jp_fetch, "sweeps", sid)).body)["summary"]["state"] == "stopped"
+
+    code, err = await error_of(jp_fetch, "sweeps", sid, "resume", method="POST", body={"trials": 0})
+    assert code == 400 and err["field"] == "trials"

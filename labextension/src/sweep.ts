@@ -105,6 +105,7 @@ export const sweepApi = {
   start: (req: ISweepRequest) => post<ISweepState>('sweeps', req),
   state: (id: string) => request<ISweepState>(`sweeps/${id}`),
   stop: (id: string) => post<{ id: string; state: string }>(`sweeps/${id}/stop`, {}),
+  resume: (id: string) => post<ISweepState>(`sweeps/${id}/resume`, {}),
   applyBest: (id: string, body: { source?: string; path?: string; trial?: number }) =>
     post<{ params: Record<string, any>; trial: number | null; source: string | null; written: string | null }>(
       `sweeps/${id}/apply-best`,
@@ -684,6 +685,20 @@ export class SweepWidget extends Widget {
     await this.refresh();
   }
 
+  async resume(): Promise<void> {
+    if (!this.sweepId) {
+      return;
+    }
+    const id = this.sweepId;
+    try {
+      await sweepApi.resume(id);
+      Notification.info(`Sweep ${id.slice(-6)} resumed`, { autoClose: 3000 });
+    } catch (err) {
+      Notification.error(`Resume failed: ${errorText(err)}`);
+    }
+    await this.refresh();
+  }
+
   dispose(): void {
     window.clearTimeout(this._timer);
     super.dispose();
@@ -759,6 +774,11 @@ export class SweepWidget extends Widget {
     const stop = el('button', { class: 'jp-mod-styled jp-mod-warn', type: 'button' }, 'Stop');
     stop.disabled = !['created', 'running'].includes(sum.state);
     stop.addEventListener('click', () => void this.stop());
+    // stopped, interrupted (the driver died) or failed with budget left: a new driver goes on
+    const resumable = ['stopped', 'interrupted', 'failed'].includes(sum.state) && done < sum.trials;
+    const resume = el('button', { class: 'jp-mod-styled', type: 'button' }, 'Resume');
+    resume.title = 'Start a new driver: re-queued points first, running jobs adopted';
+    resume.addEventListener('click', () => void this.resume());
     const apply = el('button', { class: 'jp-mod-styled jp-mod-accept', type: 'button' }, 'Apply best to notebook');
     apply.disabled = !sum.best;
     apply.title = sum.pareto.length ? 'Several objectives: pick a trial in the table' : '';
@@ -776,7 +796,7 @@ export class SweepWidget extends Widget {
         `${done} of ${sum.trials} done: ${c.n_complete ?? 0} complete, ${c.n_pruned ?? 0} pruned, ${c.n_fail ?? 0} failed, ${c.n_running ?? 0} running \u2013 cost ${formatMoney(s.total_cost)}`
       ),
       el('div', { class: 'jp-offload-sweep-best' + (sum.best ? '' : ' jp-offload-muted') }, best),
-      el('div', { class: 'jp-offload-sweep-actions' }, apply, stop)
+      el('div', { class: 'jp-offload-sweep-actions' }, apply, stop, ...(resumable ? [resume] : []))
     );
     if (sum.error) {
       head.append(el('div', { class: 'jp-offload-field-error' }, sum.error));
