@@ -70,7 +70,10 @@ async def error_of(jp_fetch, *parts, **kw) -> tuple[int, dict]:
 async def wait_state(jp_fetch, job_id: str, states: tuple[str, ...], timeout: float = 120) -> dict:
     deadline = time.monotonic() + timeout
     while True:
-        r = await call(jp_fetch, "jobs", job_id)
+        try:
+            r = await call(jp_fetch, "jobs", job_id)
+        except HTTPClientError as exc:  # say what the server said, not only its status
+            pytest.fail(f"GET jobs/{job_id}: {exc.code} {exc.response.body if exc.response else ''}")
         job = json.loads(r.body)
         if job["state"] in states:
             return job
