@@ -656,8 +656,13 @@ def _schema_race(exc: Exception) -> bool:
 
 
 def summary_counts(study: Any) -> dict[str, int]:
-    counts = collections.Counter(t.state.name.lower() for t in study.get_trials(deepcopy=False))
-    return {"n_" + k: counts.get(k, 0) for k in ("complete", "pruned", "fail", "running", "waiting")}
+    """Trials by state; a re-queued FAIL (stopped, its point runs again) is not a failure and does
+    not count against the budget, so it has its own count."""
+    counts: collections.Counter[str] = collections.Counter()
+    for t in study.get_trials(deepcopy=False):
+        state = t.state.name.lower()
+        counts["requeued" if state == "fail" and t.user_attrs.get(REQUEUED) else state] += 1
+    return {"n_" + k: counts.get(k, 0) for k in ("complete", "pruned", "fail", "running", "waiting", "requeued")}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -504,7 +504,8 @@ def sweep_show(sweep_id: str, *, store: Store | str | None = None, limit: int | 
         f"sweep {summary['id']}  {summary['state']}  notebook {summary['notebook']}",
         f"objective {', '.join(f'{o} ({d})' for o, d in zip(objs, summary['directions'], strict=False))}  "
         f"trials {c.get('n_complete', 0)} complete, {c.get('n_pruned', 0)} pruned, "
-        f"{c.get('n_fail', 0)} failed, {c.get('n_running', 0)} running of {summary['trials']}",
+        f"{c.get('n_fail', 0)} failed, {c.get('n_running', 0)} running of {summary['trials']}"
+        + (f" ({c['n_requeued']} re-queued)" if c.get("n_requeued") else ""),
     ]
     if summary["error"]:
         head.append(f"error: {summary['error']}")

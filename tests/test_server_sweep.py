@@ -215,6 +215,8 @@ async def test_stop_cancels_running_trials(jp_fetch, jp_root_dir):
     data = json.loads((await call(jp_fetch, "sweeps", sid)).body)
     assert data["summary"]["state"] == "stopped"
     assert not any(t["state"] == "RUNNING" for t in data["trials"])
+    counts = data["summary"]["counts"]  # stopped trials are re-queued, not failures
+    assert (counts["n_fail"], counts["n_requeued"]) == (0, 2), counts
     for jid in running:
         job = json.loads((await call(jp_fetch, "jobs", jid)).body)
         assert job["state"] == "cancelled" or job.get("status", {}).get("cancel_requested"), job["state"]

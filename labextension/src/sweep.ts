@@ -57,7 +57,7 @@ export interface ISweepSummary {
   state: string;
   error: string | null;
   created_at: number;
-  counts: Partial<Record<'n_complete' | 'n_pruned' | 'n_fail' | 'n_running' | 'n_waiting', number>>;
+  counts: Partial<Record<'n_complete' | 'n_pruned' | 'n_fail' | 'n_running' | 'n_waiting' | 'n_requeued', number>>;
   best: ITrialRow | null;
   pareto: ITrialRow[];
 }
@@ -793,7 +793,7 @@ export class SweepWidget extends Widget {
       el(
         'div',
         { class: 'jp-offload-sweep-counts', 'aria-live': 'polite' },
-        `${done} of ${sum.trials} done: ${c.n_complete ?? 0} complete, ${c.n_pruned ?? 0} pruned, ${c.n_fail ?? 0} failed, ${c.n_running ?? 0} running \u2013 cost ${formatMoney(s.total_cost)}`
+        `${done} of ${sum.trials} done: ${c.n_complete ?? 0} complete, ${c.n_pruned ?? 0} pruned, ${c.n_fail ?? 0} failed, ${c.n_running ?? 0} running${c.n_requeued ? `, ${c.n_requeued} re-queued` : ''} \u2013 cost ${formatMoney(s.total_cost)}`
       ),
       el('div', { class: 'jp-offload-sweep-best' + (sum.best ? '' : ' jp-offload-muted') }, best),
       el('div', { class: 'jp-offload-sweep-actions' }, apply, stop, ...(resumable ? [resume] : []))

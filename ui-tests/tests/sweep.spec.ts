@@ -1,7 +1,7 @@
 /**
  * The Sweep panel in a real JupyterLab: build the space from the parameters cell, start a small
  * sweep (4 trials, 2 at a time, local backend), watch the trials table fill and the plots render,
- * apply the best parameters to the open notebook. Screenshots (light and dark) in
+ * apply the best parameters to the open notebook; stop a sweep and resume it. Screenshots (light and dark) in
  * ui-tests/test-results/screenshots/.
  */
 import { expect, IJupyterLabPageFixture, test } from '@jupyterlab/galata';
@@ -91,5 +91,36 @@ test.describe('sweep panel', () => {
     await page.getByRole('tab', { name: /Sweep: sweep_quad/ }).click();
     await shot(page, 'sweep-03-dark', page.locator('.jp-offload-Sweep').first());
     await page.theme.setLightTheme();
+  });
+
+  test('stop a running sweep, then resume it from the panel', async ({ page, tmpPath }) => {
+    const target = `${tmpPath}/sweep_slow.ipynb`;
+    await page.contents.uploadFile(path.join(NOTEBOOKS, 'sweep_slow.ipynb'), target);
+    await page.notebook.openByPath(target);
+    await page.notebook.activate('sweep_slow.ipynb');
+    await page.locator('.jp-NotebookPanel-toolbar [data-jp-item-name="offload-sweep"]').first().click();
+    const panel = page.locator('.jp-offload-Sweep');
+    const form = panel.locator('form.jp-offload-sweep-setup');
+    await expect(form).toBeVisible();
+    await form.locator('input[aria-label="objective metric"]').fill('m');
+    await form.locator('input[aria-label="trials"]').fill('4');
+    await form.locator('input[aria-label="parallel"]').fill('2');
+    await form.locator('button.jp-offload-sweep-start').click();
+
+    await expect(panel.locator('tr[data-state="RUNNING"]')).toHaveCount(2, { timeout: 60000 });
+    await expect(panel.getByRole('button', { name: 'Resume' })).toHaveCount(0);
+    await panel.getByRole('button', { name: 'Stop', exact: true }).click();
+    await expect(panel.locator('.jp-offload-sweep-state-stopped')).toBeVisible({ timeout: 60000 });
+    await expect(panel.getByRole('button', { name: 'Stop', exact: true })).toBeDisabled();
+    await expect(panel.locator('.jp-offload-sweep-counts')).toContainText('0 failed');
+    await expect(panel.locator('.jp-offload-sweep-counts')).toContainText('2 re-queued');
+    await shot(page, 'sweep-04-stopped', panel);
+
+    await panel.getByRole('button', { name: 'Resume' }).click();
+    await expect(panel.locator('.jp-offload-sweep-state-running')).toBeVisible({ timeout: 60000 });
+    await expect(panel.getByRole('button', { name: 'Resume' })).toHaveCount(0);
+    await expect(panel.locator('tr[data-state="RUNNING"]')).toHaveCount(2, { timeout: 60000 });
+    await panel.getByRole('button', { name: 'Stop', exact: true }).click();
+    await expect(panel.locator('.jp-offload-sweep-state-stopped')).toBeVisible({ timeout: 60000 });
   });
 });
