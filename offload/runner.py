@@ -508,7 +508,7 @@ def _strip_ansi(text: str) -> str:
 def _skip_unused_imports() -> None:
     """Each trial of a sweep is a runner process, and on a small machine the runners' start-up CPU
     is what bounds a sweep's wall time. Three optional imports nothing in the runner uses cost about
-    2.5 s of CPU there: jsonschema's IRI and duration format checkers (``rfc3987_syntax`` builds a
+    2.3 s of CPU there: jsonschema's IRI and duration format checkers (``rfc3987_syntax`` builds a
     grammar at import, ``isoduration`` pulls in arrow; nbformat's schema uses neither format) and
     papermill's ``gs://`` I/O handler (gcsfs: the runner gives papermill local paths, and the store
     imports gcsfs itself, later, when its URL is ``gs://``). Both libraries import them inside

@@ -376,7 +376,7 @@ def _runner_classes() -> tuple[type, type]:
                     last_stop_check = now
                     if self.store.exists(stop_key):
                         return SUCCEEDED, f"session stopped after {self.served} cell(s)", None
-                if self.client_pid and not pid_alive(self.client_pid):
+                if self.client_pid and not _pid_alive(self.client_pid):
                     return SUCCEEDED, f"the client kernel exited after {self.served} cell(s)", None
                 if now - idle_since > IDLE_S:
                     return SUCCEEDED, f"session idle for {int(IDLE_S)} s after {self.served} cell(s)", None
@@ -409,7 +409,7 @@ def _runner_classes() -> tuple[type, type]:
     return CellJobRunner, SessionServer
 
 
-def pid_alive(pid: int) -> bool:
+def _pid_alive(pid: int) -> bool:
     from .backends.local import _alive  # zombie- and pid-reuse-aware
 
     return _alive(pid, None)

@@ -332,7 +332,7 @@ def _effective_state(info: dict[str, Any]) -> str:
     state = info.get("state") or "created"
     if state in ("running", "stopping") and not driver_alive(info):
         return "interrupted"  # the driver died: `resume` reconciles
-    if state == "created" and info.get("launched_pid") and not _launched_alive(info):
+    if state == "created" and info.get("launched_pid") and not pid_alive(info["launched_pid"], info.get("launched_host")):
         return "interrupted"  # it died before it started (its log is in driver.json's "log")
     return state
 
@@ -560,8 +560,9 @@ def sweep_resume(sweep_id: str, *, store: Store | str | None = None, detach: boo
     rec = _record(st, sweep_id)
     sid = rec["id"]
     info = st.get_json(sweep_key(sid, "driver.json"), default={}) or {}
-    if driver_alive(info) or _launched_alive(info):
-        pid, host = (info.get("pid"), info.get("host")) if driver_alive(info) else (info["launched_pid"], info.get("launched_host"))
+    running = driver_alive(info)
+    if running or _launched_alive(info):
+        pid, host = (info.get("pid"), info.get("host")) if running else (info["launched_pid"], info.get("launched_host"))
         raise UsageError(f"sweep {sid} already has a running driver (pid {pid} on {host})",
                          hint=f"`offload sweep stop {sid}` first, or wait for it")
     if trials is not None:

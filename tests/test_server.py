@@ -219,7 +219,12 @@ async def test_job_life_through_the_api(jp_fetch, train_nb):
     assert any("trained with lr 0.5" in json.dumps(m["outputs"]) for m in merged.values())
     assert plan["provenance"]["parameters"] == {"lr": 0.5}
 
-    # gallery card with the first image output as thumbnail
+    # gallery card with the first image output as thumbnail (the gallery is the watcher's view:
+    # wait for the pass that has seen the job end before sorting by its metric)
+    deadline = time.monotonic() + 60
+    while "loss" not in json.loads((await call(jp_fetch, "gallery")).body)["metrics"]:
+        assert time.monotonic() < deadline, "the gallery never listed the job's metrics"
+        await asyncio.sleep(0.2)
     gallery = json.loads((await call(jp_fetch, "gallery", params={"sort": "loss", "order": "asc"})).body)
     card = next(c for c in gallery["cards"] if c["id"] == job["id"])
     assert card["thumbnail"] and card["metrics"]["loss"] == pytest.approx(0.5 / 3)

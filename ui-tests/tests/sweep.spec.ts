@@ -15,19 +15,24 @@ async function shot(page: IJupyterLabPageFixture, name: string, locator?: any): 
   await (locator ?? page).screenshot({ path: file });
 }
 
+/** Open a copy of a test notebook and its sweep panel (toolbar button); wait for the setup form. */
+async function openSweepPanel(page: IJupyterLabPageFixture, tmpPath: string, name: string) {
+  const target = `${tmpPath}/${name}`;
+  await page.contents.uploadFile(path.join(NOTEBOOKS, name), target);
+  await page.notebook.openByPath(target);
+  await page.notebook.activate(name);
+  await page.locator('.jp-NotebookPanel-toolbar [data-jp-item-name="offload-sweep"]').first().click();
+  const panel = page.locator('.jp-offload-Sweep');
+  const form = panel.locator('form.jp-offload-sweep-setup');
+  await expect(form).toBeVisible();
+  return { panel, form };
+}
+
 test.describe('sweep panel', () => {
   test.use({ autoGoto: true });
 
   test('start a sweep from the notebook, watch trials and plots, apply the best', async ({ page, tmpPath }) => {
-    const target = `${tmpPath}/sweep_quad.ipynb`;
-    await page.contents.uploadFile(path.join(NOTEBOOKS, 'sweep_quad.ipynb'), target);
-    await page.notebook.openByPath(target);
-    await page.notebook.activate('sweep_quad.ipynb');
-
-    await page.locator('.jp-NotebookPanel-toolbar [data-jp-item-name="offload-sweep"]').first().click();
-    const panel = page.locator('.jp-offload-Sweep');
-    const form = panel.locator('form.jp-offload-sweep-setup');
-    await expect(form).toBeVisible();
+    const { panel, form } = await openSweepPanel(page, tmpPath, 'sweep_quad.ipynb');
 
     // the space comes from the parameters cell: numbers get ranges, strings are fixed, seed fixed
     const row = (name: string) => form.locator(`.jp-offload-sweep-param[data-param="${name}"]`);
@@ -94,14 +99,7 @@ test.describe('sweep panel', () => {
   });
 
   test('stop a running sweep, then resume it from the panel', async ({ page, tmpPath }) => {
-    const target = `${tmpPath}/sweep_slow.ipynb`;
-    await page.contents.uploadFile(path.join(NOTEBOOKS, 'sweep_slow.ipynb'), target);
-    await page.notebook.openByPath(target);
-    await page.notebook.activate('sweep_slow.ipynb');
-    await page.locator('.jp-NotebookPanel-toolbar [data-jp-item-name="offload-sweep"]').first().click();
-    const panel = page.locator('.jp-offload-Sweep');
-    const form = panel.locator('form.jp-offload-sweep-setup');
-    await expect(form).toBeVisible();
+    const { panel, form } = await openSweepPanel(page, tmpPath, 'sweep_slow.ipynb');
     await form.locator('input[aria-label="objective metric"]').fill('m');
     await form.locator('input[aria-label="trials"]').fill('4');
     await form.locator('input[aria-label="parallel"]').fill('2');
