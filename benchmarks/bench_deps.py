@@ -1,4 +1,4 @@
-"""Dependency detection on the real-notebook corpus: offload.deps vs pipreqs, side by side.
+"""Dependency detection on the real-notebook corpus: offload.snapshot.deps vs pipreqs, side by side.
 
     .venv/bin/python benchmarks/bench_deps.py [--corpus ../shared/deps-corpus] [--venv DIR]
 
@@ -7,7 +7,7 @@
    reads metadata, so nothing needs to import; a distribution without a wheel for this machine or
    not on the package index gets a metadata-only stand-in with the module names the ground truth
    gives, and is listed as such).
-2. For every notebook: ``offload.deps.snapshot(nb, project_root=<repo copy>, python=<that venv>)``
+2. For every notebook: ``offload.snapshot.deps.snapshot(nb, project_root=<repo copy>, python=<that venv>)``
    and ``pipreqs --scan-notebooks`` on the same folder with the same packages visible.
 3. Scores both as the corpus README says: precision and recall of the required set (PEP 503
    names; optional entries not counted), dangerous false positives (an import name used as a
@@ -34,7 +34,7 @@ from packaging.utils import canonicalize_name
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from offload import deps  # noqa: E402
+from offload.snapshot import deps  # noqa: E402
 
 DEFAULT_CORPUS = ROOT.parent / "shared" / "deps-corpus"
 DEFAULT_VENV = Path(os.environ.get("TMPDIR", "/tmp")) / "offload-deps-bench" / "venv"

@@ -25,8 +25,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from offload.deps import EnvSpec, Requirement  # noqa: E402
-from offload.env import prepare_env  # noqa: E402
+from offload.runner.environment import prepare_env  # noqa: E402
+from offload.snapshot.deps import EnvSpec, Requirement  # noqa: E402
 
 PACKAGES = ["numpy", "pandas", "scipy", "scikit-learn", "matplotlib", "pyyaml", "requests", "tqdm"]
 
@@ -57,7 +57,7 @@ def main() -> int:
             second.append(time.perf_counter() - t0)
             code = (
                 f"import sys, time; sys.path.insert(0, {str(ROOT)!r}); t = time.perf_counter();"
-                "from offload.env import prepare_env; from offload.deps import EnvSpec;"
+                "from offload.runner.environment import prepare_env; from offload.snapshot.deps import EnvSpec;"
                 "import json; env = EnvSpec.from_dict(json.loads(sys.argv[1]));"
                 f"prepare_env(env, cache_dir={str(cache)!r}); print(time.perf_counter() - t)"
             )

@@ -55,7 +55,7 @@ def bench_run_vs_papermill(runs: int) -> dict:
 
 
 def bench_staging(n_files: int = 1000) -> dict:
-    from offload.bundle import build_bundle, stage
+    from offload.snapshot.bundle import build_bundle, stage
     from offload.store import Store
 
     work = Path(tempfile.mkdtemp(prefix="bench-stage-"))

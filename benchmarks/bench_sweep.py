@@ -59,7 +59,7 @@ def main() -> int:
     os.environ["OFFLOAD_LOCAL_MAX_JOBS"] = str(args.parallel)
     os.environ.pop("OFFLOAD_STORE", None)
     nb = make_notebook(Path(home) / "sleep.ipynb")
-    sw = importlib.import_module("offload.sweep")
+    sw = importlib.import_module("offload.sweeps.api")
     import resource
 
     from offload import jobs

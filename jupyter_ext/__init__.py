@@ -15,6 +15,6 @@ def _jupyter_labextension_paths() -> list[dict[str, str]]:
 
 
 def _jupyter_server_extension_points() -> list[dict[str, Any]]:
-    from .app import OffloadExtensionApp
+    from jupyter_ext.app import OffloadExtensionApp
 
     return [{"module": "jupyter_ext", "app": OffloadExtensionApp}]

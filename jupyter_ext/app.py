@@ -21,9 +21,9 @@ from typing import Any
 from jupyter_server.extension.application import ExtensionApp
 from traitlets import Dict, Float, Int, List, Unicode
 
-from .handlers import handlers
-from .service import OffloadService
-from .watcher import JobWatcher
+from jupyter_ext.handlers import handlers
+from jupyter_ext.service import OffloadService
+from jupyter_ext.watcher import JobWatcher
 
 
 class OffloadExtensionApp(ExtensionApp):

@@ -20,9 +20,8 @@ from jupyter_server.base.handlers import APIHandler
 from jupyter_server.utils import url_path_join
 from tornado import web
 
+from jupyter_ext.service import ApiError, error_field, error_status, job_id_arg
 from offload.errors import OffloadError
-
-from .service import ApiError, error_field, error_status, job_id_arg
 
 AUTH_RESOURCE = "offload"
 JOB_ID = r"(?P<job_id>[^/]+)"
@@ -120,7 +119,7 @@ class JobsHandler(OffloadHandler):
     @authorized(action="read")
     async def get(self) -> None:
         await self.watcher.ready()
-        from .service import filter_rows
+        from jupyter_ext.service import filter_rows
 
         rows = filter_rows(self.watcher.rows, notebook=self.get_query_argument("notebook", None),
                            state=self.get_query_argument("state", None))
@@ -173,7 +172,7 @@ class RerunHandler(OffloadHandler):
     @web.authenticated
     @authorized(action="execute")
     async def post(self, job_id: str) -> None:
-        from .service import require
+        from jupyter_ext.service import require
 
         body = self.body()
         params = require(body, "parameters", dict, optional=True)
@@ -195,7 +194,7 @@ class MergePlanHandler(OffloadHandler):
     @web.authenticated
     @authorized(action="read")
     async def post(self, job_id: str) -> None:
-        from .service import require
+        from jupyter_ext.service import require
 
         cells = require(self.body(), "cells", list)
         self.reply(await self.run(self.service.merge_plan, job_id_arg(job_id), cells))
@@ -205,7 +204,7 @@ class MergeFileHandler(OffloadHandler):
     @web.authenticated
     @authorized(action="write")
     async def post(self, job_id: str) -> None:
-        from .service import require
+        from jupyter_ext.service import require
 
         path = require(self.body(), "path", str, optional=True)
         self.reply(await self.run(self.service.merge_file, job_id_arg(job_id), path))
@@ -285,4 +284,4 @@ def handlers(base_url: str) -> list[tuple[str, type[OffloadHandler]]]:
     return [(url_path_join(base_url, "offload/api", pattern), h) for pattern, h in ROUTES]
 
 
-from . import sweep_handlers as _sweep_handlers  # noqa: E402, F401  (adds the sweep panel's routes to ROUTES)
+from jupyter_ext import sweep_handlers as _sweep_handlers  # noqa: E402, F401  (adds the sweep panel's routes to ROUTES)

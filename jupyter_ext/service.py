@@ -201,7 +201,7 @@ class OffloadService:
     # notebook inspection -------------------------------------------------------------------
     def inspect(self, api_path: str) -> dict[str, Any]:
         """What the Run dialog shows: parameters, detected dependencies, files and their sizes."""
-        from offload.params import declared_parameters, parameters_cell, read_notebook
+        from offload.notebook.params import declared_parameters, parameters_cell, read_notebook
 
         path = resolve_notebook(self.root_dir, api_path)
         if path.suffix != ".ipynb" or not path.is_file():
@@ -220,7 +220,7 @@ class OffloadService:
         }
         local_files: list[str] = []
         try:
-            from offload.deps import snapshot
+            from offload.snapshot.deps import snapshot
 
             env = snapshot(path, project_root=path.parent)
             env_d = env.to_dict() if hasattr(env, "to_dict") else dict(env)
@@ -242,7 +242,7 @@ class OffloadService:
         except OffloadError as exc:
             result["notes"].append(f"dependency detection failed: {exc}")
         try:
-            from offload.bundle import build_bundle
+            from offload.snapshot.bundle import build_bundle
 
             bundle = build_bundle(path.parent, path, include=local_files)
             result["files"] = [
@@ -397,7 +397,7 @@ class OffloadService:
         """
         from offload.backends.base import get_backend
         from offload.jobs import Job
-        from offload.params import check_parameters
+        from offload.notebook.params import check_parameters
 
         old = self._job(job_id)
         spec = old.spec
@@ -447,7 +447,7 @@ class OffloadService:
         import nbformat
 
         from offload.jobs import cell_hash
-        from offload.merge import SKIP_TAGS, provenance_of
+        from offload.notebook.merge import SKIP_TAGS, provenance_of
 
         job = self._job(job_id)
         if job.state in ACTIVE_STATES:

@@ -22,10 +22,16 @@ from typing import Any
 from jupyter_server.auth.decorator import authorized
 from tornado import web
 
+from jupyter_ext.handlers import JOB_ID, ROUTES, OffloadHandler
+from jupyter_ext.service import (
+    ApiError,
+    OffloadService,
+    api_path_of,
+    job_id_arg,
+    require,
+    resolve_notebook,
+)
 from offload.errors import NotebookError, OffloadError, UsageError
-
-from .handlers import JOB_ID, ROUTES, OffloadHandler
-from .service import ApiError, OffloadService, api_path_of, job_id_arg, require, resolve_notebook
 
 _PARAM_RE = re.compile(r"parameter '([^']+)'")
 _INT_FIELDS = ("trials", "parallel", "per_gpu", "seed", "max_failures")
@@ -37,7 +43,7 @@ def _sweep_mod():
     """``offload.sweep`` the module (``import offload.sweep`` yields the callable wrapper too)."""
     import importlib
 
-    return importlib.import_module("offload.sweep")
+    return importlib.import_module("offload.sweeps.api")
 
 
 def _space_error(exc: OffloadError) -> ApiError:
@@ -62,7 +68,7 @@ def _usage_field(exc: UsageError) -> str | None:
 
 def start_sweep(service: OffloadService, body: dict[str, Any]) -> dict[str, Any]:
     """Validate the panel's request and start a detached sweep driver; returns its summary."""
-    from offload._sweep_space import SpaceError
+    from offload.sweeps.space import SpaceError
 
     sw = _sweep_mod()
     api_path = require(body, "path", str)

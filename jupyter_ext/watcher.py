@@ -15,9 +15,8 @@ import time
 from concurrent.futures import Executor
 from typing import Any
 
+from jupyter_ext.service import OffloadService
 from offload.spec import ACTIVE_STATES, FINAL_STATES
-
-from .service import OffloadService
 
 
 class JobWatcher:

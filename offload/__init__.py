@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ._version import __version__
-from .errors import OffloadError
-from .metrics import checkpoint_dir, log_metric, output_dir
+from offload._version import __version__
+from offload.errors import OffloadError
+from offload.metrics import checkpoint_dir, log_metric, output_dir
 
 if TYPE_CHECKING:
-    from .jobs import Job, list_jobs, submit
-    from .sweep import sweep
+    from offload.jobs import Job, list_jobs, submit
+    from offload.sweeps import sweep
 
 __all__ = [
     "__version__",
@@ -42,6 +42,6 @@ def __getattr__(name: str) -> Any:
 
 def load_ipython_extension(ipython: Any) -> None:
     """``%load_ext offload``: registers the ``%%offload`` cell magic."""
-    from .magic import load_ipython_extension as _load
+    from offload.cells.magic import load_ipython_extension as _load
 
     _load(ipython)

@@ -11,14 +11,13 @@ import json
 import os
 from typing import Any
 
-from .errors import UsageError
+from offload.errors import UsageError
+from offload.paths import BACKEND_ENV, STORE_ENV, data_dir
 
 TOP_LEVEL = ("backend", "store", "max_jobs", "budget")
 
 
 def config_path():
-    from .store import data_dir
-
     return data_dir() / "config.json"
 
 
@@ -70,7 +69,7 @@ def set_values(pairs: list[str]) -> dict[str, Any]:
 
 
 def default_backend() -> str:
-    return os.environ.get("OFFLOAD_BACKEND") or load_config().get("backend") or "local"
+    return os.environ.get(BACKEND_ENV) or load_config().get("backend") or "local"
 
 
 def backend_options(name: str) -> dict[str, Any]:
@@ -85,3 +84,8 @@ def backend_store(name: str) -> str | None:
     """
     opts = backend_options(name)
     return opts.get("store") or opts.get("bucket")
+
+
+def default_store_url() -> str:
+    """``OFFLOAD_STORE``, else the config's ``store``, else ``store/`` in the data directory."""
+    return os.environ.get(STORE_ENV) or load_config().get("store") or (data_dir() / "store").as_uri()

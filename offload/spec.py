@@ -8,6 +8,7 @@ clients, so it carries ``version`` and ignores unknown keys from a newer writer.
 from __future__ import annotations
 
 import dataclasses
+import enum
 import json
 import re
 import secrets
@@ -15,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import UsageError
+from offload.errors import UsageError
 
 SPEC_VERSION = 1
 KINDS = ("notebook", "cell", "trial")
@@ -165,8 +166,34 @@ class JobSpec:
 
 
 # Job states ---------------------------------------------------------------------------------
-QUEUED, PROVISIONING, RUNNING = "queued", "provisioning", "running"
-SUCCEEDED, FAILED, CANCELLED, PREEMPTED, LOST = "succeeded", "failed", "cancelled", "preempted", "lost"
-ACTIVE_STATES = (QUEUED, PROVISIONING, RUNNING)
-FINAL_STATES = (SUCCEEDED, FAILED, CANCELLED, PREEMPTED, LOST)
+class JobState(str, enum.Enum):
+    """A job's state. ``str``-valued, so ``status.json`` and the REST API carry the same words.
+
+    ``queued -> provisioning -> running -> succeeded | failed | cancelled``; ``preempted`` and
+    ``lost`` (heartbeat stale and the machine gone) lead to a retry or stay final.
+    """
+
+    QUEUED = "queued"
+    PROVISIONING = "provisioning"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    PREEMPTED = "preempted"
+    LOST = "lost"
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def is_final(self) -> bool:
+        return self in FINAL_STATES
+
+    @property
+    def is_active(self) -> bool:
+        return self in ACTIVE_STATES
+
+
+ACTIVE_STATES = (JobState.QUEUED, JobState.PROVISIONING, JobState.RUNNING)
+FINAL_STATES = (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.PREEMPTED, JobState.LOST)
 STATES = ACTIVE_STATES + FINAL_STATES

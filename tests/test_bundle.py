@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from offload.bundle import build_bundle, materialize, stage
 from offload.errors import UsageError
+from offload.snapshot.bundle import build_bundle, materialize, stage
 from offload.store import Store
 
 
@@ -105,7 +105,7 @@ def test_gc_removes_only_staging_no_job_uses(project, tmp_path):
     import os
     import time
 
-    from offload.bundle import collect_garbage
+    from offload.snapshot.bundle import collect_garbage
 
     store = Store((tmp_path / "store").as_uri())
     used = build_bundle(project, project / "train.ipynb", data=["data"])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from offload._cell_analysis import analyze_cell
+from offload.cells.analysis import analyze_cell
 from offload.errors import UsageError
 
 

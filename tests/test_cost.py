@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from offload.backends import _gce_catalog as catalog
-from offload.cost import actual, estimate, load_price_table, machine_price
+from offload.backends.cost import actual, estimate, load_price_table, machine_price
+from offload.backends.gce import catalog
 from offload.errors import UsageError
 from offload.spec import JobSpec, Resources
 

@@ -13,9 +13,9 @@ import pytest
 from nbformat import v4
 
 import offload
-from offload.deps import EnvSpec, Requirement, snapshot
-from offload.env import READY, EnvBuildError, env_dir, prepare_env
 from offload.errors import UsageError
+from offload.runner.environment import READY, EnvBuildError, env_dir, prepare_env
+from offload.snapshot.deps import EnvSpec, Requirement, snapshot
 from offload.store import Store
 
 pytestmark = pytest.mark.slow

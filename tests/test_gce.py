@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from offload.backends import _gce_wheel
+from offload.backends.gce import wheel as _gce_wheel
 from offload.config import save_config
 from offload.errors import BackendError
 from offload.jobs import Job, submit

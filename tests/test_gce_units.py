@@ -6,9 +6,9 @@ import subprocess
 
 import pytest
 
-from offload.backends._gce_boot import startup_script
-from offload.backends._gce_wheel import build_wheel
 from offload.backends.gce import GceBackend, instance_name
+from offload.backends.gce.boot import startup_script
+from offload.backends.gce.wheel import build_wheel
 from offload.errors import BackendError
 from offload.spec import JobSpec, Resources
 from offload.store import Store
@@ -48,13 +48,13 @@ def test_wheel_is_deterministic_and_carries_the_entry_points():
         names = zf.namelist()
         ep = next(n for n in names if n.endswith("entry_points.txt"))
         assert "gce = offload.backends.gce:GceBackend" in zf.read(ep).decode()
-    assert "offload/runner.py" in names and "offload/prices/gce.json" in names
+    assert "offload/runner/__main__.py" in names and "offload/backends/prices/gce.json" in names
 
 
 def test_instance_body_for_cpu_on_demand_and_gpu_spot(tmp_path):
     be = GceBackend(Store((tmp_path / "s").as_uri()), project="p", credentials="anonymous",
                     labels={"Team": "ML Research"})
-    from offload.backends import _gce_catalog as catalog
+    from offload.backends.gce import catalog
 
     cpu = catalog.shapes_for(be.table, Resources())[0]
     body = be._body(_spec(), cpu, "us-central1-a", False, "offload-x", "envs/wheels/k/w.whl")

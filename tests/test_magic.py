@@ -8,8 +8,8 @@ import threading
 
 import pytest
 
-from offload._cell_ns import UnpicklableValueError, capture, restore
-from offload._cell_remote import read_payload
+from offload.cells.namespace import UnpicklableValueError, capture, restore
+from offload.cells.remote import read_payload
 
 pytestmark = pytest.mark.slow
 

@@ -64,12 +64,12 @@ def test_queued_jobs_start_in_submission_order(notebook, tmp_path):
     assert starts == sorted(starts), starts
     ends = [job.status["finished_at"] for job in [blocker, *waiting]]
     assert all(end <= start for end, start in zip(ends[:-1], starts[1:], strict=True)), "a slot was shared"
-    assert not list((offload.store.data_dir() / "local" / "slots" / "queue").iterdir())  # no ticket left
+    assert not list((offload.paths.data_dir() / "local" / "slots" / "queue").iterdir())  # no ticket left
 
 
 def test_a_dead_jobs_place_in_the_queue_is_given_up(notebook, tmp_path):
     """A ticket left by a runner killed while waiting must not hold the queue."""
-    from offload.store import data_dir
+    from offload.paths import data_dir
 
     queue = data_dir() / "local" / "slots" / "queue"
     queue.mkdir(parents=True, exist_ok=True)

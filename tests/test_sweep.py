@@ -19,13 +19,13 @@ import pytest
 pytest.importorskip("optuna")
 
 import offload  # noqa: E402
-from offload._sweep_driver import find_sweep_jobs  # noqa: E402
-from offload._sweep_space import SpaceError  # noqa: E402
 from offload.errors import StoreError, UsageError  # noqa: E402
 from offload.store import Store  # noqa: E402
+from offload.sweeps.driver import find_sweep_jobs  # noqa: E402
+from offload.sweeps.space import SpaceError  # noqa: E402
 
 pytestmark = pytest.mark.slow
-sw = importlib.import_module("offload.sweep")
+sw = importlib.import_module("offload.sweeps.api")
 
 
 @pytest.fixture(autouse=True)
@@ -197,7 +197,7 @@ def test_driver_killed_and_resumed_without_duplicates_or_orphans(tmp_path):
         machine=None, max_runtime=None, env=None, data=None, backend_options=None, retries=1, store=store,
     )
     sid = rec["id"]
-    drv = subprocess.Popen([sys.executable, "-m", "offload._sweep_driver", store.url, sid],
+    drv = subprocess.Popen([sys.executable, "-m", "offload.sweeps.driver", store.url, sid],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ.copy())
     # kill -9 the driver while two trial jobs are running
     _wait(lambda: sum(len(v) for v in jobs_of(sid).values()) >= 3)
@@ -354,7 +354,7 @@ def test_first_sweeps_opening_a_new_study_file_at_once_all_succeed(tmp_path):
     go = tmp_path / "go"
     code = (
         "import os, sys, time\n"
-        "from offload._sweep_driver import make_storage\n"
+        "from offload.sweeps.driver import make_storage\n"
         f"while not os.path.exists({str(go)!r}): time.sleep(0.005)\n"
         f"make_storage('sqlite:///{db}').get_all_studies()\n"
     )
@@ -387,7 +387,7 @@ def test_a_driver_that_cannot_start_fails_the_sweep_with_the_reason(tmp_path):
         study_name=None, max_failures=None, enqueue=None, backend=None, gpu=None, spot=False, machine=None,
         max_runtime=None, env=None, data=None, backend_options=None, retries=0, store=Store())
     shutil.rmtree(tmp_path / "db")
-    proc = subprocess.run([sys.executable, "-m", "offload._sweep_driver", Store().url, rec["id"]],
+    proc = subprocess.run([sys.executable, "-m", "offload.sweeps.driver", Store().url, rec["id"]],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1
     info = Store().get_json(f"sweeps/{rec['id']}/driver.json")

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from offload._sweep_space import (
+from offload.errors import UsageError
+from offload.sweeps.space import (
     SpaceError,
     load_enqueue,
     load_space,
@@ -12,7 +13,6 @@ from offload._sweep_space import (
     make_sampler,
     parse_objectives,
 )
-from offload.errors import UsageError
 
 optuna = pytest.importorskip("optuna")
 

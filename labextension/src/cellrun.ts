@@ -1,7 +1,7 @@
 /**
  * "Run Cell on GPU": runs the active code cell through `%%offload` in the notebook's own kernel,
  * without editing the cell. The kernel executes a two-line snippet that loads the offload IPython
- * extension and calls `offload.magic.run_cell(<cell source>, <options line>)`, with the cell's
+ * extension and calls `offload.cells.magic.run_cell(<cell source>, <options line>)`, with the cell's
  * output area as the target (as CodeCell.execute does): outputs stream under the cell, values the
  * cell assigns are bound in the kernel, a remote error is raised there like any cell error.
  *
@@ -32,7 +32,7 @@ export function pyString(text: string): string {
 export function cellRunCode(source: string, line: string): string {
   return (
     'get_ipython().extension_manager.load_extension("offload")\n' +
-    `__import__("offload.magic", fromlist=["run_cell"]).run_cell(${pyString(source)}, ${pyString(line)})`
+    `__import__("offload.cells.magic", fromlist=["run_cell"]).run_cell(${pyString(source)}, ${pyString(line)})`
   );
 }
 

@@ -16,9 +16,9 @@ from dataclasses import asdict, dataclass, field
 from importlib.metadata import entry_points
 from typing import Any, ClassVar
 
-from ..errors import UsageError
-from ..spec import JobSpec
-from ..store import Store
+from offload.errors import UsageError
+from offload.spec import JobSpec
+from offload.store import Store
 
 # What a backend can say about a launched job, independent of the runner's status.json.
 B_PENDING = "pending"  # accepted, waiting for resources (SLURM PENDING, local queue)

@@ -21,10 +21,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from ..errors import BackendError
-from ..spec import JobSpec
-from ..store import Store, data_dir
-from .base import B_GONE, B_RUNNING, Backend, BackendState, Machine
+from offload.backends.base import B_GONE, B_RUNNING, Backend, BackendState, Machine
+from offload.errors import BackendError
+from offload.paths import data_dir
+from offload.spec import JobSpec
+from offload.store import Store
 
 _children: dict[int, subprocess.Popen] = {}  # reaped by state() so they never linger as zombies
 

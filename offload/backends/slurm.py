@@ -43,10 +43,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..errors import BackendError, UsageError
-from ..spec import JobSpec
-from ..store import Store, data_dir
-from .base import (
+from offload.backends.base import (
     B_GONE,
     B_PENDING,
     B_PROVISIONING,
@@ -56,6 +53,10 @@ from .base import (
     BackendState,
     Machine,
 )
+from offload.errors import BackendError, UsageError
+from offload.paths import data_dir
+from offload.spec import JobSpec
+from offload.store import Store
 
 EXIT_RECORD = "slurm-exit.json"  # jobs/<id>/slurm-exit.json, written by the batch script
 JOB_NAME_PREFIX = "offload-"

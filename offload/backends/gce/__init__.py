@@ -1,0 +1,1 @@
+from offload.backends.gce.backend import GceBackend, instance_name  # noqa: F401

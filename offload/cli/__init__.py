@@ -1,0 +1,1 @@
+from offload.cli.main import main  # noqa: F401

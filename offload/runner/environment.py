@@ -1,0 +1,272 @@
+"""Build an ``EnvSpec`` into a Python environment with uv, once per env hash.
+
+The second job with the same dependency snapshot must not pay for the environment again, so a
+built environment lives in ``cache_dir/<env-hash>/`` with a ready marker written last; a later
+call finds the marker and returns at once. Concurrent jobs of one machine that need the same
+environment serialize on a file lock, and the one that comes second finds it ready.
+
+The environment always contains ``ipykernel`` (the runner starts the notebook's kernel in it) and
+the ``offload`` package of this very version (copied from the running source, so
+``offload.log_metric`` inside the notebook writes where the runner reads), and nothing else but
+the snapshot's install set: on the local backend that proves the snapshot is complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from offload.errors import OffloadError
+from offload.snapshot.deps import EnvSpec, load_environment
+
+__all__ = ["prepare_env", "EnvBuildError", "find_uv", "env_dir"]
+
+READY = ".offload-ready.json"
+KERNEL_PACKAGES = ("ipykernel",)
+
+
+class EnvBuildError(OffloadError):
+    """The environment could not be built from the snapshot."""
+
+    exit_code = 7
+
+
+def find_uv() -> list[str]:
+    """Command prefix that runs uv: next to this interpreter, on PATH, or ``python -m uv``."""
+    here = Path(sys.executable).parent
+    for cand in (here / "uv", here / "uv.exe"):
+        if cand.exists():
+            return [str(cand)]
+    found = shutil.which("uv")
+    if found:
+        return [found]
+    try:
+        import uv  # type: ignore[import-not-found]
+
+        return [uv.find_uv_bin()]
+    except Exception:  # noqa: BLE001 - any failure means: not installed here
+        pass
+    raise EnvBuildError(
+        "uv is not installed, and it builds isolated environments",
+        hint="pip install uv (or use --env kernel)",
+    )
+
+
+def env_dir(env: EnvSpec, cache_dir: Path, accelerator: str | None = None) -> Path:
+    key = env.env_hash[:32] + (f"-{accelerator}" if accelerator else "")
+    return Path(cache_dir) / key
+
+
+def _python_for(env: EnvSpec, python: str | None, uv: list[str]) -> str:
+    """An interpreter with the snapshot's Python major.minor."""
+    want = ".".join(env.python.split(".")[:2])
+    if python:
+        return python
+    have = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    if have == want:
+        return sys.executable
+    found = shutil.which(f"python{want}")
+    if found:
+        return found
+    out = subprocess.run([*uv, "python", "find", want], capture_output=True, text=True)
+    if out.returncode == 0 and out.stdout.strip():
+        return out.stdout.strip()
+    raise EnvBuildError(
+        f"no Python {want} interpreter here (the snapshot was taken with Python {env.python})",
+        hint=f"install Python {want} (uv python install {want}) or pass python=",
+    )
+
+
+def _lock(path: Path):
+    """Exclusive advisory lock on ``path`` (held until the returned file is closed)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fh = open(path, "a+")  # noqa: SIM115 - closed by the caller
+    try:
+        import fcntl
+
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+    except ImportError:  # pragma: no cover - Windows: msvcrt locks a byte range
+        import msvcrt
+
+        while True:
+            try:
+                msvcrt.locking(fh.fileno(), msvcrt.LK_LOCK, 1)
+                break
+            except OSError:
+                time.sleep(0.2)
+    return fh
+
+
+def _ready(target: Path) -> Path | None:
+    marker = target / READY
+    if not marker.exists():
+        return None
+    try:
+        info = json.loads(marker.read_text())
+    except (OSError, ValueError):
+        return None
+    py = Path(info.get("python", ""))
+    return py if py.exists() else None
+
+
+def _install_offload(site: Path) -> None:
+    """Put this version of the ``offload`` package into ``site`` (a copy plus a dist-info).
+
+    Copying the package instead of building a wheel needs no build backend and no network, and
+    it is exactly the code the client runs."""
+    from offload._version import __version__
+
+    src = Path(__file__).resolve().parents[1]  # offload/runner/environment.py -> offload/
+    dest = site / "offload"
+    if dest.exists():
+        shutil.rmtree(dest)
+    shutil.copytree(src, dest, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    info = site / f"jupyter_offload-{__version__}.dist-info"
+    info.mkdir(exist_ok=True)
+    (info / "METADATA").write_text(
+        f"Metadata-Version: 2.1\nName: jupyter-offload\nVersion: {__version__}\n"
+    )
+    (info / "INSTALLER").write_text("offload\n")
+    records = [
+        f"{p.relative_to(site).as_posix()},," for p in sorted(dest.rglob("*")) if p.is_file()
+    ]
+    records += [f"{info.name}/METADATA,,", f"{info.name}/INSTALLER,,", f"{info.name}/RECORD,,"]
+    (info / "RECORD").write_text("\n".join(records) + "\n")
+
+
+def _site_packages(python: Path) -> Path:
+    out = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return Path(out.stdout.strip())
+
+
+def _install_lines(
+    env: EnvSpec, include_optional: bool, base_python: str | None, reuse_base: bool
+) -> tuple[list[str], list[str]]:
+    """(lines to install, lines the base interpreter already satisfies)."""
+    lines: list[str] = []
+    reused: list[str] = []
+    base = load_environment(base_python) if reuse_base else None
+    for r in env.requirements:
+        if r.optional and not include_optional:
+            continue
+        if r.source in ("editable", "file") and r.spec.startswith(("-e ", ".")):
+            continue  # project source: shipped as files, importable from the project dir
+        if base is not None and r.source == "pypi" and r.version:
+            have = base.dists.get(r.name)
+            if have and have.get("version", "").split("+")[0] == r.version.split("+")[0]:
+                reused.append(r.spec)
+                continue
+        lines.append(r.spec)
+    return sorted(set(lines)), reused
+
+
+def prepare_env(
+    env: EnvSpec,
+    *,
+    cache_dir: Path,
+    python: str | None = None,
+    accelerator: str | None = None,
+    include_optional: bool = False,
+    reuse_base: bool = False,
+    log: Callable[[str], None] | None = None,
+) -> Path:
+    """Return the Python executable of an environment holding ``env``'s install set.
+
+    ``python``: the base interpreter (default: one with the snapshot's major.minor).
+    ``accelerator``: ``cpu``, ``cu121``, ``auto``... picks PyTorch's build through uv's torch
+    backend (default: the package index's own build, CUDA on Linux).
+    ``reuse_base``: create the environment on top of the base interpreter's packages (a GPU
+    image's preinstalled torch) and skip every pinned distribution it already has at that version.
+    """
+    say = log or (lambda _msg: None)
+    cache_dir = Path(cache_dir)
+    target = env_dir(env, cache_dir, accelerator)
+    hit = _ready(target)
+    if hit is not None:
+        return hit
+    fh = _lock(cache_dir / f"{target.name}.lock")
+    try:
+        hit = _ready(target)  # built by whoever held the lock before us
+        if hit is not None:
+            return hit
+        return _build(env, target, python, accelerator, include_optional, reuse_base, say)
+    finally:
+        fh.close()
+
+
+def _build(
+    env: EnvSpec,
+    target: Path,
+    python: str | None,
+    accelerator: str | None,
+    include_optional: bool,
+    reuse_base: bool,
+    say: Callable[[str], None],
+) -> Path:
+    t0 = time.time()
+    uv = find_uv()
+    base = _python_for(env, python, uv)
+    if target.exists():  # a build that died half-way
+        shutil.rmtree(target, ignore_errors=True)
+    lines, reused = _install_lines(env, include_optional, base, reuse_base)
+    say(f"building environment {target.name} ({len(lines)} packages, Python {env.python})")
+    cmd = [*uv, "venv", "--quiet", "--python", base, str(target)]
+    if reuse_base:
+        cmd.insert(3, "--system-site-packages")
+    _run(cmd, "create the virtual environment")
+    py = target / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+    req_file = target / "offload-requirements.txt"
+    req_file.write_text("\n".join(lines + list(KERNEL_PACKAGES)) + "\n")
+    install = [*uv, "pip", "install", "--quiet", "--python", str(py), "-r", str(req_file)]
+    if os.environ.get("PYTHONDONTWRITEBYTECODE"):
+        # Python will never cache what it compiles here, so every job's kernel and runner would
+        # compile every module again: compile once now. Otherwise the first import caches only the
+        # modules a job uses, far cheaper than compiling all (16 s vs 1 s measured on the
+        # scientific stack of bench_env.py) on a VM that lives for one job.
+        install.insert(4, "--compile-bytecode")
+    if accelerator:
+        install += ["--torch-backend", accelerator]
+    _run(install, "install the snapshot's packages")
+    _install_offload(_site_packages(py))
+    (target / READY).write_text(
+        json.dumps(
+            {
+                "python": str(py),
+                "env_hash": env.env_hash,
+                "installed": lines,
+                "reused_from_base": reused,
+                "build_s": round(time.time() - t0, 3),
+                "built_at": time.time(),
+            },
+            indent=1,
+        )
+    )
+    say(f"environment ready in {time.time() - t0:.1f} s")
+    return py
+
+
+def _run(cmd: list[str], what: str) -> None:
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    if out.returncode != 0:
+        err = [ln for ln in (out.stderr or out.stdout).splitlines() if ln.strip()]
+        err = [re.sub(r"^[\s×╰─▶│|]+", "", ln).strip() for ln in err]
+        detail = next((ln for ln in err if re.search(r"because|not found", ln, re.I)), "") or next(
+            (ln for ln in err if re.search(r"error", ln, re.I)), ""
+        )
+        raise EnvBuildError(
+            f"could not {what}: {(detail or (err[-1] if err else 'uv failed')).strip()}",
+            hint="check the package names and versions in `offload deps` (or pin them in "
+            "requirements.txt)",
+        )

@@ -1,0 +1,284 @@
+"""Content-addressed snapshot of what a job needs: the notebook, local modules and declared data.
+
+Blobs are stored by sha256, so a second run of an unchanged project uploads nothing but a small
+manifest, and a changed file uploads only itself. Secrets never leave the machine: default ignore
+rules drop credential-looking files, a content check drops private keys whatever their name, and
+``.offloadignore`` (gitignore syntax) adds the project's own rules.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import stat
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pathspec
+
+from offload.errors import UsageError
+from offload.store import Store
+
+SECRET_PATTERNS = [
+    ".env", ".env.*", "*.pem", "*.key", "*.p12", "*.pfx", "id_rsa*", "id_dsa*", "id_ecdsa*",
+    "id_ed25519*", "*credentials*.json", "*service-account*.json", "*service_account*.json",
+    ".netrc", ".pypirc", ".git-credentials", ".aws/", ".ssh/", ".gnupg/", ".config/gcloud/",
+    ".kube/", "*.kdbx",
+]
+JUNK_PATTERNS = [
+    ".git/", ".hg/", ".svn/", "__pycache__/", "*.pyc", ".ipynb_checkpoints/", ".venv/", "venv/",
+    ".tox/", ".nox/", "node_modules/", ".mypy_cache/", ".pytest_cache/", ".ruff_cache/",
+    ".DS_Store", ".offload-demo/",
+]
+DEFAULT_IGNORES = SECRET_PATTERNS + JUNK_PATTERNS
+_SECRET_SPEC = pathspec.PathSpec.from_lines("gitwildmatch", SECRET_PATTERNS)
+SECRET_MARKERS = (b"-----BEGIN RSA PRIVATE KEY", b"-----BEGIN OPENSSH PRIVATE KEY",
+                  b"-----BEGIN PRIVATE KEY", b"-----BEGIN EC PRIVATE KEY", b"-----BEGIN DSA PRIVATE KEY",
+                  b'"private_key_id"')
+_SCAN_LIMIT = 1 << 20  # content-scan files up to 1 MiB for secrets
+
+
+@dataclass
+class FileEntry:
+    path: str  # POSIX, relative to the project root
+    sha256: str
+    size: int
+    mode: int
+
+
+@dataclass
+class Bundle:
+    root: Path
+    notebook: str
+    files: dict[str, FileEntry] = field(default_factory=dict)
+    excluded: list[tuple[str, str]] = field(default_factory=list)  # (path, why)
+    env: dict | None = None  # the EnvSpec the job's environment is built from
+
+
+    @property
+    def manifest(self) -> dict:
+        return {
+            "version": 1,
+            "notebook": self.notebook,
+            "env": self.env,
+            "files": {p: {"sha256": e.sha256, "size": e.size, "mode": e.mode} for p, e in sorted(self.files.items())},
+        }
+
+    @property
+    def id(self) -> str:
+        canon = json.dumps(self.manifest, sort_keys=True, separators=(",", ":")).encode()
+        return hashlib.sha256(canon).hexdigest()[:24]
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(e.size for e in self.files.values())
+
+    def report(self) -> str:
+        """Human summary shown before upload: what goes, how big, what was left out and why."""
+        lines = [f"{len(self.files)} files, {human_size(self.total_bytes)}"]
+        for e in sorted(self.files.values(), key=lambda e: -e.size)[:10]:
+            lines.append(f"  {human_size(e.size):>9}  {e.path}")
+        if len(self.files) > 10:
+            lines.append(f"  ... and {len(self.files) - 10} more")
+        for path, why in self.excluded:
+            lines.append(f"  excluded  {path}  ({why})")
+        return "\n".join(lines)
+
+
+@dataclass
+class StageReport:
+    bundle_id: str
+    files: int
+    bytes: int
+    uploaded_blobs: int
+    uploaded_bytes: int
+
+
+def human_size(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"
+
+
+def ignore_spec(root: Path) -> pathspec.PathSpec:
+    lines = list(DEFAULT_IGNORES)
+    custom = root / ".offloadignore"
+    if custom.exists():
+        lines += custom.read_text().splitlines()
+    return pathspec.PathSpec.from_lines("gitwildmatch", lines)
+
+
+def _hash_file(path: Path) -> tuple[str, int, bool]:
+    """sha256, size, and whether the head of the file looks like a secret."""
+    h = hashlib.sha256()
+    size = 0
+    secret = False
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            if size < _SCAN_LIMIT and any(m in chunk for m in SECRET_MARKERS):
+                secret = True
+            h.update(chunk)
+            size += len(chunk)
+    return h.hexdigest(), size, secret
+
+
+def _is_venv(d: Path) -> bool:
+    return (d / "pyvenv.cfg").exists() or (d / "conda-meta").is_dir()
+
+
+def build_bundle(root: str | Path, notebook: str | Path, *, include: list[str | Path] = (), data: list[str | Path] = ()) -> Bundle:
+    """Snapshot ``notebook`` plus ``include`` (local modules) and ``data`` paths under ``root``.
+
+    Paths may be files or directories, absolute or relative to ``root``; all must stay inside it
+    so they land at the same relative path remotely.
+    """
+    root = Path(root).resolve()
+    nb_path = Path(notebook).resolve()
+    spec = ignore_spec(root)
+    bundle = Bundle(root=root, notebook=_relative(root, nb_path, "notebook"))
+
+    def add_file(p: Path, *, explicit: bool) -> None:
+        rel = _relative(root, p, "path")
+        if spec.match_file(rel):
+            bundle.excluded.append((rel, "ignore rule" if not _secret_name(rel) else "looks like a secret"))
+            return
+        try:
+            sha, size, secret = _hash_file(p)
+        except OSError as exc:
+            raise UsageError(f"cannot read {rel}: {exc.strerror}", hint="check its permissions, or leave it out") from None
+        if secret and not rel.endswith(".ipynb"):
+            bundle.excluded.append((rel, "contains a private key or credential"))
+            return
+        bundle.files[rel] = FileEntry(rel, sha, size, stat.S_IMODE(p.stat().st_mode))
+
+    add_file(nb_path, explicit=True)
+    for item in [*include, *data]:
+        p = Path(item)
+        p = (root / p) if not p.is_absolute() else p
+        if not p.exists():
+            raise UsageError(f"data path {item} does not exist", hint="pass a file or directory inside the project")
+        if not os.access(p, os.R_OK):
+            raise UsageError(f"data path {item} is not readable", hint="check its permissions")
+        p = p.resolve()
+        _relative(root, p, "data path")
+        if p.is_dir():
+            for dirpath, dirnames, filenames in os.walk(p):
+                d = Path(dirpath)
+                dirnames[:] = sorted(
+                    n for n in dirnames
+                    if not spec.match_file(_relative(root, d / n, "path") + "/") and not _is_venv(d / n)
+                )
+                for name in sorted(filenames):
+                    f = d / name
+                    if f.is_file():
+                        add_file(f, explicit=False)
+        else:
+            add_file(p, explicit=True)
+    return bundle
+
+
+def _secret_name(rel: str) -> bool:
+    return _SECRET_SPEC.match_file(rel)
+
+
+def _relative(root: Path, p: Path, what: str) -> str:
+    try:
+        return p.resolve().relative_to(root).as_posix()
+    except ValueError:
+        raise UsageError(
+            f"{what} {p} is outside the project root {root}",
+            hint="move it under the project, or run from a directory that contains both",
+        ) from None
+
+
+def stage(bundle: Bundle, store: Store) -> StageReport:
+    """Upload the blobs the store lacks, then the manifest; return what was uploaded."""
+    needed = {e.sha256: e for e in bundle.files.values()}
+
+    def missing(sha: str) -> bool:
+        return not store.exists(store.blob_key(sha))
+
+    workers = 1 if store.local else 16
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        flags = list(pool.map(missing, needed))
+        todo = [needed[sha] for sha, m in zip(needed, flags, strict=True) if m]
+        list(pool.map(lambda e: store.put_file(bundle.root / e.path, store.blob_key(e.sha256)), todo))
+    key = f"bundles/{bundle.id}.json"
+    if not store.exists(key):
+        store.put_json(key, bundle.manifest)
+    return StageReport(bundle.id, len(bundle.files), bundle.total_bytes, len(todo), sum(e.size for e in todo))
+
+
+def materialize(store: Store, bundle_id: str, dest: str | Path) -> dict:
+    """Recreate the bundle's files under ``dest`` (runner side); return the manifest."""
+    dest = Path(dest)
+    manifest = store.get_json(f"bundles/{bundle_id}.json")
+    for rel, entry in manifest["files"].items():
+        target = dest / rel
+        if ".." in Path(rel).parts or Path(rel).is_absolute():
+            raise UsageError(f"bundle {bundle_id} holds an unsafe path {rel!r}")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        key = store.blob_key(entry["sha256"])
+        if store.local:
+            shutil.copyfile(store.path(key), target)
+        else:
+            store.get_file(key, target)
+        os.chmod(target, entry.get("mode", 0o644) | stat.S_IRUSR | stat.S_IWUSR)
+    return manifest
+
+
+def collect_garbage(store: Store, *, dry_run: bool = False, grace_s: float = 86400.0) -> list[str]:
+    """Delete staging no job refers to: bundles and blobs of no job's spec, and client wheels.
+
+    Only objects older than ``grace_s`` go, so a submission that has uploaded blobs but not yet
+    written its spec is never raced. Job records and their outputs are never touched.
+    """
+    import time
+
+    keep_bundles: set[str] = set()
+    for job_id in store.list_dirs("jobs"):
+        spec = store.get_json(Store.job_key(job_id, "spec.json"), None) or {}
+        if spec.get("bundle_id"):
+            keep_bundles.add(spec["bundle_id"])
+    keep_blobs: set[str] = set()
+    stale: list[str] = []
+    now = time.time()
+
+    def old(key: str) -> bool:
+        mtime = store.modified(key)
+        return mtime is not None and now - mtime > grace_s
+
+    for key in store.list("bundles"):
+        bundle_id = key.rsplit("/", 1)[-1].removesuffix(".json")
+        if bundle_id in keep_bundles or not old(key):
+            manifest = store.get_json(key, None) or {}
+            keep_blobs.update(e["sha256"] for e in manifest.get("files", {}).values())
+        else:
+            stale.append(key)
+    for key in store.list("blobs"):
+        if key.rsplit("/", 1)[-1] not in keep_blobs and old(key):
+            stale.append(key)
+    for key in store.list("envs/wheels"):
+        if old(key) and not _wheel_in_use(store, key):
+            stale.append(key)
+    if not dry_run:
+        for key in stale:
+            store.delete(key)
+    return stale
+
+
+def _wheel_in_use(store: Store, key: str) -> bool:
+    """A client wheel is in use while an active job's handle names it."""
+    for job_id in store.list_dirs("jobs"):
+        status = store.get_json(Store.job_key(job_id, "status.json"), None) or {}
+        if status.get("state") in ("succeeded", "failed", "cancelled", "preempted", "lost"):
+            continue
+        handle = store.get_json(Store.job_key(job_id, "handle.json"), None) or {}
+        if key in json.dumps(handle):
+            return True
+    return False

@@ -1,0 +1,9 @@
+"""The store: the one source of truth about jobs, over any fsspec URL (file, memory, gs).
+
+``Store`` is the object API (whole-object put/get, list by prefix); ``layout`` names every key.
+"""
+
+from offload.store import layout
+from offload.store._store import Store
+
+__all__ = ["Store", "layout"]

@@ -1,0 +1,189 @@
+"""The object store behind an fsspec URL: the one source of truth about jobs.
+
+Every fact about a job lives under the store root (see DESIGN.md for the layout). The store API
+is deliberately object-shaped (whole-object put/get, list by prefix, no append, no rename) so
+that ``file://``, ``memory://`` and ``gs://`` behave the same. On local disk, whole-object
+writes go through a temporary file and ``os.replace`` so a reader never sees half an object.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import fsspec
+
+from offload.config import default_store_url
+from offload.errors import StoreError
+from offload.store import layout
+
+
+class Store:
+    """Keys are POSIX relative paths under the root (``jobs/<id>/status.json``)."""
+
+    def __init__(self, url: str | None = None, **storage_options: Any):
+        self.url = (url or default_store_url()).rstrip("/")
+        if "://" not in self.url:
+            self.url = Path(self.url).expanduser().resolve().as_uri()
+        try:
+            self.fs, self.root = fsspec.core.url_to_fs(self.url, **storage_options)
+        except ImportError as exc:
+            proto = self.url.split("://", 1)[0]
+            hint = "pip install 'jupyter-offload[gce]'" if proto in ("gs", "gcs") else f"install the fsspec driver for {proto}://"
+            raise StoreError(f"no filesystem driver for store {self.url}: {exc}", hint=hint) from None
+        self.root = self.root.rstrip("/")
+        self.local = self.fs.protocol in ("file", "local") or "file" in (self.fs.protocol or ())
+
+    def __repr__(self) -> str:
+        return f"Store({self.url!r})"
+
+    def path(self, key: str) -> str:
+        key = key.lstrip("/")
+        if ".." in key.split("/"):
+            raise StoreError(f"store key {key!r} escapes the store root")
+        return f"{self.root}/{key}" if key else self.root
+
+    # writing ----------------------------------------------------------------------------------
+    def put_bytes(self, key: str, data: bytes) -> None:
+        target = self.path(key)
+        try:
+            if self.local:
+                os.makedirs(os.path.dirname(target), exist_ok=True)
+                fd, tmp = tempfile.mkstemp(dir=os.path.dirname(target), prefix=".tmp-")
+                try:
+                    with os.fdopen(fd, "wb") as fh:
+                        fh.write(data)
+                    os.replace(tmp, target)
+                except BaseException:
+                    if os.path.exists(tmp):
+                        os.unlink(tmp)
+                    raise
+            else:
+                self.fs.pipe_file(target, data)
+        except OSError as exc:
+            raise StoreError(
+                f"cannot write {key} to store {self.url}: {exc}",
+                hint="check that the store location exists and is writable, or set OFFLOAD_STORE",
+            ) from None
+
+    def put_text(self, key: str, text: str) -> None:
+        self.put_bytes(key, text.encode())
+
+    def put_json(self, key: str, obj: Any) -> None:
+        self.put_bytes(key, json.dumps(obj, indent=1, sort_keys=True, default=str).encode())
+
+    def put_file(self, local_path: str | os.PathLike, key: str) -> None:
+        if self.local:
+            with open(local_path, "rb") as fh:
+                self.put_bytes(key, fh.read())
+        else:
+            try:
+                self.fs.put_file(os.fspath(local_path), self.path(key))
+            except OSError as exc:
+                raise StoreError(f"cannot upload {local_path} to {self.url}/{key}: {exc}") from None
+
+    # reading ----------------------------------------------------------------------------------
+    def get_bytes(self, key: str) -> bytes:
+        try:
+            return self.fs.cat_file(self.path(key))
+        except FileNotFoundError:
+            raise KeyError(key) from None
+        except OSError as exc:
+            raise StoreError(f"cannot read {key} from store {self.url}: {exc}") from None
+
+    def get_text(self, key: str) -> str:
+        return self.get_bytes(key).decode()
+
+    def get_json(self, key: str, default: Any = KeyError) -> Any:
+        try:
+            return json.loads(self.get_bytes(key))
+        except KeyError:
+            if default is KeyError:
+                raise
+            return default
+
+    def get_file(self, key: str, local_path: str | os.PathLike) -> None:
+        os.makedirs(os.path.dirname(os.fspath(local_path)) or ".", exist_ok=True)
+        try:
+            self.fs.get_file(self.path(key), os.fspath(local_path))
+        except FileNotFoundError:
+            raise KeyError(key) from None
+
+    def exists(self, key: str) -> bool:
+        try:
+            return self.fs.exists(self.path(key))
+        except OSError as exc:
+            raise StoreError(f"cannot reach store {self.url}: {exc}") from None
+
+    def list(self, prefix: str) -> list[str]:
+        """Keys of every object under ``prefix`` (recursive), relative to the root, sorted."""
+        base = self.path(prefix).rstrip("/")
+        try:
+            found = self.fs.find(base)
+        except FileNotFoundError:
+            return []
+        root = self.root + "/"
+        keys = []
+        for p in found:
+            p = p if p.startswith("/") or not self.root.startswith("/") else "/" + p.lstrip("/")
+            rel = p[len(root):] if p.startswith(root) else p.split(self.root.lstrip("/") + "/", 1)[-1]
+            if not rel.rsplit("/", 1)[-1].startswith(".tmp-"):
+                keys.append(rel)
+        return sorted(keys)
+
+    def list_dirs(self, prefix: str) -> list[str]:
+        """Immediate child names under ``prefix`` (``jobs`` -> job ids)."""
+        try:
+            entries = self.fs.ls(self.path(prefix), detail=False)
+        except FileNotFoundError:
+            return []
+        return sorted(e.rstrip("/").rsplit("/", 1)[-1] for e in entries)
+
+    def modified(self, key: str) -> float | None:
+        """Last-modified time (epoch seconds) where the filesystem says, else None."""
+        try:
+            info = self.fs.info(self.path(key))
+        except (FileNotFoundError, OSError):
+            return None
+        value = info.get("mtime") or info.get("updated") or info.get("created")
+        if value is None:
+            return None
+        if isinstance(value, (int, float)):
+            return float(value)
+        from datetime import datetime
+
+        try:
+            return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            return None
+
+    def delete(self, key: str, *, recursive: bool = False) -> None:
+        try:
+            self.fs.rm(self.path(key), recursive=recursive)
+        except FileNotFoundError:
+            pass
+
+    def check_writable(self) -> None:
+        """Fail early with a clear message instead of half-way through staging."""
+        probe = f".probe-{os.getpid()}"
+        self.put_bytes(probe, b"ok")
+        self.delete(probe)
+
+    # layout helpers ---------------------------------------------------------------------------
+    job_key = staticmethod(layout.job_key)
+    blob_key = staticmethod(layout.blob_key)
+
+    def iter_log_chunks(self, job_id: str, start: int = 0) -> Iterator[tuple[int, str]]:
+        """Log chunks ``log/<n>.txt`` from chunk ``start`` on, in order."""
+        names = self.list(self.job_key(job_id, "log"))
+        nums = sorted(int(k.rsplit("/", 1)[-1].split(".")[0]) for k in names if k.endswith(".txt"))
+        for n in nums:
+            if n >= start:
+                try:
+                    yield n, self.get_text(layout.log_chunk_key(job_id, n))
+                except KeyError:
+                    return

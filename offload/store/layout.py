@@ -1,0 +1,66 @@
+"""Every key of the store in one place: what lives where under the store root.
+
+```
+blobs/<sha256>                          file contents, immutable
+bundles/<bundle-id>.json                manifest: path -> sha256, mode; entry notebook; EnvSpec
+jobs/<job-id>/spec.json                 JobSpec, written once by the client (jobs.submit.launch_spec)
+jobs/<job-id>/env.json, handle.json     the client's, with the spec
+jobs/<job-id>/status.json ...           the runner's: status, log/<n>.txt, metrics.jsonl, output.ipynb,
+                                        outputs/, checkpoints/, result.json
+jobs/<job-id>/cancel                    the client's: presence asks the runner to stop
+jobs/<job-id>/reconciled.json           the client's conclusion when the backend says the job is gone
+jobs/<job-id>/retry.json                the client's: the job that retries this one
+sessions/<job-id>/queue/<cell-job-id>   warm %%offload session: cell jobs to run (client)
+sessions/<job-id>/stop                  warm %%offload session: end it (client)
+sweeps/<sweep-id>/...                   a sweep's record and its packs
+envs/...                                cached environments and client wheels
+```
+
+Keys are POSIX paths relative to the root. Ids are checked (``spec.check_job_id``) before they
+become keys, and ``Store.path`` refuses ``..``.
+"""
+
+from __future__ import annotations
+
+JOBS = "jobs"
+BLOBS = "blobs"
+BUNDLES = "bundles"
+SWEEPS = "sweeps"
+SESSIONS = "sessions"
+ENVS = "envs"
+
+
+def job_key(job_id: str, name: str = "") -> str:
+    return f"{JOBS}/{job_id}/{name}" if name else f"{JOBS}/{job_id}"
+
+
+def blob_key(sha: str) -> str:
+    return f"{BLOBS}/{sha}"
+
+
+def bundle_key(bundle_id: str) -> str:
+    return f"{BUNDLES}/{bundle_id}.json"
+
+
+def log_chunk_key(job_id: str, n: int) -> str:
+    return job_key(job_id, f"log/{n:08d}.txt")
+
+
+def session_key(session_id: str, name: str = "") -> str:
+    return f"{SESSIONS}/{session_id}/{name}" if name else f"{SESSIONS}/{session_id}"
+
+
+def session_queue_key(session_id: str, job_id: str = "") -> str:
+    return session_key(session_id, f"queue/{job_id}" if job_id else "queue")
+
+
+def sweep_key(sweep_id: str, name: str = "") -> str:
+    return f"{SWEEPS}/{sweep_id}/{name}" if name else f"{SWEEPS}/{sweep_id}"
+
+
+def pack_key(sweep_id: str, pack_id: str, name: str = "") -> str:
+    return sweep_key(sweep_id, f"packs/{pack_id}/{name}" if name else f"packs/{pack_id}")
+
+
+def wheel_key(digest: str, name: str) -> str:
+    return f"{ENVS}/wheels/{digest}/{name}"

@@ -1,0 +1,692 @@
+"""The sweep driver: Optuna ask/tell where every trial is a job of kind ``trial``.
+
+One driver process owns a sweep at a time. It keeps up to ``parallel`` trial jobs running, feeds
+their streamed intermediate metrics to the pruner, tells Optuna how each job ended, and writes
+what it did to the store (``sweeps/<id>/driver.json``, ``sweeps/<id>/trials/<n>.json``) so the
+CLI, the server and a later driver can see it. It can be killed at any moment: ``resume``
+reconciles the study's RUNNING trials with their jobs, adopting live jobs, telling finished
+ones, failing (and re-queueing) trials whose job never started or was lost, and cancelling jobs
+that belong to no open trial. A trial is therefore never left RUNNING and never run twice.
+
+Store objects (one writer each): ``sweep.json`` (the client, once), ``driver.json`` and
+``trials/<n>.json`` (the driver), ``stop`` (``offload sweep stop``).
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import socket
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from offload.errors import OffloadError
+from offload.store import Store
+from offload.sweeps import space as sp
+
+POLL_S = 0.25
+HEARTBEAT_S = 2.0
+STALE_S = 30.0
+DEFAULT_FAILURE_STREAK = 5  # with no --max-failures: the first 5 trials all failing is a broken notebook
+
+# Trial outcomes the driver records (the Optuna state says COMPLETE/PRUNED/FAIL).
+REQUEUED = "offload_requeued"  # user attr: this FAIL does not count; its point runs again
+
+
+class SweepFailed(OffloadError):
+    """The sweep stopped because too many trials failed."""
+
+    exit_code = 6
+
+
+def sweep_key(sweep_id: str, name: str = "") -> str:
+    return f"sweeps/{sweep_id}/{name}" if name else f"sweeps/{sweep_id}"
+
+
+def _now() -> float:
+    return time.time()
+
+
+def pid_alive(pid: int | None, host: str | None) -> bool:
+    if not pid or host != socket.gethostname():
+        return True  # another machine: cannot tell, trust the heartbeat
+    from offload.backends.local import (
+        _alive,  # a dead driver its parent has not reaped is a zombie: dead
+    )
+
+    return _alive(int(pid), None)
+
+
+def driver_alive(info: dict[str, Any]) -> bool:
+    """A driver counts as alive while its heartbeat is fresh and its process exists."""
+    if info.get("state") not in ("running", "stopping"):
+        return False
+    if _now() - float(info.get("heartbeat") or 0) > STALE_S:
+        return False
+    return pid_alive(info.get("pid"), info.get("host"))
+
+
+# Jobs -----------------------------------------------------------------------------------------
+def _jobs():
+    from offload import jobs
+
+    return jobs
+
+
+def open_job(job_id: str, store: Store) -> Any:
+    jobs = _jobs()
+    try:
+        return jobs.Job(job_id, store=store)
+    except TypeError:
+        return jobs.Job(job_id)
+
+
+def job_error(job: Any) -> str:
+    status = job.status or {}
+    err = status.get("error") or {}
+    if err.get("ename"):
+        return f"{err.get('ename')}: {err.get('evalue', '')}".strip()
+    return str(status.get("reason") or f"job ended {job.state}")
+
+
+def find_sweep_jobs(store: Store, sweep_id: str) -> dict[int, list[str]]:
+    """Trial number -> job ids carrying this sweep's labels (the ground truth after a crash)."""
+    out: dict[int, list[str]] = collections.defaultdict(list)
+    for job_id in store.list_dirs("jobs"):
+        spec = store.get_json(Store.job_key(job_id, "spec.json"), default=None)
+        if not spec:
+            continue
+        labels = spec.get("labels") or {}
+        if labels.get("sweep") == sweep_id and str(labels.get("trial", "")).isdigit():
+            out[int(labels["trial"])].append(job_id)
+    return out
+
+
+# The driver -----------------------------------------------------------------------------------
+@dataclass
+class Active:
+    number: int
+    trial: Any  # optuna.trial.Trial
+    job: Any  # offload Job
+    params: dict[str, Any]
+    started: float
+    reported: set[int] = field(default_factory=set)
+    attempt: int = 0
+    final_at: float | None = None
+
+    def final_seen(self, now: float) -> float:
+        """When the driver first saw this trial's job in a final state."""
+        if self.final_at is None:
+            self.final_at = now
+        return self.final_at
+
+
+class Driver:
+    """Runs one sweep to completion (or until stopped) in this process."""
+
+    def __init__(
+        self,
+        store: Store,
+        sweep_id: str,
+        *,
+        sampler: Any = None,
+        pruner: Any = None,
+        out: Any = None,
+        poll_s: float = POLL_S,
+    ):
+        self.store = store
+        self.id = sweep_id
+        self.rec = store.get_json(sweep_key(sweep_id, "sweep.json"))
+        self.space = sp.load_space(self.rec["space"])
+        self.objectives: list[str] = self.rec["objectives"]
+        self.directions: list[str] = self.rec["directions"]
+        self.multi = len(self.objectives) > 1
+        self.sampler_obj = sampler
+        self.pruner_obj = pruner
+        self.out = out if out is not None else sys.stderr
+        self.quiet = out is False
+        self.poll_s = poll_s
+        self.active: dict[int, Active] = {}
+        self.env_spec: Any = None
+        self.packs: dict[str, Any] = {}  # pack job id -> Job (per_gpu packing)
+        self._tally: tuple[int, int] | None = None
+        self.cancelling: list[Any] = []  # jobs asked to stop: the sweep ends when they have
+        self.errors: collections.Counter[str] = collections.Counter()
+        self.info: dict[str, Any] = {}
+        self.last_beat = 0.0
+        self.study = self._load_study()
+        self.pruning = not isinstance(self.study.pruner, sp._optuna().pruners.NopPruner)
+
+    # -- study ----------------------------------------------------------------------------
+    def _load_study(self) -> Any:
+        optuna = sp._optuna()
+        n_obj = len(self.objectives)
+        seed = self.rec.get("seed")
+        prev = self.store.get_json(sweep_key(self.id, "driver.json"), default={}) or {}
+        if seed is not None and prev.get("runs"):
+            seed = int(seed) + 7919 * int(prev["runs"])  # a resumed driver must not replay the same draws
+        sampler = self.sampler_obj or sp.make_sampler(
+            self.rec.get("sampler") or "tpe", seed=seed, space=self.space, n_objectives=n_obj
+        )
+        pruner = self.pruner_obj or sp.make_pruner(self.rec.get("pruner"), n_objectives=n_obj)
+        return optuna.create_study(
+            storage=make_storage(self.rec["storage"]),
+            study_name=self.rec["study_name"],
+            directions=self.directions,
+            sampler=sampler,
+            pruner=pruner,
+            load_if_exists=True,
+        )
+
+    def say(self, text: str) -> None:
+        if not self.quiet:
+            print(f"[sweep {self.id}] {text}", file=self.out, flush=True)
+
+    # -- store records --------------------------------------------------------------------
+    def write_info(self, **fields: Any) -> None:
+        self.info.update(fields)
+        self.info.update(
+            pid=os.getpid(), host=socket.gethostname(), heartbeat=_now(), active=sorted(self.active)
+        )
+        self.store.put_json(sweep_key(self.id, "driver.json"), self.info)
+        self.last_beat = _now()
+
+    def write_trial(self, number: int, **fields: Any) -> None:
+        key = sweep_key(self.id, f"trials/{number:06d}.json")
+        rec = self.store.get_json(key, default={}) or {}
+        rec.update(fields, number=number, updated=_now())
+        self.store.put_json(key, rec)
+
+    # -- counting ---------------------------------------------------------------------------
+    def _trials(self) -> list[Any]:
+        return self.study.get_trials(deepcopy=False)
+
+    def tally(self) -> tuple[int, int]:
+        """(finished ok = COMPLETE + PRUNED, counted failures); cached until the next tell."""
+        if self._tally is None:
+            TS = sp._optuna().trial.TrialState
+            ok = fail = 0
+            for t in self._trials():
+                if t.state in (TS.COMPLETE, TS.PRUNED):
+                    ok += 1
+                elif t.state == TS.FAIL and not t.user_attrs.get(REQUEUED):
+                    fail += 1
+            self._tally = (ok, fail)
+        return self._tally
+
+    def counted(self) -> int:
+        """Trials that used the budget: finished (not re-queued) plus running."""
+        ok, fail = self.tally()
+        return ok + fail + len(self.active)
+
+    def failures(self) -> list[Any]:
+        TS = sp._optuna().trial.TrialState
+        return [t for t in self._trials() if t.state == TS.FAIL and not t.user_attrs.get(REQUEUED)]
+
+    def budget(self) -> int:
+        n = int(self.rec["trials"])
+        if (self.rec.get("sampler") or "tpe").split(":")[0] == "grid":
+            n = min(n, self.space.grid_size())
+        return n
+
+    # -- telling ----------------------------------------------------------------------------
+    def tell(self, a: Active, state: str, *, values: list[float] | None = None, error: str | None = None,
+             requeue: bool = False, retry: bool = False, outcome: str | None = None) -> None:
+        TS = sp._optuna().trial.TrialState
+        st = {"COMPLETE": TS.COMPLETE, "PRUNED": TS.PRUNED, "FAIL": TS.FAIL}[state]
+        if error:
+            self.study._storage.set_trial_user_attr(a.trial._trial_id, "error", error[:2000])
+        if requeue:
+            self.study._storage.set_trial_user_attr(a.trial._trial_id, REQUEUED, outcome or "re-queued")
+            self.study.enqueue_trial(
+                {k: v for k, v in a.params.items() if k in self.space.searched},
+                user_attrs={"requeued_from": a.number, "attempt": a.attempt + (1 if retry else 0)},
+                skip_if_exists=False,
+            )
+        try:
+            if st == TS.COMPLETE:
+                self.study.tell(a.trial, values if self.multi else values[0])
+            else:
+                self.study.tell(a.trial, state=st)
+        except (RuntimeError, ValueError) as exc:  # already finished by another writer
+            self.say(f"trial {a.number}: could not tell {state}: {exc}")
+        self.active.pop(a.number, None)
+        self._tally = None
+        job_state = getattr(a.job, "state", None) if a.job is not None else None
+        self.write_trial(
+            a.number, state=state, values=values, error=error, requeued=bool(requeue), outcome=outcome,
+            finished=_now(), job_state=job_state,
+        )
+        if state == "FAIL" and not requeue and error:
+            self.errors[error.splitlines()[0][:300]] += 1
+        shown = f"{values}" if values is not None else (error or outcome or "")
+        self.say(f"trial {a.number} {state.lower()}{' (re-queued)' if requeue else ''}: {shown}")
+
+    # -- submitting -------------------------------------------------------------------------
+    def submit(self, trial: Any, params: dict[str, Any]) -> Any:
+        sub = dict(self.rec.get("submit") or {})
+        labels = {"sweep": self.id, "trial": str(trial.number), **(sub.pop("labels", None) or {})}
+        if "backend_options" in sub:
+            sub["backend_options_"] = sub.pop("backend_options")
+        from offload.config import backend_options, default_backend
+
+        name = sub.get("backend") or default_backend()
+        opts = dict(sub.get("backend_options_") or {})
+        if name == "local" and not (opts.get("max_jobs") or backend_options("local").get("max_jobs")
+                                    or os.environ.get("OFFLOAD_LOCAL_MAX_JOBS")):
+            # On the local backend slots are processes: let --parallel trials run at once.
+            sub["backend_options_"] = {**opts, "max_jobs": max(int(self.rec["parallel"]), os.cpu_count() or 1)}
+        if self.env_spec is None:  # every trial runs the same code: detect dependencies once
+            from offload.snapshot.deps import snapshot
+
+            nb = Path(self.rec["notebook"])
+            self.env_spec = snapshot(nb, project_root=nb.parent)
+        if self.packing:
+            pack = self.free_pack(sub)
+            labels["pack"] = pack
+            sub = {"backend": "sweep-pack", "env": sub.get("env", "kernel"), "max_runtime": sub.get("max_runtime")}
+            sub = {k: v for k, v in sub.items() if v is not None}
+        return _jobs().submit(
+            self.rec["notebook"], parameters=params, kind="trial", labels=labels, store=self.store,
+            env_spec=self.env_spec, **sub,
+        )
+
+    # -- packing ----------------------------------------------------------------------------
+    @property
+    def packing(self) -> bool:
+        """Packs for per_gpu > 1 on a remote backend; on local, slots are plain processes."""
+        if int(self.rec.get("per_gpu") or 1) <= 1:
+            return False
+        from offload.config import default_backend
+
+        backend = (self.rec.get("submit") or {}).get("backend") or default_backend()
+        return backend != "local" or bool(self.rec.get("pack_local"))
+
+    def free_pack(self, sub: dict[str, Any]) -> str:
+        """A live pack with a free slot, or a new pack machine if the sweep may have one more."""
+        from offload.spec import FINAL_STATES
+
+        per = int(self.rec["per_gpu"])
+        used = collections.Counter(a.job.spec.labels.get("pack") for a in self.active.values() if a.job is not None)
+        for pack_id, job in list(self.packs.items()):
+            if _safe_state(job) in FINAL_STATES:
+                del self.packs[pack_id]
+                continue
+            if used[pack_id] < per:
+                return pack_id
+        labels = {"sweep": self.id, "role": "sweep-pack", "pack_slots": str(per)}
+        job = _jobs().submit(self.rec["notebook"], parameters={}, kind="trial", labels=labels, store=self.store,
+                             env_spec=self.env_spec, **sub)
+        self.packs[job.id] = job
+        self.say(f"pack {job.id}: a machine for {per} trials at once")
+        return job.id
+
+    def release_packs(self) -> None:
+        from offload.backends.pack import pack_key
+
+        for pack_id in self.packs:
+            self.store.put_text(pack_key(self.id, pack_id, "done"), str(_now()))
+
+    def adopt_packs(self) -> None:
+        from offload.spec import ACTIVE_STATES
+
+        for job_id in self.store.list_dirs("jobs"):
+            spec = self.store.get_json(Store.job_key(job_id, "spec.json"), default=None) or {}
+            labels = spec.get("labels") or {}
+            if labels.get("sweep") == self.id and labels.get("role") == "sweep-pack":
+                job = open_job(job_id, self.store)
+                if _safe_state(job) in ACTIVE_STATES:
+                    self.packs[job_id] = job
+
+    def launch_one(self) -> None:
+        trial = self.study.ask()
+        params = self.space.suggest(trial)
+        self.write_trial(trial.number, state="SUBMITTING", params=params, started=_now())
+        a = Active(trial.number, trial, None, params, _now(), attempt=int(trial.user_attrs.get("attempt", 0)))
+        try:
+            job = self.submit(trial, params)
+        except OffloadError as exc:
+            self.active[trial.number] = a
+            self.tell(a, "FAIL", error=f"could not submit: {exc}")
+            if exc.exit_code == 2:  # bad input: every trial would fail the same way
+                raise
+            return
+        a.job = job
+        self.study._storage.set_trial_user_attr(trial._trial_id, "job_id", job.id)
+        self.active[trial.number] = a
+        self.write_trial(trial.number, state="RUNNING", job_id=job.id)
+        self.say(f"trial {trial.number} -> job {job.id} {params}")
+
+    # -- watching ---------------------------------------------------------------------------
+    def check(self, a: Active) -> None:
+        from offload.spec import FINAL_STATES, JobState
+
+        job = a.job
+        state = job.refresh()["state"]
+        metrics = list(job.metrics or []) if (self.pruning or state in FINAL_STATES) else []
+        if self.pruning and state not in FINAL_STATES:
+            name = self.objectives[0]
+            for m in metrics:
+                step = m.get("step")
+                if m.get("name") != name or step is None or step in a.reported:
+                    continue
+                value = _as_float(m.get("value"))
+                if value is None:
+                    continue
+                a.trial.report(value, int(step))
+                a.reported.add(step)
+                if a.trial.should_prune():
+                    job.cancel()
+                    self.cancelling.append(job)
+                    self.tell(a, "PRUNED", outcome=f"pruned at step {step} ({name}={value:g})")
+                    return
+        if state not in FINAL_STATES:
+            return
+        if state == JobState.SUCCEEDED:
+            last: dict[str, Any] = {}
+            for m in metrics:
+                last[m.get("name")] = m.get("value")
+            if any(_as_float(last.get(n)) is None for n in self.objectives):
+                # The runner writes result.json after its last flush: trust it over a metrics
+                # file read a moment too early, and give it a few seconds to appear.
+                result = self.store.get_json(Store.job_key(job.id, "result.json"), default=None)
+                if result is None and _now() - a.final_seen(_now()) < 10:
+                    return
+                last.update((result or {}).get("metrics") or {})
+            values, missing = [], []
+            for name in self.objectives:
+                v = _as_float(last.get(name))
+                if v is None:
+                    missing.append(name)
+                values.append(v)
+            if missing:
+                logged = ", ".join(sorted(k for k in last if k)) or "none"
+                self.tell(
+                    a, "FAIL",
+                    error=f"the notebook did not log {', '.join(missing)} as a finite number "
+                    f"(logged: {logged}); call offload.log_metric({missing[0]!r}, value)",
+                )
+            else:
+                self.tell(a, "COMPLETE", values=values)
+        elif state == JobState.FAILED:
+            self.tell(a, "FAIL", error=job_error(job))
+        elif state == JobState.CANCELLED:
+            self.tell(a, "FAIL", error="the trial's job was cancelled")
+        else:  # preempted / lost: the point deserves another run, once
+            if a.attempt < int(self.rec.get("retries", 1)):
+                self.tell(a, "FAIL", error=f"job {state}: {job_error(job)}", requeue=True, retry=True,
+                          outcome=f"job {state}, re-queued")
+            else:
+                self.tell(a, "FAIL", error=f"job {state}: {job_error(job)}")
+
+    # -- reconciliation ---------------------------------------------------------------------
+    def reconcile(self) -> None:
+        """Match the study's open trials with jobs after a restart; cancel jobs nobody owns."""
+        optuna = sp._optuna()
+        TS = optuna.trial.TrialState
+        from offload.spec import ACTIVE_STATES
+
+        jobs_by_trial = find_sweep_jobs(self.store, self.id)
+        trials = {t.number: t for t in self._trials()}
+        for number, frozen in sorted(trials.items()):
+            if frozen.state != TS.RUNNING or number in self.active:
+                continue
+            ids = list(dict.fromkeys(([frozen.user_attrs["job_id"]] if frozen.user_attrs.get("job_id") else [])
+                                     + jobs_by_trial.get(number, [])))
+            trial = optuna.trial.Trial(self.study, frozen._trial_id)
+            params = {**frozen.params, **self.space.fixed}
+            a = Active(number, trial, None, params, frozen.datetime_start.timestamp() if frozen.datetime_start else _now())
+            a.reported = set(frozen.intermediate_values)
+            a.attempt = int(frozen.user_attrs.get("attempt", 0))
+            if not ids:
+                self.active[number] = a
+                self.tell(a, "FAIL", error="the driver stopped before the trial's job was submitted",
+                          requeue=True, outcome="never submitted, re-queued")
+                continue
+            a.job = open_job(ids[0], self.store)
+            if self._never_launched(a.job):
+                self.active[number] = a
+                self.tell(a, "FAIL", error="the driver stopped while submitting the trial's job",
+                          requeue=True, outcome="never launched, re-queued")
+                continue
+            for extra in ids[1:]:  # a duplicate submit for one trial: keep the first, stop the rest
+                self._cancel_job(extra, "duplicate job for one trial")
+            if frozen.user_attrs.get("job_id") != a.job.id:
+                self.study._storage.set_trial_user_attr(frozen._trial_id, "job_id", a.job.id)
+            self.active[number] = a
+            self.write_trial(number, state="RUNNING", job_id=a.job.id, params=params)
+            self.say(f"trial {number}: adopted job {a.job.id}")
+            self.check(a)
+        # Jobs whose trial is already finished (or unknown to the study) must not keep running.
+        for number, ids in jobs_by_trial.items():
+            owner = self.active.get(number)
+            for job_id in ids:
+                if owner is not None and owner.job is not None and owner.job.id == job_id:
+                    continue
+                j = open_job(job_id, self.store)
+                if j.state in ACTIVE_STATES:
+                    self._cancel_job(job_id, f"orphan of trial {number}")
+
+    def _never_launched(self, job: Any, grace_s: float = 20.0) -> bool:
+        """A job with neither a launch handle nor a runner status was cut off mid-submit.
+
+        The previous driver died between writing the spec and recording the launch. The runner
+        may still be starting, so give it ``grace_s`` to write its status; if it does not, the
+        job is cancelled (the marker stops a late runner at once) and closed as cancelled.
+        """
+        end = _now() + grace_s
+        while job.handle is None and not self.store.exists(Store.job_key(job.id, "status.json")):
+            if _now() > end:
+                self.store.put_text(Store.job_key(job.id, "cancel"), str(_now()))
+                conclude = getattr(job, "_conclude", None)
+                if conclude is not None:
+                    conclude(dict(job.status), "cancelled", "never launched: the sweep driver stopped during submit")
+                self.say(f"job {job.id} was never launched; closed it")
+                return True
+            time.sleep(0.5)
+            job._handle = None  # re-read handle.json
+        return False
+
+    def _cancel_job(self, job_id: str, why: str) -> None:
+        try:
+            j = open_job(job_id, self.store)
+            if self._never_launched(j):
+                return
+            self.cancelling.append(j)
+            j.cancel()
+            self.say(f"cancelled job {job_id}: {why}")
+        except OffloadError as exc:
+            self.say(f"could not cancel job {job_id} ({why}): {exc}")
+
+    # -- stopping ---------------------------------------------------------------------------
+    def stop_all(self, why: str, *, requeue: bool) -> None:
+        for a in list(self.active.values()):
+            if a.job is not None:
+                try:
+                    a.job.cancel()
+                    self.cancelling.append(a.job)
+                except OffloadError as exc:
+                    self.say(f"could not cancel job {a.job.id}: {exc}")
+            self.tell(a, "FAIL", error=why, requeue=requeue, outcome=why)
+
+    def wait_cancelled(self, timeout: float = 60.0) -> None:
+        """A sweep is over only when the jobs it cancelled have stopped (no spend after 'done')."""
+        from offload.spec import FINAL_STATES
+
+        end = _now() + timeout
+        pending = list(self.cancelling)
+        while pending and _now() < end:
+            pending = [j for j in pending if _safe_state(j) not in FINAL_STATES]
+            if pending:
+                time.sleep(0.2)
+        for j in pending:
+            self.say(f"job {j.id} is still stopping")
+        self.cancelling = []
+
+    def common_error(self) -> str:
+        if self.errors:
+            text, n = self.errors.most_common(1)[0]
+            return f"{n} of {sum(self.errors.values())} failed trials: {text}"
+        fails = self.failures()
+        errs = collections.Counter(str(t.user_attrs.get("error", "unknown error")).splitlines()[0] for t in fails)
+        if errs:
+            text, n = errs.most_common(1)[0]
+            return f"{n} of {len(fails)} failed trials: {text}"
+        return "unknown error"
+
+    def too_many_failures(self) -> bool:
+        ok, fails = self.tally()
+        limit = self.rec.get("max_failures")
+        if limit is not None:
+            return fails >= int(limit)
+        return not ok and fails >= DEFAULT_FAILURE_STREAK
+
+    # -- main loop --------------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        prev = self.store.get_json(sweep_key(self.id, "driver.json"), default={}) or {}
+        self.info = {k: v for k, v in prev.items() if k in ("started_at", "runs")}
+        self.info.setdefault("started_at", _now())
+        self.info["runs"] = int(self.info.get("runs", 0)) + 1
+        self.write_info(state="running", error=None, finished_at=None)
+        self.store.delete(sweep_key(self.id, "stop"))
+        try:
+            self._enqueue_initial()
+            if self.packing:
+                self.adopt_packs()
+            self.reconcile()
+            state, error = self._loop()
+        except KeyboardInterrupt:
+            self.say("interrupted: cancelling running trials (resume with `offload sweep resume`)")
+            self.stop_all("sweep interrupted; re-run on resume", requeue=True)
+            state, error = "stopped", None
+        except SweepFailed as exc:
+            state, error = "failed", str(exc)
+        except OffloadError as exc:
+            self.stop_all(f"sweep failed: {exc}", requeue=False)
+            state, error = "failed", str(exc)
+        except Exception as exc:  # a driver bug must not leave trials RUNNING either
+            self.say(traceback.format_exc())
+            self.stop_all(f"driver error: {exc}", requeue=True)
+            state, error = "failed", f"driver error: {exc}"
+        self.release_packs()
+        self.wait_cancelled()
+        self.write_info(state=state, error=error, finished_at=_now(), **summary_counts(self.study))
+        self.say(f"{state}{': ' + error if error else ''}")
+        return dict(self.info)
+
+    def _enqueue_initial(self) -> None:
+        if self.info["runs"] != 1:
+            return
+        for point in self.rec.get("enqueue") or []:
+            self.study.enqueue_trial(point, skip_if_exists=True)
+
+    def _loop(self) -> tuple[str, str | None]:
+        while True:
+            if self.store.exists(sweep_key(self.id, "stop")):
+                self.write_info(state="stopping")
+                self.stop_all("sweep stopped; re-run on resume", requeue=True)
+                return "stopped", None
+            for a in list(self.active.values()):
+                try:
+                    self.check(a)
+                except OffloadError as exc:
+                    self.say(f"trial {a.number}: cannot read job {a.job.id}: {exc}")
+            if self.too_many_failures():
+                error = self.common_error()
+                self.stop_all("sweep stopped after too many failures", requeue=False)
+                raise SweepFailed(
+                    f"sweep {self.id} stopped: {error}",
+                    hint="fix the notebook (see `offload sweep show` and the failed job's logs), then `offload sweep resume`",
+                )
+            while len(self.active) < int(self.rec["parallel"]) and self.counted() < self.budget():
+                self.launch_one()
+            if not self.active and self.counted() >= self.budget():
+                return "completed", None
+            if _now() - self.last_beat > HEARTBEAT_S:
+                self.write_info(**summary_counts(self.study))
+            time.sleep(self.poll_s)
+
+
+def _safe_state(job: Any) -> str | None:
+    try:
+        job.refresh()
+        return job.state
+    except OffloadError:
+        return None
+
+
+def _as_float(v: Any) -> float | None:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return f if f == f and f not in (float("inf"), float("-inf")) else None
+
+
+def make_storage(url: str) -> Any:
+    """SQLite waits for a lock instead of failing when several drivers share one file.
+
+    A new SQLite file gets its schema from whichever process opens it first; when two do at once
+    (a driver just started and the panel reading the sweep, or two first sweeps), one of them
+    fails on Optuna's schema set-up. It then opens the file again, which finds the schema made."""
+    optuna = sp._optuna()
+    if url.startswith("sqlite:"):
+        from sqlalchemy.exc import IntegrityError, OperationalError
+
+        for attempt in range(5):
+            try:
+                return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
+            except (IntegrityError, OperationalError) as exc:
+                if attempt == 4 or not _schema_race(exc):
+                    raise
+                time.sleep(0.2 * (attempt + 1))
+    if url.startswith("journal:"):
+        from optuna.storages.journal import JournalFileBackend
+
+        return optuna.storages.JournalStorage(JournalFileBackend(url.split(":", 1)[1]))
+    return url
+
+
+def _schema_race(exc: Exception) -> bool:
+    text = str(exc).lower()
+    return ("alembic_version" in text or "already exists" in text or "unique constraint" in text
+            or "database is locked" in text)
+
+
+def summary_counts(study: Any) -> dict[str, int]:
+    """Trials by state; a re-queued FAIL (stopped, its point runs again) is not a failure and does
+    not count against the budget, so it has its own count."""
+    counts: collections.Counter[str] = collections.Counter()
+    for t in study.get_trials(deepcopy=False):
+        state = t.state.name.lower()
+        counts["requeued" if state == "fail" and t.user_attrs.get(REQUEUED) else state] += 1
+    return {"n_" + k: counts.get(k, 0) for k in ("complete", "pruned", "fail", "running", "waiting", "requeued")}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m offload.sweeps.driver STORE_URL SWEEP_ID``: a detached driver."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if len(args) != 2:
+        print("usage: python -m offload.sweeps.driver STORE_URL SWEEP_ID", file=sys.stderr)
+        return 2
+    store = Store(args[0])
+    try:
+        driver = Driver(store, args[1], out=sys.stdout)
+    except Exception as exc:  # say so in the store: a sweep must never wait on a driver that is gone
+        traceback.print_exc()
+        prev = store.get_json(sweep_key(args[1], "driver.json"), default={}) or {}
+        store.put_json(sweep_key(args[1], "driver.json"), {
+            **prev, "state": "failed", "error": f"the sweep driver could not start: {type(exc).__name__}: {exc}",
+            "finished_at": _now(), "pid": os.getpid(), "host": socket.gethostname(), "heartbeat": _now(),
+        })
+        return 1
+    info = driver.run()
+    return 0 if info.get("state") in ("completed", "stopped") else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
