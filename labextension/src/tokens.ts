@@ -8,7 +8,7 @@ import { ISignal, Signal } from '@lumino/signaling';
 import { Widget } from '@lumino/widgets';
 
 import { api } from './api';
-import { JobsModel } from './model';
+import { JobsModel } from './jobs/model';
 
 export namespace CommandIDs {
   export const runNotebook = 'offload:run-notebook';
@@ -22,6 +22,17 @@ export namespace CommandIDs {
   export const rerun = 'offload:rerun';
   export const rerunWithParameters = 'offload:rerun-with-parameters';
   export const copyCli = 'offload:copy-cli';
+}
+
+/** The sweep panel's command (sweeps/plugin.ts). */
+export namespace SweepCommandIDs {
+  export const open = 'offload:sweep';
+}
+
+/** "Run Cell on GPU" (cells/plugin.ts). */
+export namespace CellRunCommandIDs {
+  export const run = 'offload:run-cell-on-gpu';
+  export const runWithOptions = 'offload:run-cell-on-gpu-with-options';
 }
 
 export interface IPanelSpec {

@@ -1,22 +1,13 @@
 /**
- * The gallery (every executed notebook as a card), the two-run comparison, and a read-only
- * view of an executed notebook. Outputs are rendered untrusted by JupyterLab's own renderers
- * (no script runs); nothing is written to the user's files.
+ * The gallery: every executed notebook as a card (thumbnail = first image output, parameters,
+ * metrics, state, cost, date), filtered by notebook and state, sorted by any metric; tick two
+ * to compare them. Nothing is written to the user's files.
  */
-import { OutputArea, OutputAreaModel } from '@jupyterlab/outputarea';
-import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
-import { Panel, Widget } from '@lumino/widgets';
+import { Widget } from '@lumino/widgets';
 
-import {
-  api,
-  formatMoney,
-  formatValue,
-  ICompare,
-  IGallery,
-  IGalleryCard
-} from './api';
-import { el } from './dialog';
-import { stateBadge } from './panel';
+import { api, IGallery, IGalleryCard } from '../api';
+import { el, stateBadge } from '../util/dom';
+import { formatMoney, formatValue } from '../util/format';
 
 export class GalleryWidget extends Widget {
   constructor(options: {
@@ -176,114 +167,4 @@ export class GalleryWidget extends Widget {
   private _order: HTMLSelectElement;
   private _compareBtn: HTMLButtonElement;
   private _grid: HTMLDivElement;
-}
-
-export class CompareWidget extends Widget {
-  constructor(readonly a: string, readonly b: string) {
-    super();
-    this.addClass('jp-offload-Compare');
-    this.id = `jp-offload-compare-${a}-${b}`;
-    this.title.label = `Compare ${a.slice(-6)} / ${b.slice(-6)}`;
-    this.title.closable = true;
-  }
-
-  protected onAfterAttach(): void {
-    void api.compare(this.a, this.b).then(
-      c => this._render(c),
-      err => (this.node.textContent = `Cannot compare: ${err.message ?? err}`)
-    );
-  }
-
-  private _render(c: ICompare): void {
-    this.node.textContent = '';
-    const head = (title: string) =>
-      el('tr', {}, el('th', {}, title), el('th', {}, `A ${c.a.id.slice(-6)}`), el('th', {}, `B ${c.b.id.slice(-6)}`));
-    const params = el('table', { class: 'jp-offload-table', 'aria-label': 'parameters compared' }, head('Parameter'));
-    for (const p of c.parameters) {
-      params.append(
-        el('tr', { class: p.same ? '' : 'jp-offload-diff' }, el('td', {}, p.name), el('td', {}, p.a_default ? '(default)' : formatValue(p.a)), el('td', {}, p.b_default ? '(default)' : formatValue(p.b)))
-      );
-    }
-    const metrics = el('table', { class: 'jp-offload-table', 'aria-label': 'metrics compared' }, head('Metric'));
-    metrics.querySelector('tr')?.append(el('th', {}, 'B \u2212 A'));
-    for (const m of c.metrics) {
-      metrics.append(
-        el(
-          'tr',
-          {},
-          el('td', {}, m.name),
-          el('td', {}, formatValue(m.a)),
-          el('td', {}, formatValue(m.b)),
-          el('td', {}, m.delta === null ? '' : formatValue(m.delta))
-        )
-      );
-    }
-    const outs = el('div', { class: 'jp-offload-compare-outputs' });
-    for (const o of c.outputs) {
-      const side = (text: string, img: string | null) => {
-        const d = el('div', { class: 'jp-offload-compare-side' }, el('pre', {}, text));
-        if (img) {
-          d.append(el('img', { src: img, alt: 'image output' }));
-        }
-        return d;
-      };
-      outs.append(
-        el(
-          'div',
-          { class: `jp-offload-compare-cell${o.same ? '' : ' jp-offload-diff'}` },
-          el('pre', { class: 'jp-offload-compare-source' }, o.source),
-          el('div', { class: 'jp-offload-compare-pair' }, side(o.a_text, o.a_image), side(o.b_text, o.b_image))
-        )
-      );
-    }
-    this.node.append(
-      el('h2', {}, `${c.a.source_path ?? c.a.notebook} \u2013 two runs`),
-      el('h3', {}, 'Parameters'),
-      params,
-      el('h3', {}, 'Metrics'),
-      metrics,
-      el('h3', {}, 'Outputs'),
-      outs
-    );
-  }
-}
-
-/** An executed notebook, read-only: sources as text, outputs through the untrusted renderers. */
-export class ExecutedNotebookWidget extends Panel {
-  constructor(readonly jobId: string, private _rendermime: IRenderMimeRegistry) {
-    super();
-    this.addClass('jp-offload-Executed');
-    this.id = `jp-offload-executed-${jobId}`;
-    this.title.label = `Executed ${jobId.slice(-6)} (read-only)`;
-    this.title.closable = true;
-  }
-
-  protected onAfterAttach(): void {
-    if (this._loaded) {
-      return;
-    }
-    this._loaded = true;
-    void api.executed(this.jobId).then(
-      nb => this._render(nb),
-      err => this.addWidget(new Widget({ node: el('div', { class: 'jp-offload-error' }, String(err.message ?? err)) }))
-    );
-  }
-
-  private _render(nb: any): void {
-    const banner = el('div', { class: 'jp-offload-readonly-banner' }, `Read-only: executed notebook of job ${this.jobId}`);
-    this.addWidget(new Widget({ node: banner }));
-    for (const cell of nb.cells ?? []) {
-      const src = Array.isArray(cell.source) ? cell.source.join('') : cell.source ?? '';
-      const box = new Panel();
-      box.addClass('jp-offload-ro-cell');
-      box.addWidget(new Widget({ node: el('pre', { class: `jp-offload-ro-source jp-offload-ro-${cell.cell_type}` }, src) }));
-      if (cell.cell_type === 'code' && cell.outputs?.length) {
-        const model = new OutputAreaModel({ values: cell.outputs, trusted: false });
-        box.addWidget(new OutputArea({ model, rendermime: this._rendermime }));
-      }
-      this.addWidget(box);
-    }
-  }
-
-  private _loaded = false;
 }

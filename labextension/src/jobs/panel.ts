@@ -3,23 +3,10 @@
  */
 import { Widget } from '@lumino/widgets';
 
-import {
-  formatDuration,
-  formatMoney,
-  formatValue,
-  IJobSummary,
-  isActive
-} from './api';
-import { el } from './dialog';
+import { IJobSummary, isActive } from '../api';
+import { el, stateBadge } from '../util/dom';
+import { formatDuration, formatMoney, formatValue } from '../util/format';
 import { JobsModel } from './model';
-
-export function stateBadge(state: string): HTMLSpanElement {
-  return el(
-    'span',
-    { class: `jp-offload-state jp-offload-state-${state}`, 'data-state': state },
-    state
-  );
-}
 
 export function progressOf(j: { cell: number | null; n_cells: number | null; state: string }): string {
   if (j.n_cells) {

@@ -4,7 +4,7 @@
  */
 import { ISignal, Signal } from '@lumino/signaling';
 
-import { api, IJobSummary, isActive } from './api';
+import { api, IJobSummary, isActive } from '../api';
 
 export interface ITransition {
   job: IJobSummary;

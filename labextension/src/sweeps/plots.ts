@@ -3,51 +3,9 @@
  * style/base.css), so they follow the light and dark themes without a chart library:
  * optimization history, parallel coordinates, parameter importances.
  */
-import { el } from './dialog';
-import { formatValue } from './api';
-
-const SVG = 'http://www.w3.org/2000/svg';
-
-export interface IHistoryPoint {
-  number: number;
-  value: number;
-  best: number;
-  finished_at: number | null;
-}
-
-export interface ISpaceEntry {
-  type: string;
-  low?: number;
-  high?: number;
-  log?: boolean;
-  step?: number | null;
-  choices?: any[];
-  value?: any;
-}
-
-export interface ITrialRow {
-  number: number;
-  state: string;
-  params: Record<string, any>;
-  values: number[] | null;
-  value: number | null;
-  job_id: string | null;
-  error: string | null;
-  requeued: boolean;
-  started_at: number | null;
-  finished_at: number | null;
-  duration_s: number | null;
-  cost: number | null;
-  job_state: string | null;
-}
-
-function svgEl(tag: string, attrs: Record<string, string | number> = {}): SVGElement {
-  const node = document.createElementNS(SVG, tag) as SVGElement;
-  for (const [k, v] of Object.entries(attrs)) {
-    node.setAttribute(k, String(v));
-  }
-  return node;
-}
+import { IHistoryPoint, ISpaceEntry, ITrialRow } from '../api';
+import { el, svgEl } from '../util/dom';
+import { formatValue } from '../util/format';
 
 function text(x: number, y: number, s: string, cls: string, anchor = 'middle'): SVGElement {
   const t = svgEl('text', { x, y, class: cls, 'text-anchor': anchor });

@@ -5,71 +5,11 @@
  */
 import { Widget } from '@lumino/widgets';
 
-import {
-  api,
-  formatDuration,
-  formatMoney,
-  formatValue,
-  IJobDetail,
-  IMetricRecord,
-  isActive
-} from './api';
-import { el } from './dialog';
-import { progressOf, stateBadge } from './panel';
-
-const SVG = 'http://www.w3.org/2000/svg';
-
-/** A small line chart per metric logged with steps (inline SVG, themed by CSS variables). */
-export function metricsChart(records: IMetricRecord[]): HTMLElement {
-  const wrap = el('div', { class: 'jp-offload-charts' });
-  const series = new Map<string, { step: number; value: number }[]>();
-  for (const r of records) {
-    if (r.step === null || r.step === undefined || typeof r.value !== 'number') {
-      continue;
-    }
-    const s = series.get(r.name) ?? [];
-    s.push({ step: r.step, value: r.value });
-    series.set(r.name, s);
-  }
-  for (const [name, pts] of series) {
-    if (pts.length < 2) {
-      continue;
-    }
-    pts.sort((a, b) => a.step - b.step);
-    const W = 260;
-    const H = 90;
-    const P = 6;
-    const xs = pts.map(p => p.step);
-    const ys = pts.map(p => p.value);
-    const [x0, x1] = [Math.min(...xs), Math.max(...xs)];
-    const [y0, y1] = [Math.min(...ys), Math.max(...ys)];
-    const sx = (x: number) => P + ((x - x0) / (x1 - x0 || 1)) * (W - 2 * P);
-    const sy = (y: number) => H - P - ((y - y0) / (y1 - y0 || 1)) * (H - 2 * P);
-    const svg = document.createElementNS(SVG, 'svg');
-    svg.setAttribute('viewBox', `0 0 ${W} ${H}`);
-    svg.setAttribute('width', String(W));
-    svg.setAttribute('height', String(H));
-    svg.setAttribute('role', 'img');
-    svg.setAttribute('aria-label', `${name} by step`);
-    svg.classList.add('jp-offload-chart');
-    const line = document.createElementNS(SVG, 'polyline');
-    line.setAttribute('points', pts.map(p => `${sx(p.step)},${sy(p.value)}`).join(' '));
-    line.setAttribute('class', 'jp-offload-chart-line');
-    svg.append(line);
-    const fig = el(
-      'figure',
-      { class: 'jp-offload-chart-figure', 'data-metric': name },
-      el(
-        'figcaption',
-        {},
-        `${name}: ${formatValue(pts[pts.length - 1].value)} (min ${formatValue(y0)}, max ${formatValue(y1)}, ${pts.length} steps)`
-      )
-    );
-    fig.append(svg);
-    wrap.append(fig);
-  }
-  return wrap;
-}
+import { api, IJobDetail, IMetricRecord, isActive } from '../api';
+import { el, stateBadge } from '../util/dom';
+import { formatDuration, formatMoney, formatValue } from '../util/format';
+import { metricsChart } from './chart';
+import { progressOf } from './panel';
 
 function table(rows: [string, string][], label: string): HTMLTableElement {
   const t = el('table', { class: 'jp-offload-table', 'aria-label': label });

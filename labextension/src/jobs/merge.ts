@@ -5,12 +5,18 @@
  *
  * The server decides what may be merged (cell id and source hash unchanged since submit) from
  * the cells as they are in the browser right now.
+ *
+ * `mergeJob` is the whole user-facing step (the Merge command, and automatically when a job
+ * submitted from this browser succeeds): find or open the notebook, merge, notify with Undo.
  */
+import { Notification, showErrorMessage } from '@jupyterlab/apputils';
 import { ICodeCellModel } from '@jupyterlab/cells';
 import * as nbformat from '@jupyterlab/nbformat';
 import { NotebookPanel } from '@jupyterlab/notebook';
 
-import { api, IMergePlan } from './api';
+import { api, errorText, IJobDetail, IMergePlan } from '../api';
+import { CommandIDs } from '../tokens';
+import { IJobsContext, panelFor } from './context';
 
 export interface IMergeResult {
   plan: IMergePlan;
@@ -102,4 +108,45 @@ export function describeMerge(panel: NotebookPanel | null, plan: IMergePlan): st
     text += `; ${plan.deleted.length} cell(s) no longer in the notebook`;
   }
   return text;
+}
+
+/** Merge a job into its open notebook and say so; `auto`: only if it is open, quietly if not. */
+export async function mergeJob(ctx: IJobsContext, id: string, auto = false): Promise<void> {
+  const { commands } = ctx.app;
+  let detail = ctx.states.get(id) as IJobDetail | undefined;
+  if (!detail || !detail.source_path) {
+    detail = await api.job(id);
+  }
+  let panel = panelFor(ctx, detail.source_path);
+  if (!panel && detail.source_path && ctx.docManager && !auto) {
+    const opened = ctx.docManager.openOrReveal(detail.source_path);
+    if (opened instanceof NotebookPanel) {
+      await opened.context.ready;
+      panel = opened;
+    }
+  }
+  if (!panel) {
+    if (!auto) {
+      await showErrorMessage('Merge', `The job's notebook ${detail.source_path ?? detail.notebook} is not open.`);
+    }
+    return;
+  }
+  try {
+    const { plan, undo } = await mergeIntoPanel(panel, id);
+    const text = `Job ${id.slice(-6)} ${plan.state}: ${describeMerge(panel, plan)}.`;
+    const opts = {
+      autoClose: plan.edited.length ? (false as const) : 8000,
+      actions: [
+        { label: 'Undo merge', callback: () => undo() },
+        { label: 'Show job', callback: () => void commands.execute(CommandIDs.openJob, { id }) }
+      ]
+    };
+    if (plan.edited.length) {
+      Notification.warning(text, opts);
+    } else {
+      Notification.success(text, opts);
+    }
+  } catch (err) {
+    Notification.error(`Merge of job ${id.slice(-6)} failed: ${errorText(err)}`);
+  }
 }
