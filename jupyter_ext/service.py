@@ -201,7 +201,7 @@ class OffloadService:
     # notebook inspection -------------------------------------------------------------------
     def inspect(self, api_path: str) -> dict[str, Any]:
         """What the Run dialog shows: parameters, detected dependencies, files and their sizes."""
-        from offload.notebook.params import declared_parameters, parameters_cell, read_notebook
+        from offload.notebook import declared_parameters, parameters_cell, read_notebook
 
         path = resolve_notebook(self.root_dir, api_path)
         if path.suffix != ".ipynb" or not path.is_file():
@@ -446,7 +446,7 @@ class OffloadService:
         """
         import nbformat
 
-        from offload.jobs import cell_hash
+        from offload.notebook import cell_hash
         from offload.notebook.merge import SKIP_TAGS, provenance_of
 
         job = self._job(job_id)

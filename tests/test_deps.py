@@ -299,7 +299,7 @@ def test_requirements_txt_used_and_reconciled(tmp_path):
 def test_pyproject_overrides_and_uv_lock(tmp_path):
     (tmp_path / "pyproject.toml").write_text(
         '[project]\nname = "x"\nversion = "0"\ndependencies = ["pyyaml"]\n'
-        '[tool.offload.snapshot.deps]\nmap = { internal_sdk = "acme-internal-sdk" }\n'
+        '[tool.offload.deps]\nmap = { internal_sdk = "acme-internal-sdk" }\n'
         'ignore = ["ignored_mod"]\nadd = ["tqdm==4.66.0"]\n'
     )
     (tmp_path / "uv.lock").write_text(
@@ -329,7 +329,7 @@ def test_unresolved_import_is_reported_never_guessed(tmp_path):
     nb = write_nb(tmp_path / "a.ipynb", "import totally_unknown_pkg_xyz\nimport numpy")
     env = snapshot(nb)
     assert [u["module"] for u in env.unresolved] == ["totally_unknown_pkg_xyz"]
-    assert "tool.offload.snapshot.deps" in env.unresolved[0]["hint"]
+    assert "tool.offload.deps" in env.unresolved[0]["hint"]
     all_names = names(env) | names(env, optional=True)
     assert not any("unknown" in n for n in all_names)
 
@@ -364,7 +364,7 @@ def test_bad_inputs(tmp_path):
         snapshot(tmp_path / "missing.ipynb")
     bad = tmp_path / "bad.ipynb"
     bad.write_text("{not json")
-    with pytest.raises(NotebookError, match="invalid JSON"):
+    with pytest.raises(NotebookError, match="not valid JSON"):
         snapshot(bad)
     nb = write_nb(tmp_path / "a.ipynb", "import numpy")
     with pytest.raises(UsageError, match="interpreter not found"):

@@ -7,8 +7,7 @@ import copy
 import nbformat
 from nbformat.v4 import new_code_cell, new_output
 
-from offload.jobs import cell_hash, ensure_cell_ids
-from offload.notebook.merge import merge_notebooks
+from offload.notebook import cell_hash, ensure_cell_ids, merge_notebooks
 from tests.notebooks import make_notebook
 
 

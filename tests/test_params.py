@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from offload.errors import NotebookError, ParameterError
-from offload.notebook.params import (
+from offload.notebook import (
     check_parameters,
     declared_parameters,
     parse_assignments,

@@ -8,7 +8,6 @@ that conclusion in ``reconciled.json`` so every later client sees the same answe
 
 from __future__ import annotations
 
-import hashlib
 import os
 import sys
 import time
@@ -20,6 +19,7 @@ from offload._version import __version__
 from offload.config import backend_options, backend_store, default_backend
 from offload.errors import BackendError, JobFailed, JobNotFound, OffloadError, UsageError
 from offload.jobs import index
+from offload.notebook import cell_hash, ensure_cell_ids
 from offload.spec import (
     ACTIVE_STATES,
     FINAL_STATES,
@@ -39,29 +39,6 @@ LAUNCH_TIMEOUT_S = 3600.0  # a job still without a backend handle after this was
 
 def _store(store: Store | str | None) -> Store:
     return store if isinstance(store, Store) else Store(store)
-
-
-def cell_hash(source: str) -> str:
-    return hashlib.sha256(source.encode()).hexdigest()[:16]
-
-
-def ensure_cell_ids(path: Path) -> Any:
-    """Give every cell an id (nbformat 4.5) and save, so outputs can be merged back by id."""
-    import nbformat
-
-    from offload.notebook.params import read_notebook
-
-    nb = read_notebook(path)
-    if all(c.get("id") for c in nb.cells) and (nb.nbformat, nb.nbformat_minor) >= (4, 5):
-        return nb
-    nb.nbformat_minor = max(nb.nbformat_minor, 5)
-    for cell in nb.cells:
-        if not cell.get("id"):
-            cell["id"] = hashlib.sha256(os.urandom(16)).hexdigest()[:8]
-    tmp = path.with_name(f".{path.name}.offload-tmp")
-    nbformat.write(nb, tmp)
-    os.replace(tmp, path)
-    return nb
 
 
 def submit(
@@ -453,7 +430,7 @@ class Job:
         return True
 
     def merge(self, into: str | os.PathLike | None = None, *, write: bool = True):
-        from offload.notebook.merge import merge_job
+        from offload.jobs.collect import merge_job
 
         return merge_job(self, into=into, write=write)
 

@@ -8,13 +8,13 @@ banner) are never copied into the user's notebook.
 from __future__ import annotations
 
 import copy
-import os
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from offload.errors import UsageError
+from offload.notebook.cells import cell_hash
+
+__all__ = ["SKIP_TAGS", "MergeReport", "merge_notebooks", "provenance_of"]
 
 SKIP_TAGS = {"injected-parameters", "papermill-error-cell-tag"}
 
@@ -41,8 +41,6 @@ class MergeReport:
 
 def merge_notebooks(target: Any, executed: Any, cell_hashes: dict[str, str], *, provenance: dict | None = None) -> MergeReport:
     """Copy outputs from ``executed`` into ``target`` in place (both nbformat v4 notebooks)."""
-    from offload.jobs import cell_hash
-
     report = MergeReport()
     by_id = {c.get("id"): c for c in target.cells if c.get("id")}
     for cell in executed.cells:
@@ -67,6 +65,8 @@ def merge_notebooks(target: Any, executed: Any, cell_hashes: dict[str, str], *, 
 
 
 def provenance_of(job: Any) -> dict[str, Any]:
+    """What ``metadata.offload.last_run`` records about the job whose outputs were merged
+    (``job`` is any object with a Job's attributes: nothing here imports the jobs layer)."""
     st = job.status
     return {
         "job_id": job.id,
@@ -79,27 +79,3 @@ def provenance_of(job: Any) -> dict[str, Any]:
         "finished_at": st.get("finished_at"),
         "merged_at": time.time(),
     }
-
-
-def merge_job(job: Any, *, into: str | os.PathLike | None = None, write: bool = True) -> MergeReport:
-    import nbformat
-
-    from offload.notebook.params import read_notebook
-
-    target_path = Path(into or job.spec.source_path or "")
-    if not str(target_path) or not target_path.exists():
-        raise UsageError(
-            f"cannot merge job {job.id}: target notebook {target_path} not found",
-            hint="pass --into PATH to merge into another copy",
-        )
-    executed = job.output_notebook
-    if executed is None:
-        raise UsageError(f"job {job.id} has no executed notebook yet ({job.state})", hint="wait for it: offload logs -f " + job.id)
-    target = read_notebook(target_path)
-    report = merge_notebooks(target, executed, job.spec.cell_hashes, provenance=provenance_of(job))
-    report.path = str(target_path)
-    if write:
-        tmp = target_path.with_name(f".{target_path.name}.offload-merge")
-        nbformat.write(target, tmp)
-        os.replace(tmp, target_path)
-    return report

@@ -14,29 +14,16 @@ from typing import Any
 
 import nbformat
 
-from offload.errors import NotebookError, ParameterError, UsageError
+from offload.errors import ParameterError, UsageError
 
-
-def read_notebook(path: str | Path) -> nbformat.NotebookNode:
-    p = Path(path)
-    if not p.exists():
-        raise NotebookError(f"notebook {p} not found", hint="check the path (relative to the current directory)")
-    if p.is_dir() or p.suffix != ".ipynb":
-        raise NotebookError(f"{p} is not a notebook file", hint="pass a .ipynb file")
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise NotebookError(f"cannot read notebook {p}: {exc.strerror}") from None
-    try:
-        nb = nbformat.reads(text, as_version=4)
-    except (json.JSONDecodeError, nbformat.reader.NotJSONError) as exc:
-        raise NotebookError(
-            f"notebook {p} is not valid JSON ({str(exc).splitlines()[0][:120]})",
-            hint="open it in JupyterLab and save it again, or restore it from version control",
-        ) from None
-    except Exception as exc:  # nbformat raises a zoo of validation errors
-        raise NotebookError(f"cannot read notebook {p}: {exc}") from None
-    return nb
+__all__ = [
+    "parameters_cell",
+    "declared_parameters",
+    "parse_value",
+    "parse_assignments",
+    "load_param_file",
+    "check_parameters",
+]
 
 
 def parameters_cell(nb: nbformat.NotebookNode) -> tuple[int, Any] | None:

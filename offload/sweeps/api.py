@@ -110,7 +110,7 @@ def open_study(rec: dict[str, Any], *, create: bool = False) -> Any:
 
 
 def _notebook_parameters(notebook: Path) -> dict[str, Any]:
-    from offload.notebook.params import declared_parameters, read_notebook
+    from offload.notebook import declared_parameters, read_notebook
 
     nb = read_notebook(notebook)
     declared = declared_parameters(nb)
@@ -584,7 +584,7 @@ def apply_best(sweep_id: str, notebook: str | os.PathLike | None = None, *, stor
     """Write the best trial's parameters into the notebook's parameters cell; returns them."""
     import nbformat
 
-    from offload.notebook.params import parameters_cell, read_notebook
+    from offload.notebook import parameters_cell, read_notebook
 
     st = _store(store)
     rec = _record(st, sweep_id)

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from offload.errors import NotebookError, UsageError
+from offload.notebook import code_cells, read_notebook
 from offload.snapshot.deps import probe as _deps_probe
 from offload.snapshot.deps.scan import Found, PipLine, ScanResult, scan_cell, scan_python
 
@@ -467,7 +468,7 @@ _CONDA_TO_PYPI = {
 
 
 def _declared_from(path: Path, label: str) -> tuple[list[_Declared], dict]:
-    """Entries a dependency file declares; and for pyproject, its [tool.offload.snapshot.deps] table."""
+    """Entries a dependency file declares; and for pyproject, its [tool.offload.deps] table."""
     name = path.name
     if name == "requirements.txt":
         return _parse_requirements_file(path, label, set()), {}
@@ -548,40 +549,7 @@ def _declared_from(path: Path, label: str) -> tuple[list[_Declared], dict]:
 
 def _read_cells(nb_path: Path) -> list[tuple[int, str]]:
     """(1-based cell number, source) of every code cell."""
-    if not nb_path.exists():
-        raise NotebookError(f"notebook not found: {nb_path}", hint="check the path")
-    if nb_path.is_dir():
-        raise NotebookError(
-            f"{nb_path} is a directory, not a notebook", hint="pass the .ipynb file"
-        )
-    try:
-        data = json.loads(nb_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise NotebookError(
-            f"cannot read notebook {nb_path.name}: invalid JSON ({exc})",
-            hint="open and save it in Jupyter to repair it",
-        ) from exc
-    if not isinstance(data, dict):
-        raise NotebookError(
-            f"{nb_path.name} is not a notebook (top level is not an object)",
-            hint="pass a .ipynb file",
-        )
-    cells = data.get("cells")
-    if cells is None and "worksheets" in data:  # nbformat 3
-        cells = [c for ws in data.get("worksheets") or [] for c in ws.get("cells") or []]
-    if not isinstance(cells, list):
-        raise NotebookError(
-            f"{nb_path.name} is not a notebook (no cells)", hint="pass a .ipynb file"
-        )
-    out = []
-    for i, cell in enumerate(cells, 1):
-        if not isinstance(cell, dict) or cell.get("cell_type") != "code":
-            continue
-        src = cell.get("source", cell.get("input", ""))
-        if isinstance(src, list):
-            src = "".join(src)
-        out.append((i, str(src)))
-    return out
+    return code_cells(read_notebook(nb_path, validate=False))
 
 
 def _rel(path: Path, root: Path) -> str | None:
@@ -859,7 +827,7 @@ class _Snapshot:
                     "module": f.module,
                     "where": f.where,
                     "hint": f"'{f.module}' is a namespace shared by {', '.join(dists)}; import the "
-                    "submodule you use, or map it in [tool.offload.snapshot.deps] map",
+                    "submodule you use, or map it in [tool.offload.deps] map",
                 },
             )
             return
@@ -938,7 +906,7 @@ def snapshot(
     ``project_root`` (default: the notebook's directory) bounds the local files that ship;
     ``python`` is the interpreter whose environment runs the notebook (default: this one);
     ``kernel_modules`` are ``sys.modules`` names from a live kernel, merged with the static
-    result; ``overrides`` (merged over ``[tool.offload.snapshot.deps]`` of the project's pyproject.toml):
+    result; ``overrides`` (merged over ``[tool.offload.deps]`` of the project's pyproject.toml):
     ``map`` {import: distribution}, ``add`` [requirement lines], ``ignore`` [import names].
     """
     t0 = time.perf_counter()
@@ -1127,7 +1095,7 @@ def snapshot(
             hint = (
                 f"not installed in {env.info.get('executable')} and not a project file; "
                 "install it where the kernel runs, or map it in pyproject.toml "
-                f'[tool.offload.snapshot.deps] map = {{{top} = "<distribution>"}}'
+                f'[tool.offload.deps] map = {{{top} = "<distribution>"}}'
             )
         snap.unresolved.setdefault(module, {"module": module, "where": where, "hint": hint})
 
@@ -1160,7 +1128,7 @@ def snapshot(
             continue
         key = canonicalize_name(pr.name)
         reqs[key] = Requirement(
-            key, None, ["added in [tool.offload.snapshot.deps] add"], False, "declared", str(line)
+            key, None, ["added in [tool.offload.deps] add"], False, "declared", str(line)
         )
 
     # declared entries never imported: reported, not installed (they may be tools or leftovers)
