@@ -47,7 +47,7 @@ def _now_rfc3339() -> str:
 
 def _default_accelerators() -> dict[str, set[str]]:
     """Zone -> accelerator names, from the bundled catalog (data, not the code under test)."""
-    path = Path(__file__).resolve().parents[2] / "offload" / "prices" / "gce.json"
+    path = Path(__file__).resolve().parents[2] / "offload" / "backends" / "prices" / "gce.json"
     table = json.loads(path.read_text())
     out: dict[str, set[str]] = {}
     for g in table["gpus"].values():
