@@ -1,13 +1,14 @@
 /**
- * One job in the main area: live log (polled with a cursor about every second), metrics chart,
+ * One job in the main area: live log (polled with a cursor every second), metrics chart,
  * parameters, environment, zones tried, error, and the actions (as toolbar buttons running the
  * same commands as the palette).
  */
 import { Widget } from '@lumino/widgets';
 
-import { api, IJobDetail, IMetricRecord, isActive } from '../api';
+import { api, IJobDetail, ILogChunk, IMetricRecord, isActive } from '../api';
 import { el, stateBadge } from '../util/dom';
 import { formatDuration, formatMoney, formatValue } from '../util/format';
+import { createPoll, pollNow, setPollInterval } from '../util/poll';
 import { metricsChart } from './chart';
 import { progressOf } from './panel';
 
@@ -50,68 +51,72 @@ export class JobDetailWidget extends Widget {
   onUpdate: (d: IJobDetail) => void = () => undefined;
 
   protected onAfterAttach(): void {
-    this._stopped = false;
-    void this._pollLog();
-    void this._pollDetail();
+    void this._logPoll.start();
+    void this._detailPoll.start();
   }
 
   protected onBeforeDetach(): void {
-    this._stopped = true;
-    for (const t of this._timers) {
-      clearTimeout(t);
-    }
-    this._timers = [];
+    void this._logPoll.stop();
+    void this._detailPoll.stop();
   }
 
-  async refresh(): Promise<void> {
-    await this._loadDetail();
-  }
-
-  private async _pollLog(): Promise<void> {
-    if (this._stopped) {
+  dispose(): void {
+    if (this.isDisposed) {
       return;
     }
-    let done = false;
+    this._logPoll.dispose();
+    this._detailPoll.dispose();
+    super.dispose();
+  }
+
+  /** Read the job now (after Cancel); resolves once it is shown. */
+  async refresh(): Promise<void> {
+    await pollNow(this._detailPoll);
+  }
+
+  /** One log poll: what was written since the cursor; stops once the job's log is complete. */
+  private async _readLog(): Promise<void> {
+    let chunk: ILogChunk;
     try {
-      const chunk = await api.log(this.jobId, this._cursor);
-      if (chunk.text) {
-        const atBottom = this._log.scrollTop + this._log.clientHeight >= this._log.scrollHeight - 4;
-        this._log.append(document.createTextNode(chunk.text));
-        if (atBottom) {
-          this._log.scrollTop = this._log.scrollHeight;
-        }
-      }
-      this._cursor = chunk.cursor;
-      done = chunk.done;
+      chunk = await api.log(this.jobId, this._cursor);
     } catch (err) {
       this._header.dataset.error = String(err);
+      throw err; // the poll backs off
     }
-    if (!done) {
-      this._timers.push(window.setTimeout(() => void this._pollLog(), 1000));
-    } else if (!this._finalLogRead) {
-      this._finalLogRead = true; // one more read: chunks written just before the final status
-      this._timers.push(window.setTimeout(() => void this._pollLog(), 500));
+    if (chunk.text) {
+      const atBottom = this._log.scrollTop + this._log.clientHeight >= this._log.scrollHeight - 4;
+      this._log.append(document.createTextNode(chunk.text));
+      if (atBottom) {
+        this._log.scrollTop = this._log.scrollHeight;
+      }
     }
-  }
-
-  private async _pollDetail(): Promise<void> {
-    if (this._stopped) {
+    this._cursor = chunk.cursor;
+    if (!chunk.done) {
       return;
     }
-    await this._loadDetail();
-    if (this._detail && isActive(this._detail.state)) {
-      this._timers.push(window.setTimeout(() => void this._pollDetail(), 2000));
+    if (this._finalLogRead) {
+      void this._logPoll.stop();
+    } else {
+      this._finalLogRead = true; // one more read: chunks written just before the final status
+      setPollInterval(this._logPoll, 500);
     }
   }
 
+  /** One detail poll: the job and its metrics; stops once the job has ended. */
   private async _loadDetail(): Promise<void> {
+    let d: IJobDetail;
     try {
-      const [d, m] = await Promise.all([api.job(this.jobId), api.metrics(this.jobId)]);
+      const [detail, m] = await Promise.all([api.job(this.jobId), api.metrics(this.jobId)]);
+      d = detail;
       this._detail = d;
       this._render(d, m.records);
       this.onUpdate(d);
     } catch (err) {
       this._header.textContent = `Cannot load job ${this.jobId}: ${(err as Error).message ?? err}`;
+      throw err; // the poll backs off
+    }
+    if (!isActive(d.state)) {
+      void this._detailPoll.stop();
     }
   }
 
@@ -199,8 +204,8 @@ export class JobDetailWidget extends Widget {
   private _detail: IJobDetail | null = null;
   private _cursor = 0;
   private _finalLogRead = false;
-  private _stopped = true;
-  private _timers: number[] = [];
+  private _logPoll = createPoll('job-log', 1000, () => this._readLog());
+  private _detailPoll = createPoll('job-detail', 2000, () => this._loadDetail());
   private _header: HTMLDivElement;
   private _log: HTMLPreElement;
   private _charts: HTMLDivElement;

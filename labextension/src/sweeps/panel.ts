@@ -1,8 +1,8 @@
 /**
  * The Sweep panel: a main-area widget beside a notebook. Its bar picks one of the notebook's
  * sweeps or "New sweep…"; its body is the setup form (sweeps/setup.ts) or the chosen sweep,
- * live while it runs: header and trials table (sweeps/trials.ts), optimization history,
- * parallel coordinates and importances (sweeps/plots.ts).
+ * live while it runs (polled every 1.5 s, not in a hidden tab): header and trials table
+ * (sweeps/trials.ts), optimization history, parallel coordinates and importances (sweeps/plots.ts).
  */
 import { Notification } from '@jupyterlab/apputils';
 import { Widget } from '@lumino/widgets';
@@ -18,6 +18,7 @@ import {
   sweepApi
 } from '../api';
 import { el } from '../util/dom';
+import { createPoll, pollNow } from '../util/poll';
 import { historyPlot, importanceBars, parallelCoordinates } from './plots';
 import { loggedMetrics, SweepSetupForm } from './setup';
 import { doneCount, ISweepViewActions, sweepHeader, trialsTable } from './trials';
@@ -93,34 +94,9 @@ export class SweepWidget extends Widget {
     }
   }
 
+  /** Read the shown sweep now (after Stop, Resume, a choice in the bar); resolves once shown. */
   async refresh(): Promise<void> {
-    const id = this.sweepId;
-    if (!id || this._busy) {
-      return;
-    }
-    this._busy = true;
-    try {
-      const s = await sweepApi.state(id);
-      if (id !== this.sweepId) {
-        return;
-      }
-      this._state = s;
-      const item = this._list.find(x => x.id === s.summary.id);
-      const done = doneCount(s.summary.counts);
-      if (item && (item.state !== s.summary.state || item.done !== done)) {
-        item.state = s.summary.state;
-        item.done = done;
-        this._renderBar();
-      }
-      this._renderSweep(s);
-      this._schedule(ACTIVE_SWEEP_STATES.includes(s.summary.state) ? 1500 : 0);
-    } catch (err) {
-      this._body.textContent = '';
-      this._body.append(el('p', { class: 'jp-offload-field-error' }, `Cannot read sweep ${id}: ${errorText(err)}`));
-      this._schedule(5000);
-    } finally {
-      this._busy = false;
-    }
+    await pollNow(this._poll);
   }
 
   async stop(): Promise<void> {
@@ -157,14 +133,42 @@ export class SweepWidget extends Widget {
   }
 
   dispose(): void {
-    window.clearTimeout(this._timer);
+    this._poll.dispose();
     super.dispose();
   }
 
-  private _schedule(ms: number): void {
-    window.clearTimeout(this._timer);
-    if (ms > 0 && !this.isDisposed) {
-      this._timer = window.setTimeout(() => void this.refresh(), document.hidden ? ms * 4 : ms);
+  /** One poll: the shown sweep's state; stops when there is none or it has ended. */
+  private async _load(): Promise<void> {
+    const id = this.sweepId;
+    if (!id) {
+      void this._poll.stop();
+      return;
+    }
+    const seq = ++this._seq;
+    let s: ISweepState;
+    try {
+      s = await sweepApi.state(id);
+    } catch (err) {
+      if (seq === this._seq && id === this.sweepId) {
+        this._body.textContent = '';
+        this._body.append(el('p', { class: 'jp-offload-field-error' }, `Cannot read sweep ${id}: ${errorText(err)}`));
+      }
+      throw err; // the poll backs off
+    }
+    if (seq !== this._seq || id !== this.sweepId) {
+      return; // a newer request, or another sweep, was asked for meanwhile
+    }
+    this._state = s;
+    const item = this._list.find(x => x.id === s.summary.id);
+    const done = doneCount(s.summary.counts);
+    if (item && (item.state !== s.summary.state || item.done !== done)) {
+      item.state = s.summary.state;
+      item.done = done;
+      this._renderBar();
+    }
+    this._renderSweep(s);
+    if (!ACTIVE_SWEEP_STATES.includes(s.summary.state)) {
+      void this._poll.stop();
     }
   }
 
@@ -185,7 +189,7 @@ export class SweepWidget extends Widget {
   }
 
   private async _renderSetup(): Promise<void> {
-    window.clearTimeout(this._timer);
+    void this._poll.stop();
     this._body.textContent = '';
     this._body.append(el('p', { class: 'jp-offload-muted' }, 'Reading the notebook\u2026'));
     let backends: IBackends;
@@ -249,7 +253,7 @@ export class SweepWidget extends Widget {
   private _body: HTMLElement;
   private _list: ISweepListItem[] = [];
   private _state: ISweepState | null = null;
-  private _timer = 0;
-  private _busy = false;
+  private _poll = createPoll('sweep', 1500, () => this._load());
+  private _seq = 0;
   private _forceNew = false;
 }
