@@ -35,6 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from offload.snapshot import deps  # noqa: E402
+from offload.snapshot.deps.environment import forget_environments  # noqa: E402
 
 DEFAULT_CORPUS = ROOT.parent / "shared" / "deps-corpus"
 DEFAULT_VENV = Path(os.environ.get("TMPDIR", "/tmp")) / "offload-deps-bench" / "venv"
@@ -209,7 +210,7 @@ def main() -> int:
     ).stdout.strip()
 
     # cold: the first snapshot probes the environment (metadata of every distribution)
-    deps._ENV_MEMO.clear()
+    forget_environments()
     t0 = time.perf_counter()
     deps.load_environment(py)
     cold_probe = time.perf_counter() - t0
@@ -231,7 +232,7 @@ def main() -> int:
         times = []
         env = None
         for _ in range(3):
-            deps._ENV_MEMO.clear()  # as a fresh process: fingerprint + on-disk cache
+            forget_environments()  # as a fresh process: fingerprint + on-disk cache
             t = time.perf_counter()
             env = deps.snapshot(nb, project_root=folder, python=py)
             times.append(time.perf_counter() - t)

@@ -13,6 +13,8 @@ import re
 import shlex
 from dataclasses import dataclass, field
 
+from offload.snapshot.deps.pip import PipLine, shell_pip
+
 # Cell magics whose body is not Python (their imports are not imports).
 _NON_PYTHON_CELL_MAGICS = {
     "html",
@@ -68,19 +70,6 @@ class Found:
 
 
 @dataclass
-class PipLine:
-    """A ``%pip install`` / ``!pip install`` (or conda) line found in a cell."""
-
-    text: str
-    where: str
-    tool: str  # pip | conda
-    requirements: list[str] = field(default_factory=list)  # requirement strings / URLs
-    editables: list[str] = field(default_factory=list)
-    requirement_files: list[str] = field(default_factory=list)
-    uninstall: bool = False
-
-
-@dataclass
 class ScanResult:
     imports: list[Found] = field(default_factory=list)
     pip_lines: list[PipLine] = field(default_factory=list)
@@ -104,92 +93,6 @@ class ScanResult:
 # IPython syntax -> plain Python (magics recorded, replaced by harmless statements)
 
 _ASSIGN_MAGIC = re.compile(r"^(\s*)([A-Za-z_][\w.]*(?:\s*,\s*[A-Za-z_][\w.]*)*)\s*=\s*([!%])(.*)$")
-_PIP_CMD = re.compile(
-    r"^(?:(?:\{[^}]*\}|\S*python[\d.]*|\$\S+|\S*/python[\d.]*)\s+-m\s+)?(pip3?|conda|mamba|micromamba|uv\s+pip)\s+(install|uninstall)\b(.*)$"
-)
-
-
-def _shell_pip(cmd: str, where: str) -> PipLine | None:
-    """Parse one shell command (``pip install ...``) into a PipLine; None if it is not one."""
-    for part in re.split(r"\s*(?:&&|;|\|\|)\s*", cmd.strip()):
-        m = _PIP_CMD.match(part.strip())
-        if m:
-            return _parse_pip_args(part.strip(), m.group(1), m.group(2), m.group(3), where)
-    return None
-
-
-def _parse_pip_args(text: str, tool: str, verb: str, args: str, where: str) -> PipLine:
-    tool = "conda" if tool in ("conda", "mamba", "micromamba") else "pip"
-    line = PipLine(text=text, where=where, tool=tool, uninstall=verb == "uninstall")
-    try:
-        tokens = shlex.split(args, comments=True)
-    except ValueError:
-        tokens = args.split()
-    takes_value = {
-        "-i",
-        "--index-url",
-        "--extra-index-url",
-        "-f",
-        "--find-links",
-        "-c",
-        "--constraint",
-        "--target",
-        "-t",
-        "--prefix",
-        "--root",
-        "--src",
-        "--platform",
-        "--python-version",
-        "--implementation",
-        "--abi",
-        "--trusted-host",
-        "--cache-dir",
-        "--progress-bar",
-        "--upgrade-strategy",
-        "--log",
-        "--proxy",
-        "--timeout",
-        "--retries",
-        "--only-binary",
-        "--no-binary",
-        "--config-settings",
-        "-C",
-        "--global-option",
-        "--report",
-        "-n",
-        "--name",
-        "-p",
-        "--channel",
-    }
-    i = 0
-    while i < len(tokens):
-        tok = tokens[i]
-        if tok in ("-r", "--requirement"):
-            if i + 1 < len(tokens):
-                line.requirement_files.append(tokens[i + 1])
-            i += 2
-            continue
-        if tok.startswith("--requirement=") or (tok.startswith("-r") and len(tok) > 2):
-            line.requirement_files.append(tok.split("=", 1)[-1] if "=" in tok else tok[2:])
-        elif tok in ("-e", "--editable"):
-            if i + 1 < len(tokens):
-                line.editables.append(tokens[i + 1])
-            i += 2
-            continue
-        elif tok in takes_value:
-            i += 2
-            continue
-        elif tok.startswith("-"):
-            pass
-        elif tok.startswith(("$", "{")) or tok in (">", ">>", "2>&1", "|"):
-            if tok in (">", ">>", "|"):
-                break
-        elif tok:
-            line.requirements.append(tok)
-        i += 1
-    return line
-
-
 def _cell_magic_split(lines: list[str]) -> tuple[str, str, list[str]] | None:
     for idx, ln in enumerate(lines):
         if not ln.strip():
@@ -215,7 +118,7 @@ def transform_cell(source: str, where: str, result: ScanResult) -> str:
             return ""
         if name in _SHELL_CELL_MAGICS:
             for ln in _join_continuations(body):
-                pl = _shell_pip(ln, where)
+                pl = shell_pip(ln, where)
                 if pl:
                     result.pip_lines.append(pl)
             return ""
@@ -232,7 +135,7 @@ def transform_cell(source: str, where: str, result: ScanResult) -> str:
         replacement: str | None = None
         if stripped.startswith("!"):
             cmd = stripped[1:].lstrip("!")
-            pl = _shell_pip(cmd, where)
+            pl = shell_pip(cmd, where)
             if pl:
                 result.pip_lines.append(pl)
             replacement = indent + "pass"
@@ -248,7 +151,7 @@ def transform_cell(source: str, where: str, result: ScanResult) -> str:
             m = _ASSIGN_MAGIC.match(ln)
             if m:
                 if m.group(3) == "!":
-                    pl = _shell_pip(m.group(4), where)
+                    pl = shell_pip(m.group(4), where)
                     if pl:
                         result.pip_lines.append(pl)
                 else:
@@ -284,11 +187,11 @@ def _line_magic(text: str, where: str, result: ScanResult) -> str:
     name, _, args = text.strip().partition(" ")
     args = args.strip()
     if name in ("pip", "conda", "mamba", "micromamba", "uv"):
-        pl = _shell_pip(f"{name} {args}", where)
+        pl = shell_pip(f"{name} {args}", where)
         if pl:
             result.pip_lines.append(pl)
     elif name in ("sx", "system"):
-        pl = _shell_pip(args, where)
+        pl = shell_pip(args, where)
         if pl:
             result.pip_lines.append(pl)
     elif name in ("load_ext", "reload_ext"):
