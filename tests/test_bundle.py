@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import os
+import time
+
+import nbformat
 import pytest
+from nbformat import v4
 
 from offload.errors import UsageError
-from offload.snapshot.bundle import build_bundle, materialize, stage
-from offload.store import Store
+from offload.snapshot.bundle import build_bundle, collect_garbage, materialize, stage
+from offload.store import Store, layout
+
+JOB = "20261122-000000-aaaaaa"
+WHEEL = layout.wheel_key("abc", "jupyter_offload-0.1.0-py3-none-any.whl")
 
 
 @pytest.fixture
@@ -26,10 +34,10 @@ def test_second_stage_of_unchanged_project_uploads_nothing(project, tmp_path):
     store = Store((tmp_path / "store").as_uri())
     first = stage(build_bundle(project, project / "train.ipynb", include=["utils"], data=["data"]), store)
     assert first.uploaded_blobs == first.files == 8
-    before = set(store.list("blobs"))
+    before = set(store.list(layout.BLOBS))
     second = stage(build_bundle(project, project / "train.ipynb", include=["utils"], data=["data"]), store)
     assert second.uploaded_blobs == 0 and second.bundle_id == first.bundle_id
-    assert set(store.list("blobs")) == before
+    assert set(store.list(layout.BLOBS)) == before
     (project / "data" / "part3.csv").write_text("changed\n")
     third = stage(build_bundle(project, project / "train.ipynb", include=["utils"], data=["data"]), store)
     assert third.uploaded_blobs == 1 and third.uploaded_bytes == len("changed\n")
@@ -60,7 +68,7 @@ def test_planted_secrets_never_leave(project, tmp_path):
     shipped = set(bundle.files)
     assert not shipped & set(planted), shipped & set(planted)
     stage(bundle, store)
-    blobs = b"".join(store.get_bytes(k) for k in store.list("blobs"))
+    blobs = b"".join(store.get_bytes(k) for k in store.list(layout.BLOBS))
     for secret in (b"sekrit", b"PRIVATE KEY", b"private_key_id"):
         assert secret not in blobs
     excluded = dict(bundle.excluded)
@@ -102,29 +110,61 @@ def test_report_lists_sizes(project):
 
 
 def test_gc_removes_only_staging_no_job_uses(project, tmp_path):
-    import os
-    import time
-
-    from offload.snapshot.bundle import collect_garbage
-
     store = Store((tmp_path / "store").as_uri())
     used = build_bundle(project, project / "train.ipynb", data=["data"])
     stage(used, store)
-    store.put_json("jobs/20261122-000000-aaaaaa/spec.json", {"bundle_id": used.id})
+    store.put_json(layout.job_key(JOB, "spec.json"), {"bundle_id": used.id})
     (project / "data" / "part1.csv").write_text("only in an abandoned bundle\n")
     abandoned = build_bundle(project, project / "train.ipynb", data=["data"])
     stage(abandoned, store)
-    store.put_bytes("envs/wheels/abc/jupyter_offload-0.1.0-py3-none-any.whl", b"wheel")
+    store.put_bytes(WHEEL, b"wheel")
     assert collect_garbage(store) == []  # everything is younger than the grace period
     old = time.time() - 3 * 86400
     for key in store.list(""):
         os.utime(store.path(key), (old, old))
     orphan_blob = {e.sha256 for e in abandoned.files.values()} - {e.sha256 for e in used.files.values()}
     preview = collect_garbage(store, dry_run=True)
-    assert sorted(preview) == sorted([f"bundles/{abandoned.id}.json", *(f"blobs/{s}" for s in orphan_blob),
-                                      "envs/wheels/abc/jupyter_offload-0.1.0-py3-none-any.whl"])
-    assert store.exists(f"bundles/{abandoned.id}.json")  # dry run removed nothing
+    assert sorted(preview) == sorted([layout.bundle_key(abandoned.id), *(layout.blob_key(s) for s in orphan_blob), WHEEL])
+    assert store.exists(layout.bundle_key(abandoned.id))  # dry run removed nothing
     assert sorted(collect_garbage(store)) == sorted(preview)
-    assert store.exists(f"bundles/{used.id}.json") and store.exists("jobs/20261122-000000-aaaaaa/spec.json")
-    assert all(store.exists(store.blob_key(e.sha256)) for e in used.files.values())
+    assert store.exists(layout.bundle_key(used.id)) and store.exists(layout.job_key(JOB, "spec.json"))
+    assert all(store.exists(layout.blob_key(e.sha256)) for e in used.files.values())
     assert collect_garbage(store) == []
+
+
+def _in_memory_notebook():
+    nb = v4.new_notebook()
+    nb.cells = [v4.new_code_cell("from utils.data import load\nprint(load)"), v4.new_markdown_cell("# notes")]
+    return nb
+
+
+def test_in_memory_notebook_stages_and_materializes_without_touching_the_project(project, tmp_path):
+    before = sorted(p.relative_to(project) for p in project.rglob("*"))
+    nb = _in_memory_notebook()
+    bundle = build_bundle(project, "experiments/draft.ipynb", nb=nb, include=["utils"])
+    assert bundle.notebook == "experiments/draft.ipynb"
+    body = nbformat.writes(nb).encode()
+    assert bundle.contents == {"experiments/draft.ipynb": body}
+    assert bundle.files["experiments/draft.ipynb"].size == len(body)
+    store = Store((tmp_path / "store").as_uri())
+    report = stage(bundle, store)
+    assert report.uploaded_blobs == report.files == 3
+    dest = tmp_path / "remote"
+    manifest = materialize(store, bundle.id, dest)
+    assert manifest["notebook"] == "experiments/draft.ipynb"
+    assert (dest / "experiments" / "draft.ipynb").read_bytes() == body
+    assert nbformat.reads(body.decode(), as_version=4).cells[0].source == nb.cells[0].source
+    assert (dest / "utils" / "data.py").read_text() == "import numpy\n"
+    assert sorted(p.relative_to(project) for p in project.rglob("*")) == before  # nothing written
+    # the same notebook again is the same bundle: nothing new to upload
+    again = stage(build_bundle(project, project / "experiments" / "draft.ipynb", nb=nb, include=["utils"]), store)
+    assert again.bundle_id == bundle.id and again.uploaded_blobs == 0
+
+
+def test_in_memory_notebook_shadows_a_file_at_its_path(project, tmp_path):
+    nb = _in_memory_notebook()
+    bundle = build_bundle(project, "train.ipynb", nb=nb, data=["."])
+    assert bundle.contents["train.ipynb"] == nbformat.writes(nb).encode()
+    assert (project / "train.ipynb").read_text().startswith('{"cells": []')  # the file is untouched
+    with pytest.raises(UsageError, match="outside the project"):
+        build_bundle(project, tmp_path / "elsewhere.ipynb", nb=nb)

@@ -373,6 +373,23 @@ def test_bad_inputs(tmp_path):
         snapshot(nb, project_root=Path(sys.prefix))
 
 
+def test_in_memory_notebook_is_read_from_memory(tmp_path):
+    (tmp_path / "helper.py").write_text("import yaml\n")
+    nb = v4.new_notebook()
+    nb.cells = [v4.new_code_cell("import numpy\nimport helper")]
+    env = snapshot("draft.ipynb", nb=nb, project_root=tmp_path)
+    assert {"numpy", "pyyaml"} <= names(env)
+    assert env.local_files == ["helper.py"]
+    assert not (tmp_path / "draft.ipynb").exists()
+    # a file at that path is not read: the notebook in memory is the one that runs
+    write_nb(tmp_path / "draft.ipynb", "import pandas")
+    assert "pandas" not in names(snapshot(tmp_path / "draft.ipynb", nb=nb, project_root=tmp_path))
+    with pytest.raises(NotebookError, match="not a notebook name"):
+        snapshot("draft.py", nb=nb, project_root=tmp_path)
+    with pytest.raises(UsageError, match="not inside the project root"):
+        snapshot(tmp_path.parent / "x.ipynb", nb=nb, project_root=tmp_path)
+
+
 # --------------------------------------------------------------------------------------------
 # a real second environment with installer-recorded metadata
 

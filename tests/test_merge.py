@@ -78,3 +78,16 @@ def test_pre_45_notebook_gets_ids_and_is_saved(tmp_path):
     saved = nbformat.read(path, as_version=4)
     assert saved.nbformat_minor >= 5 and all(c.get("id") for c in saved.cells)
     assert [c.id for c in nb.cells] == [c.id for c in saved.cells]
+
+
+def test_in_memory_notebook_gets_ids_and_nothing_is_written(tmp_path):
+    path = make_notebook(tmp_path / "old.ipynb", ["x = 1", "y = 2"], params="lr = 1", minor=4)
+    before = path.read_bytes()
+    nb = nbformat.reads(before.decode(), as_version=4)
+    assert not any(c.get("id") for c in nb.cells)
+    same = ensure_cell_ids(nb)
+    assert same is nb and nb.nbformat_minor >= 5
+    ids = [c.id for c in nb.cells]
+    assert all(ids) and len(set(ids)) == len(ids)
+    assert ensure_cell_ids(nb).cells[0].id == ids[0]  # ids are given once
+    assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["old.ipynb"]

@@ -13,14 +13,30 @@ import json
 import os
 import shutil
 import stat
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import nbformat
 import pathspec
 
 from offload.errors import UsageError
-from offload.store import Store
+from offload.spec import FINAL_STATES
+from offload.store import Store, layout
+
+__all__ = [
+    "Bundle",
+    "FileEntry",
+    "StageReport",
+    "build_bundle",
+    "stage",
+    "materialize",
+    "collect_garbage",
+    "ignore_spec",
+    "human_size",
+    "DEFAULT_IGNORES",
+]
 
 SECRET_PATTERNS = [
     ".env", ".env.*", "*.pem", "*.key", "*.p12", "*.pfx", "id_rsa*", "id_dsa*", "id_ecdsa*",
@@ -39,6 +55,7 @@ SECRET_MARKERS = (b"-----BEGIN RSA PRIVATE KEY", b"-----BEGIN OPENSSH PRIVATE KE
                   b"-----BEGIN PRIVATE KEY", b"-----BEGIN EC PRIVATE KEY", b"-----BEGIN DSA PRIVATE KEY",
                   b'"private_key_id"')
 _SCAN_LIMIT = 1 << 20  # content-scan files up to 1 MiB for secrets
+_WHEELS = layout.wheel_key("", "").rstrip("/")  # "envs/wheels": where client wheels are staged
 
 
 @dataclass
@@ -56,7 +73,9 @@ class Bundle:
     files: dict[str, FileEntry] = field(default_factory=dict)
     excluded: list[tuple[str, str]] = field(default_factory=list)  # (path, why)
     env: dict | None = None  # the EnvSpec the job's environment is built from
-
+    # Files held in memory, not on disk (path -> bytes): a notebook passed as an object. They
+    # are hashed, staged and materialized like any other file; nothing is written locally.
+    contents: dict[str, bytes] = field(default_factory=dict, repr=False)
 
     @property
     def manifest(self) -> dict:
@@ -131,21 +150,40 @@ def _is_venv(d: Path) -> bool:
     return (d / "pyvenv.cfg").exists() or (d / "conda-meta").is_dir()
 
 
-def build_bundle(root: str | Path, notebook: str | Path, *, include: list[str | Path] = (), data: list[str | Path] = ()) -> Bundle:
+def build_bundle(
+    root: str | Path,
+    notebook: str | Path,
+    *,
+    nb: nbformat.NotebookNode | None = None,
+    include: list[str | Path] = (),
+    data: list[str | Path] = (),
+) -> Bundle:
     """Snapshot ``notebook`` plus ``include`` (local modules) and ``data`` paths under ``root``.
 
     Paths may be files or directories, absolute or relative to ``root``; all must stay inside it
-    so they land at the same relative path remotely.
+    so they land at the same relative path remotely. With ``nb`` (a notebook held in memory),
+    ``notebook`` is the path it would have (relative paths taken under ``root``) and its bytes
+    are ``nbformat.writes(nb)``: nothing is read from or written to that path.
     """
     root = Path(root).resolve()
-    nb_path = Path(notebook).resolve()
     spec = ignore_spec(root)
+    if nb is None:
+        nb_path = Path(notebook).resolve()
+    else:
+        nb_path = Path(notebook).expanduser()
+        nb_path = (nb_path if nb_path.is_absolute() else root / nb_path).resolve()
     bundle = Bundle(root=root, notebook=_relative(root, nb_path, "notebook"))
 
-    def add_file(p: Path, *, explicit: bool) -> None:
-        rel = _relative(root, p, "path")
+    def admit(rel: str) -> bool:
         if spec.match_file(rel):
-            bundle.excluded.append((rel, "ignore rule" if not _secret_name(rel) else "looks like a secret"))
+            why = "ignore rule" if not _secret_name(rel) else "looks like a secret"
+            bundle.excluded.append((rel, why))
+            return False
+        return True
+
+    def add_file(p: Path) -> None:
+        rel = _relative(root, p, "path")
+        if not admit(rel):
             return
         try:
             sha, size, secret = _hash_file(p)
@@ -156,7 +194,13 @@ def build_bundle(root: str | Path, notebook: str | Path, *, include: list[str | 
             return
         bundle.files[rel] = FileEntry(rel, sha, size, stat.S_IMODE(p.stat().st_mode))
 
-    add_file(nb_path, explicit=True)
+    if nb is None:
+        add_file(nb_path)
+    elif admit(bundle.notebook):
+        body = nbformat.writes(nb).encode("utf-8")
+        sha = hashlib.sha256(body).hexdigest()
+        bundle.files[bundle.notebook] = FileEntry(bundle.notebook, sha, len(body), 0o644)
+        bundle.contents[bundle.notebook] = body
     for item in [*include, *data]:
         p = Path(item)
         p = (root / p) if not p.is_absolute() else p
@@ -175,10 +219,10 @@ def build_bundle(root: str | Path, notebook: str | Path, *, include: list[str | 
                 )
                 for name in sorted(filenames):
                     f = d / name
-                    if f.is_file():
-                        add_file(f, explicit=False)
-        else:
-            add_file(p, explicit=True)
+                    if f.is_file() and _relative(root, f, "path") not in bundle.contents:
+                        add_file(f)
+        elif _relative(root, p, "path") not in bundle.contents:
+            add_file(p)
     return bundle
 
 
@@ -201,14 +245,20 @@ def stage(bundle: Bundle, store: Store) -> StageReport:
     needed = {e.sha256: e for e in bundle.files.values()}
 
     def missing(sha: str) -> bool:
-        return not store.exists(store.blob_key(sha))
+        return not store.exists(layout.blob_key(sha))
+
+    def upload(e: FileEntry) -> None:
+        if e.path in bundle.contents:
+            store.put_bytes(layout.blob_key(e.sha256), bundle.contents[e.path])
+        else:
+            store.put_file(bundle.root / e.path, layout.blob_key(e.sha256))
 
     workers = 1 if store.local else 16
     with ThreadPoolExecutor(max_workers=workers) as pool:
         flags = list(pool.map(missing, needed))
         todo = [needed[sha] for sha, m in zip(needed, flags, strict=True) if m]
-        list(pool.map(lambda e: store.put_file(bundle.root / e.path, store.blob_key(e.sha256)), todo))
-    key = f"bundles/{bundle.id}.json"
+        list(pool.map(upload, todo))
+    key = layout.bundle_key(bundle.id)
     if not store.exists(key):
         store.put_json(key, bundle.manifest)
     return StageReport(bundle.id, len(bundle.files), bundle.total_bytes, len(todo), sum(e.size for e in todo))
@@ -217,13 +267,13 @@ def stage(bundle: Bundle, store: Store) -> StageReport:
 def materialize(store: Store, bundle_id: str, dest: str | Path) -> dict:
     """Recreate the bundle's files under ``dest`` (runner side); return the manifest."""
     dest = Path(dest)
-    manifest = store.get_json(f"bundles/{bundle_id}.json")
+    manifest = store.get_json(layout.bundle_key(bundle_id))
     for rel, entry in manifest["files"].items():
         target = dest / rel
         if ".." in Path(rel).parts or Path(rel).is_absolute():
             raise UsageError(f"bundle {bundle_id} holds an unsafe path {rel!r}")
         target.parent.mkdir(parents=True, exist_ok=True)
-        key = store.blob_key(entry["sha256"])
+        key = layout.blob_key(entry["sha256"])
         if store.local:
             shutil.copyfile(store.path(key), target)
         else:
@@ -238,11 +288,9 @@ def collect_garbage(store: Store, *, dry_run: bool = False, grace_s: float = 864
     Only objects older than ``grace_s`` go, so a submission that has uploaded blobs but not yet
     written its spec is never raced. Job records and their outputs are never touched.
     """
-    import time
-
     keep_bundles: set[str] = set()
-    for job_id in store.list_dirs("jobs"):
-        spec = store.get_json(Store.job_key(job_id, "spec.json"), None) or {}
+    for job_id in store.list_dirs(layout.JOBS):
+        spec = store.get_json(layout.job_key(job_id, "spec.json"), None) or {}
         if spec.get("bundle_id"):
             keep_bundles.add(spec["bundle_id"])
     keep_blobs: set[str] = set()
@@ -253,17 +301,17 @@ def collect_garbage(store: Store, *, dry_run: bool = False, grace_s: float = 864
         mtime = store.modified(key)
         return mtime is not None and now - mtime > grace_s
 
-    for key in store.list("bundles"):
+    for key in store.list(layout.BUNDLES):
         bundle_id = key.rsplit("/", 1)[-1].removesuffix(".json")
         if bundle_id in keep_bundles or not old(key):
             manifest = store.get_json(key, None) or {}
             keep_blobs.update(e["sha256"] for e in manifest.get("files", {}).values())
         else:
             stale.append(key)
-    for key in store.list("blobs"):
+    for key in store.list(layout.BLOBS):
         if key.rsplit("/", 1)[-1] not in keep_blobs and old(key):
             stale.append(key)
-    for key in store.list("envs/wheels"):
+    for key in store.list(_WHEELS):
         if old(key) and not _wheel_in_use(store, key):
             stale.append(key)
     if not dry_run:
@@ -274,11 +322,11 @@ def collect_garbage(store: Store, *, dry_run: bool = False, grace_s: float = 864
 
 def _wheel_in_use(store: Store, key: str) -> bool:
     """A client wheel is in use while an active job's handle names it."""
-    for job_id in store.list_dirs("jobs"):
-        status = store.get_json(Store.job_key(job_id, "status.json"), None) or {}
-        if status.get("state") in ("succeeded", "failed", "cancelled", "preempted", "lost"):
+    for job_id in store.list_dirs(layout.JOBS):
+        status = store.get_json(layout.job_key(job_id, "status.json"), None) or {}
+        if status.get("state") in FINAL_STATES:
             continue
-        handle = store.get_json(Store.job_key(job_id, "handle.json"), None) or {}
+        handle = store.get_json(layout.job_key(job_id, "handle.json"), None) or {}
         if key in json.dumps(handle):
             return True
     return False
