@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from jupyter_ext.app import OffloadExtensionApp
+
 
 def _jupyter_labextension_paths() -> list[dict[str, str]]:
     return [{"src": "labextension", "dest": "jupyter-offload"}]
 
 
 def _jupyter_server_extension_points() -> list[dict[str, Any]]:
-    from jupyter_ext.app import OffloadExtensionApp
-
     return [{"module": "jupyter_ext", "app": OffloadExtensionApp}]

@@ -1,4 +1,4 @@
-"""The server extension: configuration traits, REST handlers and the job watcher.
+"""The server extension: configuration traits, the REST routes and the job watcher.
 
 Configure it like any Jupyter app, e.g. in ``jupyter_server_config.py``::
 
@@ -21,8 +21,8 @@ from typing import Any
 from jupyter_server.extension.application import ExtensionApp
 from traitlets import Dict, Float, Int, List, Unicode
 
-from jupyter_ext.handlers import handlers
-from jupyter_ext.service import OffloadService
+from jupyter_ext.routes import handlers
+from jupyter_ext.service import OffloadService, jobs
 from jupyter_ext.watcher import JobWatcher
 
 
@@ -64,7 +64,9 @@ class OffloadExtensionApp(ExtensionApp):
             budget=self.budget or None,
         )
         self.executor = ThreadPoolExecutor(max_workers=self.worker_threads, thread_name_prefix="offload")
-        self.watcher = JobWatcher(self.service, self.executor, interval=self.poll_interval, log=self.log)
+        service = self.service
+        self.watcher = JobWatcher(lambda full: jobs.list_jobs(service, refresh=full), self.executor,
+                                  interval=self.poll_interval, log=self.log)
         self.settings["offload_app"] = self
         self.log.info("jupyter-offload: store %s", self.service.store.url)
 

@@ -1,6 +1,7 @@
 """The job watcher: keeps the server's view of jobs current without blocking the event loop.
 
-Every ``interval`` seconds it asks the core for the job list in a worker thread; the core
+Every ``interval`` seconds it asks for the job list (``list_jobs(full)``, given by the app: the
+service's :func:`~jupyter_ext.service.jobs.list_jobs`) in a worker thread; the core
 re-reads active jobs from the store and reconciles them with their backend (process gone -> lost,
 VM still provisioning...). Its first pass after a start rebuilds the local index from the store,
 so a server killed with ``kill -9`` picks its jobs up again: the store is the truth, this is a
@@ -12,17 +13,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from concurrent.futures import Executor
 from typing import Any
 
-from jupyter_ext.service import OffloadService
 from offload.spec import ACTIVE_STATES, FINAL_STATES
+
+Rows = list[dict[str, Any]]
 
 
 class JobWatcher:
-    def __init__(self, service: OffloadService, executor: Executor, *, interval: float = 1.0,
+    def __init__(self, list_jobs: Callable[[bool], Rows], executor: Executor, *, interval: float = 1.0,
                  log: logging.Logger | None = None):
-        self.service = service
+        """``list_jobs(full)`` returns the job rows; ``full`` (the first pass) rebuilds the index."""
+        self.list_jobs = list_jobs
         self.executor = executor
         self.interval = interval
         self.log = log or logging.getLogger(__name__)
@@ -106,7 +110,7 @@ class JobWatcher:
 
     def _poll(self, full: bool) -> list[dict[str, Any]]:
         """Runs in a worker thread: store reads and backend calls may block here, never the loop."""
-        return self.service.list_jobs(refresh=full) if full else self.service.list_jobs()
+        return self.list_jobs(full)
 
     def _absorb(self, rows: list[dict[str, Any]]) -> None:
         before = {r["id"]: r.get("state") for r in self.rows}

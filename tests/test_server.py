@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from tornado.httpclient import HTTPClientError
 
-from jupyter_ext.handlers import ROUTES
+from jupyter_ext.routes import ROUTES
 from tests.notebooks import make_notebook
 
 pytest_plugins = ["pytest_jupyter.jupyter_server"]

@@ -19,7 +19,7 @@ from tornado.httpclient import HTTPClientError
 
 pytest.importorskip("optuna")
 
-from jupyter_ext.sweep_handlers import SWEEP_ROUTES  # noqa: E402
+from jupyter_ext.routes import ROUTES  # noqa: E402
 
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
 
@@ -73,8 +73,8 @@ async def error_of(jp_fetch, *parts, **kw) -> tuple[int, dict]:
 
 @pytest.mark.parametrize(
     ("method", "path"),
-    [(m, p.replace("(?P<job_id>[^/]+)", FAKE_ID)) for p, h in SWEEP_ROUTES for m in ("GET", "POST")
-     if m.lower() in h.__dict__],
+    [(m, p.replace("(?P<job_id>[^/]+)", FAKE_ID)) for p, h in ROUTES for m in ("GET", "POST")
+     if p.startswith("sweeps") and m.lower() in h.__dict__],
 )
 async def test_sweep_endpoints_refuse_a_request_without_token(jp_fetch, method, path):
     code, _ = await error_of(jp_fetch, *path.split("/"), method=method, body={}, headers={"Authorization": ""})

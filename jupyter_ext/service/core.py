@@ -1,0 +1,119 @@
+"""The service: one per server, the state every REST call shares.
+
+What the API does lives in plain synchronous functions over the ``offload`` core
+(:mod:`~jupyter_ext.service.jobs`, :mod:`~jupyter_ext.service.gallery`,
+:mod:`~jupyter_ext.service.sweeps`, :mod:`~jupyter_ext.service.notebook`), each taking this
+:class:`OffloadService` first. The handlers run them in a thread executor (store and cloud calls
+block); keeping them free of tornado makes them testable on their own and keeps the one-way
+import rule obvious: ``jupyter_ext -> offload``. Bad input raises an ``OffloadError`` that
+carries its HTTP status and field (from the core, or an :class:`ApiError` from here).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+from pathlib import Path
+from typing import Any
+
+from jupyter_ext.service.errors import ApiError
+from jupyter_ext.service.models import job_id_arg
+from offload import config
+from offload.backends.base import get_backend, user_backends
+from offload.errors import JobNotFound, OffloadError, UsageError
+from offload.jobs import Job
+from offload.store import Store
+
+
+class OffloadService:
+    """The store, the configured backends and limits, and the caches of finished jobs."""
+
+    def __init__(
+        self,
+        *,
+        root_dir: str,
+        store_url: str | None = None,
+        backends: list[str] | None = None,
+        backend_options: dict[str, dict[str, Any]] | None = None,
+        default_backend: str | None = None,
+        default_machine: str | None = None,
+        max_runtime: str = "4h",
+        max_active_jobs: int = 0,
+        budget: float | None = None,
+    ):
+        self.root_dir = str(Path(root_dir).resolve())
+        self.store = Store(store_url)
+        self.backend_names = backends
+        self.backend_options = backend_options or {}
+        self.default_machine = default_machine
+        self.max_runtime = max_runtime
+        self.max_active_jobs = max_active_jobs
+        self.budget = budget
+        self._default_backend = default_backend
+        # first image output of a finished job, by job id (None: it has none)
+        self.thumbnails: dict[str, tuple[str, bytes] | None] = {}
+        # fANOVA importances of a sweep with the number of complete trials they were computed from
+        self.importances: dict[str, tuple[int, dict[str, float]]] = {}
+        self.importances_lock = threading.Lock()
+
+    # backends ------------------------------------------------------------------------------
+    def enabled_backends(self) -> list[str]:
+        """The backends offered to users (never an internal one), restricted by configuration."""
+        names = user_backends()
+        if self.backend_names:
+            names = [n for n in self.backend_names if n in names]
+        return names
+
+    def options(self, name: str) -> dict[str, Any]:
+        """A backend's options: the user's config file, then the server's configuration."""
+        return {**config.backend_options(name), **self.backend_options.get(name, {})}
+
+    def default_backend(self) -> str:
+        return self._default_backend or config.default_backend()
+
+    def backends(self) -> dict[str, Any]:
+        """Every enabled backend with its machines; a backend that cannot load says why."""
+        out = []
+        for name in self.enabled_backends():
+            entry: dict[str, Any] = {"name": name, "available": True, "machines": [], "error": None}
+            try:
+                be = get_backend(name, self.store, **self.options(name))
+                entry["machines"] = [m.to_dict() for m in be.machines()]
+            except OffloadError as exc:
+                entry.update(available=False, error=str(exc))
+            except Exception as exc:  # a third-party backend failing must not hide the others
+                entry.update(available=False, error=f"{type(exc).__name__}: {exc}")
+            out.append(entry)
+        return {
+            "backends": out,
+            "default_backend": self.default_backend(),
+            "default_machine": self.default_machine,
+            "max_runtime": self.max_runtime,
+            "budget": self.budget,
+            "store": self.store.url,
+        }
+
+    # jobs ----------------------------------------------------------------------------------
+    def job(self, job_id: str) -> Job:
+        """The job ``job_id`` in the store: 400 for an id that cannot be one, 404 for none."""
+        job_id_arg(job_id)
+        try:
+            return Job(job_id, store=self.store)
+        except JobNotFound:
+            raise
+        except UsageError as exc:  # ambiguous or malformed reference
+            raise ApiError(404, f"no job {job_id!r}", field="job_id", hint=exc.hint) from None
+
+
+def jsonable(obj: Any) -> Any:
+    """Round-trip through JSON rules: NaN/inf metrics become None, tuples lists, keys strings."""
+    if isinstance(obj, float) and (math.isnan(obj) or math.isinf(obj)):
+        return None
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, (str, int, float, bool)) or obj is None:
+        return obj
+    return json.loads(json.dumps(obj, default=str))

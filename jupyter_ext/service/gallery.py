@@ -1,0 +1,146 @@
+"""The gallery: a card per executed notebook (thumbnail = its first image output), and the
+comparison of two jobs (parameters, metrics with deltas, outputs cell by cell)."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+from jupyter_ext.service.core import OffloadService, jsonable
+from jupyter_ext.service.errors import ApiError
+from jupyter_ext.service.jobs import filter_rows, list_jobs, summary_of
+from jupyter_ext.service.models import job_id_arg
+from offload.spec import FINAL_STATES, JobState
+from offload.store import layout
+
+IMAGE_MIMES = ("image/png", "image/jpeg", "image/gif", "image/svg+xml")
+MAX_TEXT = 2000  # characters of a cell's text output shown in compare
+SORT_KEYS = ("created_at", "cost")  # besides any metric
+
+
+def thumbnail(service: OffloadService, job_id: str) -> tuple[str, bytes] | None:
+    """First image output of the executed notebook (cached once the job has ended)."""
+    job_id_arg(job_id)
+    if job_id in service.thumbnails:
+        return service.thumbnails[job_id]
+    try:
+        nb = json.loads(service.store.get_text(layout.job_key(job_id, "output.ipynb")))
+    except (KeyError, ValueError):
+        return None
+    found = _first_image(nb)
+    status = service.store.get_json(layout.job_key(job_id, "status.json"), None) or {}
+    if status.get("state") in FINAL_STATES:
+        service.thumbnails[job_id] = found
+    return found
+
+
+def gallery(service: OffloadService, rows: list[dict[str, Any]] | None = None, *, notebook: str | None = None,
+            state: str | None = None, sort: str | None = None, order: str = "desc") -> dict[str, Any]:
+    """Cards of executed notebooks; ``rows`` are the watcher's cached job rows when given."""
+    if order not in ("asc", "desc"):
+        raise ApiError(400, "order must be asc or desc", field="order")
+    if rows is None:
+        rows = list_jobs(service)
+    rows = [r for r in filter_rows(rows, notebook=notebook, state=state) if r.get("kind") in (None, "notebook")]
+    cards = []
+    notebooks, metric_names = set(), set()
+    for r in rows:
+        if r.get("state") not in FINAL_STATES and r.get("state") != JobState.RUNNING:
+            continue
+        has_output = service.store.exists(layout.job_key(r["id"], "output.ipynb"))
+        metrics = r.get("metrics") or {}
+        metric_names.update(k for k, v in metrics.items() if isinstance(v, (int, float)))
+        notebooks.add(r.get("notebook"))
+        cards.append({
+            "id": r["id"], "notebook": r.get("notebook"), "source_path": r.get("source_path"),
+            "state": r.get("state"), "parameters": r.get("parameters") or {}, "metrics": metrics,
+            "cost": r.get("cost"), "created_at": r.get("created_at"), "finished_at": r.get("finished_at"),
+            "backend": r.get("backend"), "has_output": has_output,
+            "thumbnail": f"jobs/{r['id']}/thumbnail" if has_output and thumbnail(service, r["id"]) else None,
+        })
+    if sort:
+        if sort not in SORT_KEYS and sort not in metric_names:
+            raise ApiError(400, f"cannot sort by {sort!r}", field="sort",
+                           hint=f"sort by created_at, cost or a metric: {', '.join(sorted(metric_names)) or 'none logged yet'}")
+        cards = _sorted(cards, sort, by_metric=sort in metric_names, descending=order != "asc")
+    return {"cards": cards, "notebooks": sorted(n for n in notebooks if n), "metrics": sorted(metric_names)}
+
+
+def _sorted(cards: list[dict[str, Any]], sort: str, *, by_metric: bool, descending: bool) -> list[dict[str, Any]]:
+    """Cards with a number for ``sort`` in order, then those without it."""
+    def value(c: dict[str, Any]) -> Any:
+        v = c["metrics"].get(sort) if by_metric else c.get(sort)
+        return v if isinstance(v, (int, float)) else None
+
+    with_v = sorted((c for c in cards if value(c) is not None), key=lambda c: float(value(c)), reverse=descending)
+    return with_v + [c for c in cards if value(c) is None]
+
+
+def compare(service: OffloadService, a: str, b: str) -> dict[str, Any]:
+    ja, jb = service.job(a), service.job(b)
+    sa, sb = summary_of(service, ja), summary_of(service, jb)
+    pa, pb = ja.spec.parameters, jb.spec.parameters
+    ma, mb = sa.get("metrics") or {}, sb.get("metrics") or {}
+    params = [{"name": k, "a": pa.get(k), "b": pb.get(k), "a_default": k not in pa, "b_default": k not in pb,
+               "same": (k in pa, pa.get(k)) == (k in pb, pb.get(k))} for k in sorted(set(pa) | set(pb))]
+    metrics = [{"name": k, "a": ma.get(k), "b": mb.get(k), "delta": _delta(ma.get(k), mb.get(k))}
+               for k in sorted(set(ma) | set(mb))]
+    na, nb_ = ja.output_notebook, jb.output_notebook
+    outputs = []
+    if na is not None and nb_ is not None:
+        cells_b = {c.get("id"): c for c in nb_.cells if c.get("id")}
+        for c in na.cells:
+            if c.cell_type != "code" or not c.get("id") or c.get("id") not in cells_b:
+                continue
+            ta, tb = _text_of(c), _text_of(cells_b[c["id"]])
+            ia, ib = _first_image({"cells": [c]}), _first_image({"cells": [cells_b[c["id"]]]})
+            if not (ta or tb or ia or ib):
+                continue
+            outputs.append({
+                "cell_id": c["id"], "source": c.source[:300], "a_text": ta, "b_text": tb, "same": ta == tb,
+                "a_image": _data_uri(ia), "b_image": _data_uri(ib),
+            })
+    return jsonable({"a": sa, "b": sb, "parameters": params, "metrics": metrics, "outputs": outputs})
+
+
+def _delta(a: Any, b: Any) -> float | None:
+    return b - a if isinstance(a, (int, float)) and isinstance(b, (int, float)) else None
+
+
+def _first_image(nb: dict[str, Any]) -> tuple[str, bytes] | None:
+    for cell in nb.get("cells", []):
+        for out in cell.get("outputs", []) or []:
+            data = out.get("data") or {}
+            for mime in IMAGE_MIMES:
+                if mime in data:
+                    raw = data[mime]
+                    raw = "".join(raw) if isinstance(raw, list) else raw
+                    if mime == "image/svg+xml":
+                        return mime, raw.encode()
+                    try:
+                        return mime, base64.b64decode(raw)
+                    except (ValueError, TypeError):
+                        continue
+    return None
+
+
+def _data_uri(img: tuple[str, bytes] | None) -> str | None:
+    if img is None:
+        return None
+    return f"data:{img[0]};base64,{base64.b64encode(img[1]).decode()}"
+
+
+def _text_of(cell: Any) -> str:
+    parts = []
+    for out in cell.get("outputs", []) or []:
+        if out.get("output_type") == "stream":
+            t = out.get("text", "")
+        elif out.get("output_type") == "error":
+            t = f"{out.get('ename')}: {out.get('evalue')}"
+        else:
+            data = out.get("data") or {}
+            t = "" if any(m in data for m in IMAGE_MIMES) else data.get("text/plain", "")
+        parts.append("".join(t) if isinstance(t, list) else str(t))
+    text = "".join(parts)
+    return text if len(text) <= MAX_TEXT else text[:MAX_TEXT] + "\n..."

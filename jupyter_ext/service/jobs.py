@@ -1,0 +1,259 @@
+"""Jobs through the REST API: submit, list, detail, log, metrics, cancel, rerun, merge back.
+
+Submit and rerun go through ``offload.jobs`` (its one launch path); nothing here writes a spec."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import nbformat
+
+from jupyter_ext.service.core import OffloadService, jsonable
+from jupyter_ext.service.errors import ApiError
+from jupyter_ext.service.models import JobRequest
+from jupyter_ext.service.paths import api_path_of
+from offload import jobs as core_jobs
+from offload.errors import OffloadError
+from offload.jobs import Job
+from offload.notebook import SKIP_TAGS, cell_hash, provenance_of
+from offload.spec import ACTIVE_STATES, FINAL_STATES, STATES, JobSpec
+from offload.store import layout
+
+# ---------------------------------------------------------------------------------------------
+# submit and rerun
+
+
+def submit(service: OffloadService, req: JobRequest, *, active_count: int = 0) -> dict[str, Any]:
+    """Snapshot and launch the notebook; 409 when the server's limit of active jobs is reached."""
+    if service.max_active_jobs and active_count >= service.max_active_jobs:
+        raise ApiError(409, f"{active_count} jobs are already running (limit {service.max_active_jobs})",
+                       hint="wait for one to finish or cancel one")
+    folder = req.notebook.parent
+    job = core_jobs.submit(
+        req.notebook, parameters=req.parameters, backend=req.backend, gpu=req.gpu, gpu_count=req.gpu_count,
+        machine=req.machine, spot=req.spot, max_runtime=req.max_runtime, data=[folder / d for d in req.data],
+        include=[folder / i for i in req.include], env=req.env, labels={"source": "jupyterlab"},
+        backend_options_=service.backend_options.get(req.backend), store=service.store, project_root=folder,
+    )
+    return job_detail(service, job.id)
+
+
+def rerun(service: OffloadService, job_id: str, parameters: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A new job from the same bundle (same files, same environment), optionally new parameters,
+    checked against the bundle's own ``parameters`` cell (see :func:`offload.jobs.rerun`)."""
+    old = service.job(job_id)
+    new = core_jobs.rerun(old, parameters=parameters, backend_options_=service.backend_options.get(old.spec.backend))
+    return job_detail(service, new.id)
+
+
+# ---------------------------------------------------------------------------------------------
+# reading jobs
+
+
+def summary_of(service: OffloadService, job: Job) -> dict[str, Any]:
+    """One row of the jobs panel: what a user scans for (state, progress, time, cost, metrics)."""
+    s = job.summary()
+    st = job.status
+    spec = job.spec
+    r = spec.resources
+    s.update(
+        source_path=api_path_of(service.root_dir, spec.source_path),
+        progress={"cell": st.get("cell"), "n_cells": st.get("n_cells")},
+        elapsed_s=_elapsed(st),
+        cost=st.get("cost"),
+        heartbeat=st.get("heartbeat"),
+        stale_heartbeat_s=st.get("stale_heartbeat_s"),
+        resources={"gpu": r.gpu, "machine": r.machine, "spot": r.spot, "max_runtime_s": r.max_runtime_s},
+        parent=spec.parent,
+    )
+    return s
+
+
+def job_detail(service: OffloadService, job_id: str) -> dict[str, Any]:
+    job = service.job(job_id)
+    out = summary_of(service, job)
+    st = job.status
+    spec = job.spec
+    out.update(
+        status=jsonable(st),
+        spec=spec.to_dict(),
+        env=service.store.get_json(layout.job_key(job.id, "env.json"), None),
+        handle=job.handle,
+        zones_tried=_zones_tried(st, job.handle),
+        error=st.get("error"),
+        has_output=service.store.exists(layout.job_key(job.id, "output.ipynb")),
+        outputs=_safe(job.outputs, []),
+        cli=cli_command(spec, service.root_dir),
+    )
+    return out
+
+
+def list_jobs(service: OffloadService, *, notebook: str | None = None, state: str | None = None,
+              limit: int | None = None, refresh: bool = False) -> list[dict[str, Any]]:
+    out = []
+    for row in core_jobs.list_jobs(store=service.store, limit=limit, refresh=refresh):
+        row = jsonable(dict(row))
+        row["source_path"] = api_path_of(service.root_dir, row.get("source_path"))
+        out.append(row)
+    return filter_rows(out, notebook=notebook, state=state)
+
+
+def filter_rows(rows: list[dict[str, Any]], *, notebook: str | None = None,
+                state: str | None = None) -> list[dict[str, Any]]:
+    """Rows of this notebook (API path or bundle name) and in this state; 400 for no such state."""
+    if state and state not in STATES:
+        raise ApiError(400, f"unknown state {state!r}", field="state", hint=f"one of {', '.join(STATES)}")
+    return [r for r in rows if (not notebook or r.get("source_path") == notebook or r.get("notebook") == notebook)
+            and (not state or r.get("state") == state)]
+
+
+def logs(service: OffloadService, job_id: str, cursor: int = 0) -> dict[str, Any]:
+    """Log text after ``cursor`` (a chunk sequence number): polling that survives any proxy."""
+    job = service.job(job_id)
+    if cursor < 0:
+        raise ApiError(400, "cursor must be >= 0", field="cursor")
+    texts, nxt = [], cursor
+    for n, text in service.store.iter_log_chunks(job.id, cursor):
+        texts.append(text)
+        nxt = n + 1
+    state = job.status.get("state")
+    return {"text": "".join(texts), "cursor": nxt, "state": state, "done": state in FINAL_STATES}
+
+
+def metrics(service: OffloadService, job_id: str) -> dict[str, Any]:
+    job = service.job(job_id)
+    return {"records": jsonable(job.metrics), "last": jsonable(job.last_metrics())}
+
+
+def executed_notebook(service: OffloadService, job_id: str) -> dict[str, Any]:
+    job = service.job(job_id)
+    try:
+        return json.loads(service.store.get_text(layout.job_key(job.id, "output.ipynb")))
+    except KeyError:
+        raise ApiError(409, f"job {job.id} has no executed notebook yet ({job.state})",
+                       hint="it appears once the job starts running") from None
+
+
+# ---------------------------------------------------------------------------------------------
+# acting on jobs
+
+
+def cancel(service: OffloadService, job_id: str) -> dict[str, Any]:
+    job = service.job(job_id)
+    if not job.cancel():
+        raise ApiError(409, f"job {job.id} has already ended ({job.state})", hint="nothing to cancel")
+    return {"id": job.id, "cancel_requested": True, "state": job.state}
+
+
+def merge_plan(service: OffloadService, job_id: str, cells: dict[str, str]) -> dict[str, Any]:
+    """Outputs to copy into the open notebook, given its cells (id -> source) as they are now.
+
+    The browser applies the plan through the notebook model (undo works, no "file changed on
+    disk"): a cell is updated only if its id and source hash still match what was submitted.
+    """
+    job = _ended(service, job_id)
+    executed = job.output_notebook
+    if executed is None:
+        raise ApiError(409, f"job {job.id} has no executed notebook ({job.state})")
+    plan: dict[str, Any] = {"job_id": job.id, "state": job.state, "merged": [], "edited": [], "deleted": []}
+    hashes = job.spec.cell_hashes
+    for cell in executed.cells:
+        cid = cell.get("id")
+        tags = set(cell.get("metadata", {}).get("tags", []))
+        if not cid or tags & SKIP_TAGS or cell.cell_type != "code":
+            continue
+        if cid not in cells:
+            plan["deleted"].append(cid)
+        elif hashes.get(cid) is None or cell_hash(cells[cid]) != hashes[cid]:
+            plan["edited"].append(cid)
+        else:
+            plan["merged"].append({
+                "id": cid,
+                "outputs": nbformat.from_dict(cell.get("outputs", [])),
+                "execution_count": cell.get("execution_count"),
+            })
+    plan["provenance"] = jsonable(provenance_of(job))
+    return jsonable(plan)
+
+
+def merge_file(service: OffloadService, job_id: str, target: Path | None) -> dict[str, Any]:
+    """Merge into the notebook file on disk (when it is not open in the browser)."""
+    job = _ended(service, job_id)
+    if target is None:
+        src = job.spec.source_path
+        if not src or api_path_of(service.root_dir, src) is None:
+            raise ApiError(400, "the job's source notebook is outside the server root", field="path",
+                           hint="give the notebook to merge into")
+        target = Path(src)
+    return job.merge(into=target).to_dict() | {"path": api_path_of(service.root_dir, str(target))}
+
+
+def _ended(service: OffloadService, job_id: str) -> Job:
+    job = service.job(job_id)
+    if job.state in ACTIVE_STATES:
+        raise ApiError(409, f"job {job.id} is still {job.state}", hint="merge once it has finished")
+    return job
+
+
+# ---------------------------------------------------------------------------------------------
+# helpers
+
+
+def cli_command(spec: JobSpec, root_dir: str) -> str:
+    """The equivalent `offload run` command line, for "Copy CLI command"."""
+    nb = api_path_of(root_dir, spec.source_path) or spec.source_path or spec.notebook
+    args = ["offload", "run", nb]
+    if spec.backend:
+        args += ["--backend", spec.backend]
+    r = spec.resources
+    if r.machine:
+        args += ["--machine", r.machine]
+    if r.gpu:
+        args += ["--gpu", r.gpu if r.gpu_count == 1 else f"{r.gpu}:{r.gpu_count}"]
+    if r.spot:
+        args.append("--spot")
+    if r.max_runtime_s:
+        args += ["--max-runtime", _fmt_duration(r.max_runtime_s)]
+    for d in spec.data:
+        args += ["--data", d.path]
+    for k, v in spec.parameters.items():
+        args += ["-p", f"{k}={v if isinstance(v, str) else json.dumps(v)}"]
+    return " ".join(shlex.quote(a) for a in args)
+
+
+def _fmt_duration(s: int) -> str:
+    for unit, n in (("d", 86400), ("h", 3600), ("m", 60)):
+        if s % n == 0:
+            return f"{s // n}{unit}"
+    return f"{s}s"
+
+
+def _elapsed(st: dict[str, Any]) -> float | None:
+    start = st.get("started_at")
+    if not start:
+        return None
+    end = st.get("finished_at") or (time.time() if st.get("state") in ACTIVE_STATES else None)
+    return round(end - start, 1) if end else None
+
+
+def _zones_tried(st: dict[str, Any], handle: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """Where the backend tried to get capacity (GCE zone failover), for the job detail."""
+    for src in (handle or {}, st.get("backend") or {}, st):
+        z = src.get("zones_tried") or src.get("attempts")
+        if isinstance(z, list):
+            return [x if isinstance(x, dict) else {"zone": str(x)} for x in z]
+    zone = (handle or {}).get("zone")
+    return [{"zone": zone, "result": "launched"}] if zone else []
+
+
+def _safe(fn: Callable[[], Any], default: Any) -> Any:
+    try:
+        return fn()
+    except (OffloadError, OSError, KeyError):
+        return default
+

@@ -1,0 +1,237 @@
+"""Request models: every JSON body the API accepts, checked field by field.
+
+Each model is a frozen dataclass built by ``parse(body)`` (``parse(service, body)`` when checking
+needs the server: its root for paths, its enabled backends, its defaults); a bad field is an
+:class:`ApiError` 400 that names it, so the lab extension can flag it in place. A job submit and a
+sweep start share :class:`RunRequest`: the notebook and where and how it runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from jupyter_ext.service.errors import ApiError
+from jupyter_ext.service.paths import resolve_notebook
+from offload.errors import UsageError
+from offload.spec import ENV_MODES, check_job_id, parse_duration
+
+if TYPE_CHECKING:
+    from jupyter_ext.service.core import OffloadService
+
+
+def require(body: dict[str, Any], name: str, kind: type | tuple[type, ...], *, optional: bool = False) -> Any:
+    """Field ``name`` of a JSON body, of type ``kind``; a 400 naming the field otherwise."""
+    if name not in body or body[name] is None:
+        if optional:
+            return None
+        raise ApiError(400, f"missing field {name!r}", field=name)
+    value = body[name]
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if isinstance(value, bool) and bool not in kinds:  # JSON true is no number
+        names = " or ".join(k.__name__ for k in kinds)
+        raise ApiError(400, f"field {name!r} must be {names}, not a boolean", field=name)
+    if not isinstance(value, kinds):
+        names = " or ".join(k.__name__ for k in kinds)
+        raise ApiError(400, f"field {name!r} must be {names}, got {type(value).__name__}", field=name)
+    return value
+
+
+def require_count(body: dict[str, Any], name: str, *, low: int = 1) -> int | None:
+    """An optional whole number of at least ``low``."""
+    value = require(body, name, int, optional=True)
+    if value is not None and value < low:
+        raise ApiError(400, f"field {name!r} must be >= {low}, got {value}", field=name)
+    return value
+
+
+def job_id_arg(job_id: str, field: str = "job_id") -> str:
+    """A job or sweep id from the URL or the query: 400 when it could not be one."""
+    try:
+        return check_job_id(job_id)
+    except UsageError as exc:
+        raise ApiError(400, exc.message, field=field, hint=exc.hint) from None
+
+
+def _notebook(service: OffloadService, api_path: str) -> Path:
+    path = resolve_notebook(service.root_dir, api_path)
+    if path.suffix != ".ipynb" or not path.is_file():
+        raise ApiError(400, f"path {api_path!r} is not a notebook", field="path", hint="pick a .ipynb file")
+    return path
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """What a job submit and a sweep start share: the notebook, the backend and the machine."""
+
+    path: str  # API path, as sent
+    notebook: Path  # the OS path it resolves to, inside the server root
+    backend: str
+    machine: str | None
+    gpu: str | None
+    spot: bool
+    max_runtime: str | int
+
+    @staticmethod
+    def run_fields(service: OffloadService, body: dict[str, Any]) -> dict[str, Any]:
+        api_path = require(body, "path", str)
+        notebook = _notebook(service, api_path)
+        backend = require(body, "backend", str, optional=True) or service.default_backend()
+        enabled = service.enabled_backends()
+        if backend not in enabled:
+            raise ApiError(400, f"unknown backend {backend!r}", field="backend",
+                           hint=f"enabled backends: {', '.join(enabled) or 'none'}")
+        machine = require(body, "machine", str, optional=True) or None
+        gpu = require(body, "gpu", str, optional=True) or None
+        if machine and "+" in machine and not gpu:  # a machine offer "n1-standard-8+t4": shape + GPU
+            machine, gpu = machine.split("+", 1)
+        spot = require(body, "spot", bool, optional=True) or False
+        max_runtime = require(body, "max_runtime", (str, int), optional=True) or service.max_runtime
+        try:
+            parse_duration(max_runtime)
+        except UsageError as exc:
+            raise ApiError(400, exc.message, field="max_runtime", hint=exc.hint) from None
+        return {"path": api_path, "notebook": notebook, "backend": backend, "machine": machine, "gpu": gpu,
+                "spot": spot, "max_runtime": max_runtime}
+
+
+@dataclass(frozen=True)
+class JobRequest(RunRequest):
+    """``POST /jobs``: run a notebook once."""
+
+    parameters: dict[str, Any]
+    gpu_count: int
+    env: str
+    data: tuple[str, ...]  # relative to the notebook's folder
+    include: tuple[str, ...]
+
+    @classmethod
+    def parse(cls, service: OffloadService, body: dict[str, Any]) -> JobRequest:
+        run = cls.run_fields(service, body)
+        parameters = require(body, "parameters", dict, optional=True) or {}
+        gpu_count = require_count(body, "gpu_count") or 1
+        env = require(body, "env", str, optional=True) or "kernel"
+        if env not in ENV_MODES:
+            raise ApiError(400, f"field 'env' must be one of {', '.join(ENV_MODES)}, got {env!r}", field="env")
+        lists: dict[str, tuple[str, ...]] = {}
+        api_dir = "/".join(run["path"].strip("/").split("/")[:-1])
+        for name in ("data", "include"):
+            items = require(body, name, list, optional=True) or []
+            for item in items:
+                if not isinstance(item, str):
+                    raise ApiError(400, f"field {name!r} must be a list of paths", field=name)
+                # relative to the notebook's folder, and still inside the server root
+                resolve_notebook(service.root_dir, f"{api_dir}/{item}" if api_dir else item, field=name)
+            lists[name] = tuple(items)
+        return cls(**run, parameters=parameters, gpu_count=gpu_count, env=env, **lists)
+
+
+@dataclass(frozen=True)
+class SweepRequest(RunRequest):
+    """``POST /sweeps``: an Optuna study over the notebook's parameters, each trial a job."""
+
+    space: dict[str, Any]
+    objective: str | list[str]
+    direction: str | list[str]
+    trials: int
+    parallel: int
+    per_gpu: int
+    seed: int | None
+    max_failures: int | None
+    sampler: str
+    pruner: str | None
+
+    @classmethod
+    def parse(cls, service: OffloadService, body: dict[str, Any]) -> SweepRequest:
+        run = cls.run_fields(service, body)
+        if run["machine"] == "local":
+            run["machine"] = None
+        space = body.get("space")
+        if not isinstance(space, dict):  # never a string: that would read a file on the server
+            raise ApiError(400, "field 'space' must be an object of parameter name -> range, choices or value",
+                           field="space",
+                           hint='for example {"lr": {"type": "float", "low": 1e-5, "high": 0.1, "log": true}}')
+        if not space:
+            raise ApiError(400, "the search space is empty", field="space",
+                           hint="give at least one parameter a range or choices")
+        objective = require(body, "objective", (str, list))
+        direction = require(body, "direction", (str, list), optional=True) or "maximize"
+        counts = {name: require_count(body, name) for name in ("trials", "parallel", "per_gpu", "max_failures")}
+        if counts["trials"] is None:
+            raise ApiError(400, "missing field 'trials'", field="trials", hint="how many trials to run, e.g. 20")
+        return cls(
+            **run, space=space, objective=objective, direction=direction, trials=counts["trials"],
+            parallel=counts["parallel"] or 1, per_gpu=counts["per_gpu"] or 1,
+            seed=require(body, "seed", int, optional=True), max_failures=counts["max_failures"],
+            sampler=require(body, "sampler", str, optional=True) or "tpe",
+            pruner=require(body, "pruner", str, optional=True) or None,
+        )
+
+
+@dataclass(frozen=True)
+class RerunRequest:
+    """``POST /jobs/{id}/rerun``: the same bundle again, with some parameters changed."""
+
+    parameters: dict[str, Any] | None
+
+    @classmethod
+    def parse(cls, body: dict[str, Any]) -> RerunRequest:
+        return cls(parameters=require(body, "parameters", dict, optional=True))
+
+
+@dataclass(frozen=True)
+class MergePlanRequest:
+    """``POST /jobs/{id}/merge-plan``: the open notebook's cells, as ``id -> source``."""
+
+    cells: dict[str, str]
+
+    @classmethod
+    def parse(cls, body: dict[str, Any]) -> MergePlanRequest:
+        cells: dict[str, str] = {}
+        for i, c in enumerate(require(body, "cells", list)):
+            if not isinstance(c, dict) or not isinstance(c.get("id"), str) or not isinstance(c.get("source"), str):
+                raise ApiError(400, f"cells[{i}] must be an object with string 'id' and 'source'", field="cells")
+            cells[c["id"]] = c["source"]
+        return cls(cells=cells)
+
+
+@dataclass(frozen=True)
+class MergeFileRequest:
+    """``POST /jobs/{id}/merge``: merge into this notebook file (default: the job's source)."""
+
+    path: str | None
+    target: Path | None
+
+    @classmethod
+    def parse(cls, service: OffloadService, body: dict[str, Any]) -> MergeFileRequest:
+        path = require(body, "path", str, optional=True)
+        return cls(path=path, target=resolve_notebook(service.root_dir, path) if path else None)
+
+
+@dataclass(frozen=True)
+class ResumeRequest:
+    """``POST /sweeps/{id}/resume``: a new driver, optionally with another trial budget."""
+
+    trials: int | None
+
+    @classmethod
+    def parse(cls, body: dict[str, Any]) -> ResumeRequest:
+        return cls(trials=require_count(body, "trials"))
+
+
+@dataclass(frozen=True)
+class ApplyBestRequest:
+    """``POST /sweeps/{id}/apply-best``: the best (or chosen) trial's parameters, either as the
+    rewritten ``source`` of the open notebook's parameters cell or written into a notebook file."""
+
+    trial: int | None
+    source: str | None
+    path: str | None
+    target: Path | None
+
+    @classmethod
+    def parse(cls, service: OffloadService, body: dict[str, Any]) -> ApplyBestRequest:
+        path = require(body, "path", str, optional=True)
+        return cls(trial=require(body, "trial", int, optional=True), source=require(body, "source", str, optional=True),
+                   path=path, target=resolve_notebook(service.root_dir, path) if path else None)
