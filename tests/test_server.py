@@ -19,6 +19,8 @@ import pytest
 from tornado.httpclient import HTTPClientError
 
 from jupyter_ext.routes import ROUTES
+from jupyter_ext.service import ApiError, OffloadService
+from jupyter_ext.service.models import JobRequest, SweepRequest
 from tests.notebooks import make_notebook
 
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
@@ -106,6 +108,40 @@ async def test_backends_lists_local_backend_with_its_machine(jp_fetch):
     local = data["backends"][0]
     assert local["available"] and local["machines"][0]["name"] == "local"
     assert local["machines"][0]["price_per_hour"] == 0.0
+
+
+def test_internal_backends_are_never_offered(tmp_path, train_nb):
+    """The sweep driver's sweep-pack backend is not a user's choice: not listed, not accepted."""
+    assert "sweep-pack" not in OffloadService(root_dir=str(tmp_path)).enabled_backends()
+    service = OffloadService(root_dir=str(train_nb.parents[1]), backends=["local", "sweep-pack"])
+    assert service.enabled_backends() == ["local"]
+    with pytest.raises(ApiError) as info:
+        JobRequest.parse(service, {"path": "proj/train.ipynb", "backend": "sweep-pack"})
+    assert (info.value.http_status, info.value.field) == (400, "backend")
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"path": "proj/train.ipynb", "max_runtime": True}, "max_runtime"),
+        ({"path": "proj/train.ipynb", "gpu_count": 0}, "gpu_count"),
+        ({"path": "proj/train.ipynb", "env": "conda"}, "env"),
+        ({"path": "proj/train.ipynb", "machine": 8}, "machine"),
+    ],
+)
+def test_run_request_fields_shared_by_jobs_and_sweeps(train_nb, body, field):
+    """Job submit and sweep start read their common fields through one model (RunRequest)."""
+    service = OffloadService(root_dir=str(train_nb.parents[1]), backends=["local"])
+    with pytest.raises(ApiError) as info:
+        JobRequest.parse(service, body)
+    assert (info.value.http_status, info.value.field) == (400, field)
+    if field != "gpu_count" and field != "env":  # the sweep's own request shares the rest
+        with pytest.raises(ApiError) as info:
+            SweepRequest.parse(service, {**body, "space": {"lr": {"type": "float", "low": 0.1, "high": 1}},
+                                         "objective": "loss", "trials": 2})
+        assert info.value.field == field
+    ok = JobRequest.parse(service, {"path": "/proj/train.ipynb", "machine": "n1-standard-8+t4"})
+    assert (ok.notebook, ok.backend, ok.machine, ok.gpu, ok.max_runtime) == (train_nb.resolve(), "local", "n1-standard-8", "t4", "4h")
 
 
 async def test_inspect_shows_parameters_deps_and_files(jp_fetch, train_nb, jp_root_dir):
