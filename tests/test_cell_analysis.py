@@ -6,6 +6,7 @@ import pytest
 
 from offload.cells.analysis import analyze_cell
 from offload.errors import UsageError
+from offload.notebook import to_python, transform_cell
 
 
 def rw(src: str) -> tuple[set[str], set[str]]:
@@ -183,3 +184,40 @@ def test_syntax_error_is_a_usage_error():
 def test_timeit_reads_but_does_not_bind():
     reads, writes = rw("%timeit -n 3 r = model(data)")
     assert {"model", "data"} <= reads and "r" not in writes
+
+
+# ------------------------------------------------------------------------------------------------
+# IPython syntax -> Python (offload.notebook.ipython, shared with dependency detection)
+
+
+def test_escapes_become_the_calls_ipython_makes():
+    src = "%time y = f(x)\n!echo hi\nfiles = !ls\nn = %who_ls\nobj?\n!!date"
+    assert to_python(src).splitlines() == [
+        "get_ipython().run_line_magic('time', 'y = f(x)')",
+        "get_ipython().system('echo hi')",
+        "files = get_ipython().getoutput('ls')",
+        "n = get_ipython().run_line_magic('who_ls', '')",
+        "get_ipython().run_line_magic('pinfo', 'obj')",
+        "get_ipython().getoutput('date')",
+    ]
+    kinds = [(m.kind, m.name, m.line) for m in transform_cell(src).magics]
+    assert kinds == [("line", "time", 1), ("shell", "", 2), ("shell", "", 3), ("line", "who_ls", 4),
+                     ("help", "pinfo", 5), ("shell", "", 6)]
+
+
+def test_only_statement_starts_are_escapes_and_line_numbers_hold():
+    src = 's = """\n!not a shell line\n"""\nq = (1,\n%2)\n%pip install \\\n  numpy\nimport numpy'
+    out = to_python(src).splitlines()
+    assert out[1] == "!not a shell line" and out[4] == "%2)"
+    assert out[5] == "get_ipython().run_line_magic('pip', 'install  numpy')" and out[6] == ""
+    assert out[7] == "import numpy"
+    (magic,) = transform_cell(src).magics
+    assert (magic.name, magic.args, magic.line) == ("pip", "install  numpy", 6)
+
+
+def test_cell_magic_is_one_call_with_its_body():
+    cell = transform_cell("\n%%writefile mod.py\nimport yaml\n")
+    assert cell.python.splitlines()[1].startswith("get_ipython().run_cell_magic('writefile', 'mod.py', ")
+    (magic,) = cell.magics
+    assert (magic.kind, magic.args, magic.body, magic.line) == ("cell", "mod.py", "import yaml\n", 2)
+

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from offload.errors import NotebookError, ParameterError
 from offload.notebook import (
     check_parameters,
+    code_cells,
     declared_parameters,
     parse_assignments,
     parse_value,
@@ -66,3 +69,21 @@ def test_bad_notebooks(tmp_path):
     (tmp_path / "script.py").write_text("print(1)")
     with pytest.raises(NotebookError, match="not a notebook"):
         read_notebook(tmp_path / "script.py")
+
+
+def test_one_reader_for_every_format(tmp_path):
+    v3 = {"nbformat": 3, "nbformat_minor": 0, "metadata": {}, "worksheets": [{"cells": [
+        {"cell_type": "markdown", "source": ["# t"]},
+        {"cell_type": "code", "input": ["import numpy\n", "x = 1"], "outputs": [], "language": "python"},
+    ]}]}
+    (tmp_path / "old.ipynb").write_text(json.dumps(v3))
+    nb = read_notebook(tmp_path / "old.ipynb")
+    assert nb.nbformat == 4 and code_cells(nb) == [(2, "import numpy\nx = 1")]
+    (tmp_path / "bare.ipynb").write_text(json.dumps({"cells": [{"cell_type": "code", "source": "y = 2"}]}))
+    assert code_cells(read_notebook(tmp_path / "bare.ipynb", validate=False)) == [(1, "y = 2")]
+    (tmp_path / "list.ipynb").write_text("[]")
+    with pytest.raises(NotebookError, match="not a notebook"):
+        read_notebook(tmp_path / "list.ipynb")
+    (tmp_path / "dir.ipynb").mkdir()
+    with pytest.raises(NotebookError, match="is a directory"):
+        read_notebook(tmp_path / "dir.ipynb")

@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from offload.errors import UsageError
+from offload.notebook import to_python
 
 __all__ = ["CellAnalysis", "analyze_cell", "to_python"]
 
@@ -31,15 +32,6 @@ class CellAnalysis:
     writes: list[str] = field(default_factory=list)  # bound at module level (or via ``global``)
     deleted: list[str] = field(default_factory=list)  # unbound by ``del`` and not bound again
     star_imports: list[str] = field(default_factory=list)  # modules of ``from m import *``
-
-
-def to_python(source: str) -> str:
-    """IPython syntax (``%magic``, ``!cmd``, ``x?``) -> plain Python, as the kernel would run it."""
-    try:
-        from IPython.core.inputtransformer2 import TransformerManager
-    except ImportError:  # pragma: no cover - IPython is a dependency of ipykernel
-        return source
-    return TransformerManager().transform_cell(source)
 
 
 def analyze_cell(source: str) -> CellAnalysis:

@@ -1,10 +1,12 @@
-"""Notebook I/O, in one place: read, cell ids and hashes, parameters, the pure output merge.
+"""Notebook I/O, in one place: read, cell ids and hashes, IPython syntax -> Python, parameters,
+the pure output merge.
 
 Everything here works on nbformat v4 ``NotebookNode`` objects or paths and imports only the
 foundation modules; nothing here knows about jobs, stores or backends.
 """
 
 from offload.notebook.cells import cell_hash, ensure_cell_ids
+from offload.notebook.ipython import Magic, TransformedCell, to_python, transform_cell
 from offload.notebook.merge import SKIP_TAGS, MergeReport, merge_notebooks, provenance_of
 from offload.notebook.params import (
     check_parameters,
@@ -22,6 +24,10 @@ __all__ = [
     "code_cells",
     "cell_hash",
     "ensure_cell_ids",
+    "Magic",
+    "TransformedCell",
+    "to_python",
+    "transform_cell",
     "SKIP_TAGS",
     "MergeReport",
     "merge_notebooks",

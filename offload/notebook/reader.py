@@ -69,6 +69,10 @@ def notebook_from_json(
         raise NotebookError(f"{name} is not a notebook (no cells)", hint="pass a .ipynb file")
     if "nbformat" not in data:  # hand-made files: the shape says which format they are
         data["nbformat"] = 3 if "worksheets" in data else 4
+    data.setdefault("metadata", {})  # (Jupyter adds what hand-made files leave out)
+    for cell in data.get("cells") or []:
+        if isinstance(cell, dict):
+            cell.setdefault("metadata", {})
     major, minor = data["nbformat"], data.get("nbformat_minor", 0)
     try:
         nb = nbformat.versions[major].to_notebook_json(data, minor=minor)

@@ -13,6 +13,7 @@ import re
 import shlex
 from dataclasses import dataclass, field
 
+from offload.notebook.ipython import Magic, transform_cell
 from offload.snapshot.deps.pip import PipLine, shell_pip
 
 # Cell magics whose body is not Python (their imports are not imports).
@@ -90,136 +91,82 @@ class ScanResult:
 
 
 # --------------------------------------------------------------------------------------------
-# IPython syntax -> plain Python (magics recorded, replaced by harmless statements)
-
-_ASSIGN_MAGIC = re.compile(r"^(\s*)([A-Za-z_][\w.]*(?:\s*,\s*[A-Za-z_][\w.]*)*)\s*=\s*([!%])(.*)$")
-def _cell_magic_split(lines: list[str]) -> tuple[str, str, list[str]] | None:
-    for idx, ln in enumerate(lines):
-        if not ln.strip():
-            continue
-        if ln.lstrip().startswith("%%"):
-            head = ln.strip()[2:]
-            name, _, args = head.partition(" ")
-            return name, args.strip(), lines[idx + 1 :]
-        return None
-    return None
+# Magics and shell lines (offload.notebook.ipython finds them; here: what they bring in)
 
 
-def transform_cell(source: str, where: str, result: ScanResult) -> str:
-    """Return the cell as plain Python, recording magics and shell lines into ``result``."""
-    lines = source.splitlines()
-    cm = _cell_magic_split(lines)
-    if cm is not None:
-        name, args, body = cm
-        if name in ("writefile", "file"):
-            toks = [t for t in args.split() if not t.startswith("-")]
-            if toks:
-                result.written.append((toks[0].strip("'\""), "\n".join(body), where))
-            return ""
-        if name in _SHELL_CELL_MAGICS:
-            for ln in _join_continuations(body):
-                pl = shell_pip(ln, where)
-                if pl:
-                    result.pip_lines.append(pl)
-            return ""
-        if name in _NON_PYTHON_CELL_MAGICS:
-            return ""
-        if name == "timeit" and args:  # setup statement on the magic line
-            body = [args] + body
-        lines = body
-    out: list[str] = []
-    logical = _join_continuations(lines, keep_count=True)
-    for ln, n_phys in logical:
-        stripped = ln.lstrip()
-        indent = ln[: len(ln) - len(stripped)]
-        replacement: str | None = None
-        if stripped.startswith("!"):
-            cmd = stripped[1:].lstrip("!")
-            pl = shell_pip(cmd, where)
-            if pl:
-                result.pip_lines.append(pl)
-            replacement = indent + "pass"
-        elif stripped.startswith("%") and not stripped.startswith("%%"):
-            replacement = indent + _line_magic(stripped[1:], where, result)
-        elif (
-            stripped.endswith("?")
-            and not stripped.startswith("#")
-            and re.match(r"^[\w.\[\]()'\" ,]*\?\??$", stripped)
-        ):
-            replacement = indent + "pass"
-        else:
-            m = _ASSIGN_MAGIC.match(ln)
-            if m:
-                if m.group(3) == "!":
-                    pl = shell_pip(m.group(4), where)
-                    if pl:
-                        result.pip_lines.append(pl)
-                else:
-                    _line_magic(m.group(4), where, result)
-                replacement = f"{m.group(1)}{m.group(2)} = None"
-        if replacement is None:
-            out.extend(ln.split("\n"))
-        else:
-            out.append(replacement)
-            out.extend([""] * (n_phys - 1))  # keep line numbers stable
-    return "\n".join(out)
+def _record_magic(m: Magic, where: str, base_dir: str, result: ScanResult) -> None:
+    """Record what one magic or shell line installs, runs, writes or imports."""
+    if m.kind == "shell":
+        _record_pip(shell_pip(m.args, where), result)
+    elif m.kind == "cell":
+        _record_cell_magic(m, where, base_dir, result)
+    elif m.kind == "line":
+        _record_line_magic(m, where, base_dir, result)
 
 
-def _join_continuations(lines: list[str], keep_count: bool = False):
-    """Join magic/shell lines continued with a trailing backslash."""
-    res = []
-    i = 0
-    while i < len(lines):
-        ln = lines[i]
-        n = 1
-        st = ln.lstrip()
-        if st.startswith(("!", "%")) or _ASSIGN_MAGIC.match(ln):
-            while ln.rstrip().endswith("\\") and i + n < len(lines):
-                ln = ln.rstrip()[:-1] + " " + lines[i + n].strip()
-                n += 1
-        res.append((ln, n) if keep_count else ln)
-        i += n
-    return res
+def _record_pip(line: PipLine | None, result: ScanResult) -> None:
+    if line is not None:
+        result.pip_lines.append(line)
 
 
-def _line_magic(text: str, where: str, result: ScanResult) -> str:
-    """Record one line magic; return the Python statement that stands in for it."""
-    name, _, args = text.strip().partition(" ")
-    args = args.strip()
+def _record_cell_magic(m: Magic, where: str, base_dir: str, result: ScanResult) -> None:
+    if m.name in ("writefile", "file"):
+        toks = [t for t in m.args.split() if not t.startswith("-")]
+        if toks:
+            result.written.append((toks[0].strip("'\""), m.body, where))
+    elif m.name in _SHELL_CELL_MAGICS:
+        for ln in _join_continuations(m.body.splitlines()):
+            _record_pip(shell_pip(ln, where), result)
+    elif m.name not in _NON_PYTHON_CELL_MAGICS:  # %%time, %%capture...: the body is a cell
+        body = f"{m.args}\n{m.body}" if m.name == "timeit" and m.args else m.body
+        scan_cell(body, where, base_dir, result)
+
+
+def _record_line_magic(m: Magic, where: str, base_dir: str, result: ScanResult) -> None:
+    name, args = m.name, m.args
     if name in ("pip", "conda", "mamba", "micromamba", "uv"):
-        pl = shell_pip(f"{name} {args}", where)
-        if pl:
-            result.pip_lines.append(pl)
+        _record_pip(shell_pip(f"{name} {args}", where), result)
     elif name in ("sx", "system"):
-        pl = shell_pip(args, where)
-        if pl:
-            result.pip_lines.append(pl)
+        _record_pip(shell_pip(args, where), result)
     elif name in ("load_ext", "reload_ext"):
         for mod in args.split():
             if re.match(r"^[A-Za-z_][\w.]*$", mod):
-                result.imports.append(Found(mod, 0, (), where, 0, kind="load_ext"))
+                result.imports.append(Found(mod, 0, (), where, m.line, kind="load_ext"))
     elif name == "run":
-        toks = _safe_split(args)
-        toks = [t for t in toks if not t.startswith("-")]
+        toks = [t for t in _safe_split(args) if not t.startswith("-")]
         if toks:
             result.runs.append((toks[0], where))
     elif name == "matplotlib":
-        result.imports.append(Found("matplotlib", 0, (), where, 0, kind="matplotlib"))
+        result.imports.append(Found("matplotlib", 0, (), where, m.line, kind="matplotlib"))
     elif name == "cd":
         toks = _safe_split(args)
         if toks:
             result.chdirs.append((toks[-1], where))
-    elif name in _STMT_LINE_MAGICS:
+    elif name in _STMT_LINE_MAGICS:  # %time import x: the statement runs in the namespace
         stmt = args
         if name == "timeit":
             stmt = re.sub(r"^(\s*-[nr]\s*\d+|\s*-[qpoc]\b|\s*-p\s*\d+)*", "", stmt).strip()
-        if stmt:
-            try:
-                ast.parse(stmt)
-                return stmt
-            except SyntaxError:
-                pass
-    return "pass"
+        try:
+            ast.parse(stmt)
+        except SyntaxError:
+            return
+        first = len(result.imports)
+        _Visitor(where, result, base_dir, None).visit(ast.parse(stmt))
+        for f in result.imports[first:]:
+            f.line = m.line
+
+
+def _join_continuations(lines: list[str]) -> list[str]:
+    """Join shell lines continued with a trailing backslash."""
+    res, i = [], 0
+    while i < len(lines):
+        ln, n = lines[i], 1
+        while ln.rstrip().endswith("\\") and i + n < len(lines):
+            ln = ln.rstrip()[:-1] + " " + lines[i + n].strip()
+            n += 1
+        res.append(ln)
+        i += n
+    return res
 
 
 def _safe_split(s: str) -> list[str]:
@@ -526,6 +473,8 @@ def _scan_lines(
 
 def scan_cell(source: str, where: str, base_dir: str, result: ScanResult) -> None:
     """Scan one notebook code cell (IPython syntax) into ``result``."""
-    py = transform_cell(source, where, result)
-    if py.strip():
-        scan_python(py, where, base_dir, None, result)
+    cell = transform_cell(source)
+    for magic in cell.magics:
+        _record_magic(magic, where, base_dir, result)
+    if cell.python.strip():
+        scan_python(cell.python, where, base_dir, None, result)
