@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import nbformat
+import yaml
 
 from offload.errors import ParameterError, UsageError
 
@@ -114,8 +115,6 @@ def parse_assignments(items: list[str] | None) -> dict[str, Any]:
 
 
 def load_param_file(path: str | Path) -> dict[str, Any]:
-    import yaml
-
     p = Path(path)
     try:
         data = yaml.safe_load(p.read_text())

@@ -1,7 +1,7 @@
 """Inspect a Python environment's installed distributions WITHOUT importing any of them.
 
 This file is run as a standalone script by the interpreter that will execute the notebook
-(``python _deps_probe.py``), so it must import nothing from ``offload`` and only the standard
+(``python probe.py``), so it must import nothing from ``offload`` and only the standard
 library. It prints one JSON document: the interpreter's version, ``sys.path``, stdlib module
 names, and for every installed distribution its name, version, the dotted module prefixes it
 provides (read from ``RECORD`` / ``top_level.txt`` / editable finders) and its ``direct_url.json``.
@@ -79,6 +79,8 @@ def _editable_modules(dist, files: list[str]) -> dict[str, int]:
 
 def probe() -> dict:
     """Collect what detection needs from the running interpreter."""
+    # Imported here, not at the top: the fingerprint mode, run before every detection, must
+    # start as fast as the interpreter does.
     from importlib import metadata
 
     dists = []
@@ -161,7 +163,7 @@ def probe() -> dict:
         )
     stdlib = sorted(getattr(sys, "stdlib_module_names", ()))
     if not stdlib:  # Python < 3.10: list the stdlib directory
-        import sysconfig
+        import sysconfig  # (only needed on old interpreters)
 
         std = sysconfig.get_paths()["stdlib"]
         for entry in os.listdir(std):

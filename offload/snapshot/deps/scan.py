@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from offload.notebook.ipython import Magic, transform_cell
 from offload.snapshot.deps.pip import PipLine, shell_pip
 
+__all__ = ["Found", "ScanResult", "scan_cell", "scan_python"]
+
 # Cell magics whose body is not Python (their imports are not imports).
 _NON_PYTHON_CELL_MAGICS = {
     "html",
