@@ -61,6 +61,13 @@ def _notebook(service: OffloadService, api_path: str) -> Path:
     return path
 
 
+def _names(name: str, value: str | list[Any]) -> str | list[str]:
+    """A name or a non-empty list of names (objectives, directions)."""
+    if isinstance(value, list) and (not value or not all(isinstance(v, str) for v in value)):
+        raise ApiError(400, f"field {name!r} must be a string or a non-empty list of strings", field=name)
+    return value
+
+
 @dataclass(frozen=True)
 class RunRequest:
     """What a job submit and a sweep start share: the notebook, the backend and the machine."""
@@ -155,8 +162,8 @@ class SweepRequest(RunRequest):
         if not space:
             raise ApiError(400, "the search space is empty", field="space",
                            hint="give at least one parameter a range or choices")
-        objective = require(body, "objective", (str, list))
-        direction = require(body, "direction", (str, list), optional=True) or "maximize"
+        objective = _names("objective", require(body, "objective", (str, list)))
+        direction = _names("direction", require(body, "direction", (str, list), optional=True) or "maximize")
         counts = {name: require_count(body, name) for name in ("trials", "parallel", "per_gpu", "max_failures")}
         if counts["trials"] is None:
             raise ApiError(400, "missing field 'trials'", field="trials", hint="how many trials to run, e.g. 20")

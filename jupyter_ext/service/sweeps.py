@@ -15,9 +15,10 @@ from jupyter_ext.service.errors import ApiError
 from jupyter_ext.service.models import ApplyBestRequest, ResumeRequest, SweepRequest
 from jupyter_ext.service.paths import api_path_of
 from offload import sweeps
-from offload.sweeps import api as sweeps_api
+from offload.sweeps.control import rewrite_assignments
+from offload.sweeps.records import CREATED, LIVE_STATES
 
-_DRIVER_AT_WORK = ("created", "running", "stopping")  # sweep (driver) states, not job states
+_DRIVER_AT_WORK = (CREATED, *LIVE_STATES)  # a sweep's (its driver's) states, not job states
 
 
 def start_sweep(service: OffloadService, req: SweepRequest) -> dict[str, Any]:
@@ -108,7 +109,7 @@ def apply_best(service: OffloadService, sweep_id: str, req: ApplyBestRequest) ->
     chosen = _chosen_trial(service, sid, summary, req.trial)
     if req.source is not None:
         return {"params": chosen["params"], "trial": chosen["number"], "value": chosen["value"],
-                "source": sweeps_api._rewrite_assignments(req.source, chosen["params"]), "written": None}
+                "source": rewrite_assignments(req.source, chosen["params"]), "written": None}
     target = target or summary["notebook"]
     params = sweeps.apply_best(sid, target, store=service.store, trial=chosen["number"])
     return {"params": params, "trial": req.trial, "source": None, "written": api_path_of(service.root_dir, str(target))}
