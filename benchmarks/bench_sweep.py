@@ -14,18 +14,22 @@ cost over running two waves of single jobs). Usage: ``python benchmarks/bench_sw
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import os
+import resource
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+import nbformat
+from jupyter_client.manager import start_new_kernel
+
+from offload import jobs, sweeps
+from offload.backends import procs
+
 
 def kernel_start_s(n: int = 3) -> float:
-    from jupyter_client.manager import start_new_kernel
-
     times = []
     for _ in range(n):
         t = time.perf_counter()
@@ -37,8 +41,6 @@ def kernel_start_s(n: int = 3) -> float:
 
 
 def make_notebook(path: Path) -> Path:
-    import nbformat
-
     nb = nbformat.v4.new_notebook()
     p = nbformat.v4.new_code_cell("x = 0.0\nsleep_s = 2.0\n")
     p.metadata["tags"] = ["parameters"]
@@ -59,29 +61,20 @@ def main() -> int:
     os.environ["OFFLOAD_LOCAL_MAX_JOBS"] = str(args.parallel)
     os.environ.pop("OFFLOAD_STORE", None)
     nb = make_notebook(Path(home) / "sleep.ipynb")
-    sw = importlib.import_module("offload.sweeps.api")
-    import resource
-
-    from offload import jobs
-
     kernel = kernel_start_s()
     ch0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
     single = jobs.submit(nb, parameters={"x": 0.5, "sleep_s": args.sleep}, kind="trial").wait()
     job = time.perf_counter() - t
-    from offload.backends import local
-
-    proc = local._children.get(int(single.handle["pid"]))
-    if proc is not None:
-        proc.wait()  # reap the runner so its CPU time (and its kernel's) is counted
+    procs.wait_child(int(single.handle["pid"]))  # reap the runner so its CPU time (and its kernel's) is counted
     ch1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     job_cpu = (ch1.ru_utime - ch0.ru_utime) + (ch1.ru_stime - ch0.ru_stime)  # runner + kernel
 
     space = {"x": {"type": "float", "low": 0, "high": 1}, "sleep_s": args.sleep}
     cpu0 = resource.getrusage(resource.RUSAGE_SELF)
     t = time.perf_counter()
-    res = sw.sweep(nb, space=space, objective="v", trials=args.trials, parallel=args.parallel,
-                   sampler="random", seed=0, quiet=True)
+    res = sweeps.sweep(nb, space=space, objective="v", trials=args.trials, parallel=args.parallel,
+                       sampler="random", seed=0, quiet=True)
     wall = time.perf_counter() - t
     cpu1 = resource.getrusage(resource.RUSAGE_SELF)
     driver_cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)

@@ -5,11 +5,12 @@ Each test runs a handful of small trials (a kernel start each), so budgets are k
 
 from __future__ import annotations
 
-import importlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -19,13 +20,17 @@ import pytest
 pytest.importorskip("optuna")
 
 import offload  # noqa: E402
+from offload import sweeps as sw  # noqa: E402
+from offload.cli import main  # noqa: E402
 from offload.errors import StoreError, UsageError  # noqa: E402
 from offload.store import Store  # noqa: E402
-from offload.sweeps.driver import find_sweep_jobs  # noqa: E402
+from offload.store.layout import JOBS, job_key, sweep_key  # noqa: E402
+from offload.sweeps import control  # noqa: E402
+from offload.sweeps.api import create_sweep  # noqa: E402
+from offload.sweeps.records import find_sweep_jobs  # noqa: E402
 from offload.sweeps.space import SpaceError  # noqa: E402
 
 pytestmark = pytest.mark.slow
-sw = importlib.import_module("offload.sweeps.api")
 
 
 @pytest.fixture(autouse=True)
@@ -60,7 +65,7 @@ def jobs_of(sweep_id: str) -> dict[int, list[str]]:
 
 
 def job_status(job_id: str) -> dict:
-    return Store().get_json(f"jobs/{job_id}/status.json")
+    return Store().get_json(job_key(job_id, "status.json"))
 
 
 def test_noisy_quadratic_finds_optimum_region(tmp_path):
@@ -80,7 +85,7 @@ def test_noisy_quadratic_finds_optimum_region(tmp_path):
     # every trial is a normal job of kind trial, labelled with its sweep and number
     jobs = jobs_of(res.id)
     assert sorted(jobs) == list(range(14)) and all(len(v) == 1 for v in jobs.values())
-    spec = Store().get_json(f"jobs/{jobs[0][0]}/spec.json")
+    spec = Store().get_json(job_key(jobs[0][0], "spec.json"))
     assert spec["kind"] == "trial" and spec["labels"]["sweep"] == res.id
     # the CLI's view and the panel's JSON agree
     text = sw.sweep_show(res.id)
@@ -190,7 +195,7 @@ def _wait(pred, timeout=120.0):
 def test_driver_killed_and_resumed_without_duplicates_or_orphans(tmp_path):
     nb = notebook(tmp_path / "r" / "sleep.ipynb", "x = 0.0\nsleep_s = 2.0\n", SLEEPY)
     store = Store()
-    rec = sw.create_sweep(
+    rec = create_sweep(
         nb, space={"x": {"type": "float", "low": 0, "high": 1}}, objective="v", direction="maximize",
         trials=6, parallel=2, per_gpu=1, sampler="random", seed=0, pruner=None, storage=None,
         study_name=None, max_failures=None, enqueue=None, backend=None, gpu=None, spot=False,
@@ -218,7 +223,7 @@ def test_driver_killed_and_resumed_without_duplicates_or_orphans(tmp_path):
 
 
 def _running(job_id: str) -> bool:
-    st = Store().get_json(f"jobs/{job_id}/status.json", default=None)
+    st = Store().get_json(job_key(job_id, "status.json"), default=None)
     return bool(st) and st.get("state") == "running"
 
 
@@ -248,12 +253,10 @@ def test_invalid_inputs_fail_before_any_job(tmp_path):
         sw.sweep(nb, space={"lr": {"type": "float", "low": 0.1, "high": 1}}, objective="acc", trials=2, sampler="bayes")
     with pytest.raises(UsageError, match="parallel"):
         sw.sweep(nb, space={"lr": {"type": "float", "low": 0.1, "high": 1}}, objective="acc", trials=2, parallel=0)
-    assert not Store().list_dirs("jobs")
+    assert not Store().list_dirs(JOBS)
 
 
 def test_cli_sweep_run_show_ls_and_apply_best(tmp_path, capsys):
-    from offload.cli import main
-
     nb = notebook(tmp_path / "c" / "quad.ipynb", "x = 0.0\ny = 0.0\nnoise = 0.0\nseed = 0\n", QUADRATIC)
     space = tmp_path / "space.yaml"
     space.write_text("x: {type: categorical, choices: [0.0, 1.0]}\ny: -2.0\n")
@@ -269,8 +272,6 @@ def test_cli_sweep_run_show_ls_and_apply_best(tmp_path, capsys):
 
 
 def test_cli_invalid_space_is_one_clear_line(tmp_path, capsys):
-    from offload.cli import main
-
     nb = notebook(tmp_path / "c" / "nb.ipynb", "lr = 0.1\n", "pass\n")
     space = tmp_path / "space.yaml"
     space.write_text("lr: {type: float, low: 1, high: 0.1}\n")
@@ -290,7 +291,7 @@ def test_pack_machines_run_per_gpu_trials_each_and_take_the_next(tmp_path):
     store = Store()
     by_pack: dict[str, list[tuple[float, float]]] = {}
     for ids in jobs_of(res.id).values():
-        spec = store.get_json(f"jobs/{ids[0]}/spec.json")
+        spec = store.get_json(job_key(ids[0], "spec.json"))
         st = job_status(ids[0])
         assert spec["backend"] == "sweep-pack" and st["state"] == "succeeded"
         by_pack.setdefault(spec["labels"]["pack"], []).append((st["started_at"], st["finished_at"]))
@@ -325,8 +326,6 @@ def test_multi_objective_pareto_and_apply_best_needs_a_trial(tmp_path):
 
 
 def test_lost_job_is_retried_once_never_left_running(tmp_path):
-    import threading
-
     nb = notebook(tmp_path / "l" / "sleep.ipynb", "x = 0.0\nsleep_s = 4.0\n", SLEEPY)
     out: dict = {}
     t = threading.Thread(target=lambda: out.setdefault("res", sw.sweep(
@@ -336,7 +335,7 @@ def test_lost_job_is_retried_once_never_left_running(tmp_path):
     sid = "20300101-000000-aaaaaa"
     _wait(lambda: 0 in jobs_of(sid) and _running(jobs_of(sid)[0][0]))
     first = jobs_of(sid)[0][0]
-    handle = Store().get_json(f"jobs/{first}/handle.json")
+    handle = Store().get_json(job_key(first, "handle.json"))
     os.killpg(int(handle["pid"]), signal.SIGKILL)  # the machine vanishes: no status is written
     t.join(180)
     res = out["res"]
@@ -354,7 +353,7 @@ def test_first_sweeps_opening_a_new_study_file_at_once_all_succeed(tmp_path):
     go = tmp_path / "go"
     code = (
         "import os, sys, time\n"
-        "from offload.sweeps.driver import make_storage\n"
+        "from offload.sweeps.records import make_storage\n"
         f"while not os.path.exists({str(go)!r}): time.sleep(0.005)\n"
         f"make_storage('sqlite:///{db}').get_all_studies()\n"
     )
@@ -377,11 +376,9 @@ def test_a_storage_that_cannot_be_opened_is_a_clear_error_before_any_job(tmp_pat
 
 def test_a_driver_that_cannot_start_fails_the_sweep_with_the_reason(tmp_path):
     """The storage went away between the sweep's creation and its driver's start."""
-    import shutil
-
     nb = notebook(tmp_path / "q.ipynb", "x = 0.0", "import offload\noffload.log_metric('m', x)")
     (tmp_path / "db").mkdir()
-    rec = sw.create_sweep(
+    rec = create_sweep(
         nb, space={"x": {"type": "float", "low": 0, "high": 1}}, objective="m", direction="maximize", trials=2,
         parallel=1, per_gpu=1, sampler="random", seed=0, pruner=None, storage=f"sqlite:///{tmp_path}/db/s.db",
         study_name=None, max_failures=None, enqueue=None, backend=None, gpu=None, spot=False, machine=None,
@@ -390,7 +387,7 @@ def test_a_driver_that_cannot_start_fails_the_sweep_with_the_reason(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "offload.sweeps.driver", Store().url, rec["id"]],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1
-    info = Store().get_json(f"sweeps/{rec['id']}/driver.json")
+    info = Store().get_json(sweep_key(rec["id"], "driver.json"))
     assert info["state"] == "failed" and "could not start" in info["error"] and "unable to open" in info["error"]
     with pytest.raises(StoreError, match="cannot open the sweep's Optuna storage"):
         sw.sweep_summary(rec["id"])
@@ -404,7 +401,7 @@ def test_a_detached_driver_killed_before_it_starts_reads_as_interrupted(tmp_path
     def dies_at_once(cmd, **kw):  # the driver's interpreter exits before running any of its code
         return real_popen([sys.executable, "-c", "import os; os._exit(3)"], **kw)
 
-    monkeypatch.setattr(sw.subprocess, "Popen", dies_at_once)
+    monkeypatch.setattr(control.subprocess, "Popen", dies_at_once)
     res = sw.sweep(nb, space={"x": {"type": "float", "low": 0, "high": 1}}, objective="m", trials=2,
                    detach=True, quiet=True)
     deadline = time.monotonic() + 60

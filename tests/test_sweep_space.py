@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import nbformat
 import pytest
 
-from offload.errors import UsageError
+from offload.errors import OffloadError, UsageError
+from offload.store import Store
+from offload.store.layout import JOBS, SWEEPS
+from offload.sweeps.api import create_sweep
 from offload.sweeps.space import (
     SpaceError,
     load_enqueue,
@@ -137,3 +141,92 @@ def test_enqueue_points_checked(tmp_path):
         load_enqueue({"lr": 1.0, "layers": 3, "optimizer": "adam"}, space)
     with pytest.raises(SpaceError, match="did you mean 'layers'"):
         load_enqueue({"lr": 0.01, "layer": 3, "optimizer": "adam"}, space)
+
+
+# Errors name the REST body field they are about (the panel marks that field) -------------------
+@pytest.mark.parametrize(
+    "space, field",
+    [
+        ({"lr": {"type": "float", "low": 0, "high": 1, "log": True}}, "space.lr"),
+        ({"lr": {"type": "float", "low": "x", "high": 1}}, "space.lr"),
+        ({"n": {"type": "int", "low": 1.5, "high": 4}}, "space.n"),
+        ({"opt": {"type": "categorical", "choices": []}}, "space.opt"),
+        ({"1x": {"type": "int", "low": 1, "high": 2}}, "space.1x"),
+        ({"batch": 256}, "space"),
+        ({}, "space"),
+    ],
+)
+def test_space_errors_carry_their_field(space, field):
+    with pytest.raises(SpaceError) as info:
+        load_space(space)
+    assert info.value.field == field
+
+
+def test_option_errors_carry_their_field():
+    space = load_space({"x": {"type": "float", "low": 0, "high": 1}})
+    cases = [
+        (lambda: make_sampler("grid", seed=0, space=space), "space.x"),
+        (lambda: make_sampler("bayes", seed=0, space=space), "sampler"),
+        (lambda: make_sampler("tpe:n_startup_trials", seed=0, space=space), "sampler"),
+        (lambda: make_pruner("mediam"), "pruner"),
+        (lambda: make_pruner("median", n_objectives=2), "pruner"),
+        (lambda: parse_objectives("", "maximize"), "objective"),
+        (lambda: parse_objectives("a,a", "maximize"), "objective"),
+        (lambda: parse_objectives("a", "up"), "direction"),
+        (lambda: parse_objectives("a,b,c", "max,min"), "direction"),
+        (lambda: load_enqueue({"x": 2.0}, space), "enqueue"),
+        (lambda: load_enqueue({"y": 0.5}, space), "enqueue"),
+        (lambda: load_enqueue([1, 2], space), "enqueue"),
+    ]
+    for call, field in cases:
+        with pytest.raises(UsageError) as info:
+            call()
+        assert info.value.field == field, (field, info.value)
+
+
+def test_sweep_input_errors_carry_their_field(tmp_path, monkeypatch):
+    """What the REST handler turns into a 400 naming the field, checked before any job."""
+    monkeypatch.setenv("OFFLOAD_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("OFFLOAD_STORE", raising=False)
+
+    def notebook(name: str, params: str | None) -> str:
+        nb = nbformat.v4.new_notebook()
+        cell = nbformat.v4.new_code_cell(params or "x = 0")
+        if params is not None:
+            cell.metadata["tags"] = ["parameters"]
+        nb.cells = [cell]
+        nbformat.write(nb, tmp_path / name)
+        return str(tmp_path / name)
+
+    nb = notebook("nb.ipynb", "lr = 0.1\n")
+    good = dict(
+        space={"lr": {"type": "float", "low": 0.01, "high": 1}}, objective="acc", direction="maximize",
+        trials=2, parallel=1, per_gpu=1, sampler="tpe", seed=None, pruner=None, storage=None,
+        study_name=None, max_failures=None, enqueue=None, backend=None, gpu=None, spot=False, machine=None,
+        max_runtime=None, env=None, data=None, backend_options=None, retries=1, store=Store(),
+    )
+    cases = [
+        ({"space": {"lrr": {"type": "float", "low": 0.1, "high": 1}}}, "space.lrr"),
+        ({"space": {"lr": {"type": "float", "low": 1, "high": 0.1}}}, "space.lr"),
+        ({"trials": 0}, "trials"),
+        ({"parallel": 0}, "parallel"),
+        ({"per_gpu": "2"}, "per_gpu"),
+        ({"seed": "x"}, "seed"),
+        ({"max_failures": 0}, "max_failures"),
+        ({"objective": " "}, "objective"),
+        ({"direction": "up"}, "direction"),
+        ({"sampler": "bayes"}, "sampler"),
+        ({"pruner": "mediam"}, "pruner"),
+        ({"backend": "no-such-backend"}, "backend"),
+        ({"max_runtime": "forever"}, "max_runtime"),
+        ({"enqueue": [{"lr": 5.0}]}, "enqueue"),
+        ({"storage": f"sqlite:///{tmp_path}/no-such-dir/s.db"}, "storage"),
+    ]
+    for over, field in cases:
+        with pytest.raises(OffloadError) as info:
+            create_sweep(nb, **{**good, **over})
+        assert info.value.field == field, (over, info.value)
+    with pytest.raises(OffloadError) as info:  # the body names the notebook `path`
+        create_sweep(notebook("plain.ipynb", None), **good)
+    assert info.value.field == "path" and "parameters cell" in info.value.message
+    assert not Store().list_dirs(JOBS) and not Store().list_dirs(SWEEPS)

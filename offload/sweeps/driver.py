@@ -8,8 +8,9 @@ reconciles the study's RUNNING trials with their jobs, adopting live jobs, telli
 ones, failing (and re-queueing) trials whose job never started or was lost, and cancelling jobs
 that belong to no open trial. A trial is therefore never left RUNNING and never run twice.
 
-Store objects (one writer each): ``sweep.json`` (the client, once), ``driver.json`` and
-``trials/<n>.json`` (the driver), ``stop`` (``offload sweep stop``).
+``python -m offload.sweeps.driver STORE_URL SWEEP_ID`` is the detached driver
+(:func:`offload.sweeps.control.spawn_driver` starts it). The store records it shares with the
+readers are in :mod:`offload.sweeps.records`; packing (``per_gpu > 1``) in :mod:`offload.sweeps.packing`.
 """
 
 from __future__ import annotations
@@ -24,89 +25,41 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from offload.errors import OffloadError
+from offload import jobs
+from offload.config import backend_options, default_backend
+from offload.errors import OffloadError, UsageError
+from offload.snapshot.deps import snapshot
+from offload.spec import ACTIVE_STATES, FINAL_STATES, JobState
 from offload.store import Store
+from offload.store.layout import job_key, sweep_key
 from offload.sweeps import space as sp
+from offload.sweeps.packing import Packs, packs_trials
+from offload.sweeps.records import (
+    COMPLETED,
+    FAILED,
+    REQUEUED,
+    RUNNING,
+    STOPPED,
+    STOPPING,
+    SweepFailed,
+    driver_info,
+    find_sweep_jobs,
+    job_error,
+    make_storage,
+    open_job,
+    safe_state,
+    summary_counts,
+)
 
 POLL_S = 0.25
 HEARTBEAT_S = 2.0
-STALE_S = 30.0
 DEFAULT_FAILURE_STREAK = 5  # with no --max-failures: the first 5 trials all failing is a broken notebook
-
-# Trial outcomes the driver records (the Optuna state says COMPLETE/PRUNED/FAIL).
-REQUEUED = "offload_requeued"  # user attr: this FAIL does not count; its point runs again
-
-
-class SweepFailed(OffloadError):
-    """The sweep stopped because too many trials failed."""
-
-    exit_code = 6
-
-
-def sweep_key(sweep_id: str, name: str = "") -> str:
-    return f"sweeps/{sweep_id}/{name}" if name else f"sweeps/{sweep_id}"
 
 
 def _now() -> float:
     return time.time()
 
 
-def pid_alive(pid: int | None, host: str | None) -> bool:
-    if not pid or host != socket.gethostname():
-        return True  # another machine: cannot tell, trust the heartbeat
-    from offload.backends.local import (
-        _alive,  # a dead driver its parent has not reaped is a zombie: dead
-    )
-
-    return _alive(int(pid), None)
-
-
-def driver_alive(info: dict[str, Any]) -> bool:
-    """A driver counts as alive while its heartbeat is fresh and its process exists."""
-    if info.get("state") not in ("running", "stopping"):
-        return False
-    if _now() - float(info.get("heartbeat") or 0) > STALE_S:
-        return False
-    return pid_alive(info.get("pid"), info.get("host"))
-
-
-# Jobs -----------------------------------------------------------------------------------------
-def _jobs():
-    from offload import jobs
-
-    return jobs
-
-
-def open_job(job_id: str, store: Store) -> Any:
-    jobs = _jobs()
-    try:
-        return jobs.Job(job_id, store=store)
-    except TypeError:
-        return jobs.Job(job_id)
-
-
-def job_error(job: Any) -> str:
-    status = job.status or {}
-    err = status.get("error") or {}
-    if err.get("ename"):
-        return f"{err.get('ename')}: {err.get('evalue', '')}".strip()
-    return str(status.get("reason") or f"job ended {job.state}")
-
-
-def find_sweep_jobs(store: Store, sweep_id: str) -> dict[int, list[str]]:
-    """Trial number -> job ids carrying this sweep's labels (the ground truth after a crash)."""
-    out: dict[int, list[str]] = collections.defaultdict(list)
-    for job_id in store.list_dirs("jobs"):
-        spec = store.get_json(Store.job_key(job_id, "spec.json"), default=None)
-        if not spec:
-            continue
-        labels = spec.get("labels") or {}
-        if labels.get("sweep") == sweep_id and str(labels.get("trial", "")).isdigit():
-            out[int(labels["trial"])].append(job_id)
-    return out
-
-
-# The driver -----------------------------------------------------------------------------------
 @dataclass
 class Active:
     number: int
@@ -152,21 +105,21 @@ class Driver:
         self.poll_s = poll_s
         self.active: dict[int, Active] = {}
         self.env_spec: Any = None
-        self.packs: dict[str, Any] = {}  # pack job id -> Job (per_gpu packing)
+        self.packing = packs_trials(self.rec)
+        self.packs = Packs(store, sweep_id, self.rec, say=self.say)
         self._tally: tuple[int, int] | None = None
         self.cancelling: list[Any] = []  # jobs asked to stop: the sweep ends when they have
         self.errors: collections.Counter[str] = collections.Counter()
         self.info: dict[str, Any] = {}
         self.last_beat = 0.0
         self.study = self._load_study()
-        self.pruning = not isinstance(self.study.pruner, sp._optuna().pruners.NopPruner)
-
+        self.pruning = not isinstance(self.study.pruner, sp.optuna_module().pruners.NopPruner)
     # -- study ----------------------------------------------------------------------------
     def _load_study(self) -> Any:
-        optuna = sp._optuna()
+        optuna = sp.optuna_module()
         n_obj = len(self.objectives)
         seed = self.rec.get("seed")
-        prev = self.store.get_json(sweep_key(self.id, "driver.json"), default={}) or {}
+        prev = driver_info(self.store, self.id)
         if seed is not None and prev.get("runs"):
             seed = int(seed) + 7919 * int(prev["runs"])  # a resumed driver must not replay the same draws
         sampler = self.sampler_obj or sp.make_sampler(
@@ -208,7 +161,7 @@ class Driver:
     def tally(self) -> tuple[int, int]:
         """(finished ok = COMPLETE + PRUNED, counted failures); cached until the next tell."""
         if self._tally is None:
-            TS = sp._optuna().trial.TrialState
+            TS = sp.optuna_module().trial.TrialState
             ok = fail = 0
             for t in self._trials():
                 if t.state in (TS.COMPLETE, TS.PRUNED):
@@ -224,7 +177,7 @@ class Driver:
         return ok + fail + len(self.active)
 
     def failures(self) -> list[Any]:
-        TS = sp._optuna().trial.TrialState
+        TS = sp.optuna_module().trial.TrialState
         return [t for t in self._trials() if t.state == TS.FAIL and not t.user_attrs.get(REQUEUED)]
 
     def budget(self) -> int:
@@ -236,7 +189,7 @@ class Driver:
     # -- telling ----------------------------------------------------------------------------
     def tell(self, a: Active, state: str, *, values: list[float] | None = None, error: str | None = None,
              requeue: bool = False, retry: bool = False, outcome: str | None = None) -> None:
-        TS = sp._optuna().trial.TrialState
+        TS = sp.optuna_module().trial.TrialState
         st = {"COMPLETE": TS.COMPLETE, "PRUNED": TS.PRUNED, "FAIL": TS.FAIL}[state]
         if error:
             self.study._storage.set_trial_user_attr(a.trial._trial_id, "error", error[:2000])
@@ -272,8 +225,6 @@ class Driver:
         labels = {"sweep": self.id, "trial": str(trial.number), **(sub.pop("labels", None) or {})}
         if "backend_options" in sub:
             sub["backend_options_"] = sub.pop("backend_options")
-        from offload.config import backend_options, default_backend
-
         name = sub.get("backend") or default_backend()
         opts = dict(sub.get("backend_options_") or {})
         if name == "local" and not (opts.get("max_jobs") or backend_options("local").get("max_jobs")
@@ -281,66 +232,15 @@ class Driver:
             # On the local backend slots are processes: let --parallel trials run at once.
             sub["backend_options_"] = {**opts, "max_jobs": max(int(self.rec["parallel"]), os.cpu_count() or 1)}
         if self.env_spec is None:  # every trial runs the same code: detect dependencies once
-            from offload.snapshot.deps import snapshot
-
             nb = Path(self.rec["notebook"])
             self.env_spec = snapshot(nb, project_root=nb.parent)
         if self.packing:
-            pack = self.free_pack(sub)
-            labels["pack"] = pack
-            sub = {"backend": "sweep-pack", "env": sub.get("env", "kernel"), "max_runtime": sub.get("max_runtime")}
-            sub = {k: v for k, v in sub.items() if v is not None}
-        return _jobs().submit(
+            busy = collections.Counter(a.job.spec.labels.get("pack") for a in self.active.values() if a.job is not None)
+            sub = self.packs.route(sub, labels, busy=busy, env_spec=self.env_spec)
+        return jobs.submit(
             self.rec["notebook"], parameters=params, kind="trial", labels=labels, store=self.store,
             env_spec=self.env_spec, **sub,
         )
-
-    # -- packing ----------------------------------------------------------------------------
-    @property
-    def packing(self) -> bool:
-        """Packs for per_gpu > 1 on a remote backend; on local, slots are plain processes."""
-        if int(self.rec.get("per_gpu") or 1) <= 1:
-            return False
-        from offload.config import default_backend
-
-        backend = (self.rec.get("submit") or {}).get("backend") or default_backend()
-        return backend != "local" or bool(self.rec.get("pack_local"))
-
-    def free_pack(self, sub: dict[str, Any]) -> str:
-        """A live pack with a free slot, or a new pack machine if the sweep may have one more."""
-        from offload.spec import FINAL_STATES
-
-        per = int(self.rec["per_gpu"])
-        used = collections.Counter(a.job.spec.labels.get("pack") for a in self.active.values() if a.job is not None)
-        for pack_id, job in list(self.packs.items()):
-            if _safe_state(job) in FINAL_STATES:
-                del self.packs[pack_id]
-                continue
-            if used[pack_id] < per:
-                return pack_id
-        labels = {"sweep": self.id, "role": "sweep-pack", "pack_slots": str(per)}
-        job = _jobs().submit(self.rec["notebook"], parameters={}, kind="trial", labels=labels, store=self.store,
-                             env_spec=self.env_spec, **sub)
-        self.packs[job.id] = job
-        self.say(f"pack {job.id}: a machine for {per} trials at once")
-        return job.id
-
-    def release_packs(self) -> None:
-        from offload.backends.pack import pack_key
-
-        for pack_id in self.packs:
-            self.store.put_text(pack_key(self.id, pack_id, "done"), str(_now()))
-
-    def adopt_packs(self) -> None:
-        from offload.spec import ACTIVE_STATES
-
-        for job_id in self.store.list_dirs("jobs"):
-            spec = self.store.get_json(Store.job_key(job_id, "spec.json"), default=None) or {}
-            labels = spec.get("labels") or {}
-            if labels.get("sweep") == self.id and labels.get("role") == "sweep-pack":
-                job = open_job(job_id, self.store)
-                if _safe_state(job) in ACTIVE_STATES:
-                    self.packs[job_id] = job
 
     def launch_one(self) -> None:
         trial = self.study.ask()
@@ -352,7 +252,7 @@ class Driver:
         except OffloadError as exc:
             self.active[trial.number] = a
             self.tell(a, "FAIL", error=f"could not submit: {exc}")
-            if exc.exit_code == 2:  # bad input: every trial would fail the same way
+            if isinstance(exc, UsageError):  # bad input: every trial would fail the same way
                 raise
             return
         a.job = job
@@ -363,8 +263,6 @@ class Driver:
 
     # -- watching ---------------------------------------------------------------------------
     def check(self, a: Active) -> None:
-        from offload.spec import FINAL_STATES, JobState
-
         job = a.job
         state = job.refresh()["state"]
         metrics = list(job.metrics or []) if (self.pruning or state in FINAL_STATES) else []
@@ -393,7 +291,7 @@ class Driver:
             if any(_as_float(last.get(n)) is None for n in self.objectives):
                 # The runner writes result.json after its last flush: trust it over a metrics
                 # file read a moment too early, and give it a few seconds to appear.
-                result = self.store.get_json(Store.job_key(job.id, "result.json"), default=None)
+                result = self.store.get_json(job_key(job.id, "result.json"), default=None)
                 if result is None and _now() - a.final_seen(_now()) < 10:
                     return
                 last.update((result or {}).get("metrics") or {})
@@ -426,10 +324,8 @@ class Driver:
     # -- reconciliation ---------------------------------------------------------------------
     def reconcile(self) -> None:
         """Match the study's open trials with jobs after a restart; cancel jobs nobody owns."""
-        optuna = sp._optuna()
+        optuna = sp.optuna_module()
         TS = optuna.trial.TrialState
-        from offload.spec import ACTIVE_STATES
-
         jobs_by_trial = find_sweep_jobs(self.store, self.id)
         trials = {t.number: t for t in self._trials()}
         for number, frozen in sorted(trials.items()):
@@ -471,7 +367,7 @@ class Driver:
                 if j.state in ACTIVE_STATES:
                     self._cancel_job(job_id, f"orphan of trial {number}")
 
-    def _never_launched(self, job: Any, grace_s: float = 20.0) -> bool:
+    def _never_launched(self, job: Any, *, grace_s: float = 20.0) -> bool:
         """A job with neither a launch handle nor a runner status was cut off mid-submit.
 
         The previous driver died between writing the spec and recording the launch. The runner
@@ -479,12 +375,12 @@ class Driver:
         job is cancelled (the marker stops a late runner at once) and closed as cancelled.
         """
         end = _now() + grace_s
-        while job.handle is None and not self.store.exists(Store.job_key(job.id, "status.json")):
+        while job.handle is None and not self.store.exists(job_key(job.id, "status.json")):
             if _now() > end:
-                self.store.put_text(Store.job_key(job.id, "cancel"), str(_now()))
+                self.store.put_text(job_key(job.id, "cancel"), str(_now()))
                 conclude = getattr(job, "_conclude", None)
                 if conclude is not None:
-                    conclude(dict(job.status), "cancelled", "never launched: the sweep driver stopped during submit")
+                    conclude(dict(job.status), JobState.CANCELLED, "never launched: the sweep driver stopped during submit")
                 self.say(f"job {job.id} was never launched; closed it")
                 return True
             time.sleep(0.5)
@@ -513,14 +409,12 @@ class Driver:
                     self.say(f"could not cancel job {a.job.id}: {exc}")
             self.tell(a, "FAIL", error=why, requeue=requeue, outcome=why)
 
-    def wait_cancelled(self, timeout: float = 60.0) -> None:
+    def wait_cancelled(self, *, timeout: float = 60.0) -> None:
         """A sweep is over only when the jobs it cancelled have stopped (no spend after 'done')."""
-        from offload.spec import FINAL_STATES
-
         end = _now() + timeout
         pending = list(self.cancelling)
         while pending and _now() < end:
-            pending = [j for j in pending if _safe_state(j) not in FINAL_STATES]
+            pending = [j for j in pending if safe_state(j) not in FINAL_STATES]
             if pending:
                 time.sleep(0.2)
         for j in pending:
@@ -547,32 +441,32 @@ class Driver:
 
     # -- main loop --------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
-        prev = self.store.get_json(sweep_key(self.id, "driver.json"), default={}) or {}
+        prev = driver_info(self.store, self.id)
         self.info = {k: v for k, v in prev.items() if k in ("started_at", "runs")}
         self.info.setdefault("started_at", _now())
         self.info["runs"] = int(self.info.get("runs", 0)) + 1
-        self.write_info(state="running", error=None, finished_at=None)
+        self.write_info(state=RUNNING, error=None, finished_at=None)
         self.store.delete(sweep_key(self.id, "stop"))
         try:
             self._enqueue_initial()
             if self.packing:
-                self.adopt_packs()
+                self.packs.adopt()
             self.reconcile()
             state, error = self._loop()
         except KeyboardInterrupt:
             self.say("interrupted: cancelling running trials (resume with `offload sweep resume`)")
             self.stop_all("sweep interrupted; re-run on resume", requeue=True)
-            state, error = "stopped", None
+            state, error = STOPPED, None
         except SweepFailed as exc:
-            state, error = "failed", str(exc)
+            state, error = FAILED, str(exc)
         except OffloadError as exc:
             self.stop_all(f"sweep failed: {exc}", requeue=False)
-            state, error = "failed", str(exc)
+            state, error = FAILED, str(exc)
         except Exception as exc:  # a driver bug must not leave trials RUNNING either
             self.say(traceback.format_exc())
             self.stop_all(f"driver error: {exc}", requeue=True)
-            state, error = "failed", f"driver error: {exc}"
-        self.release_packs()
+            state, error = FAILED, f"driver error: {exc}"
+        self.packs.release()
         self.wait_cancelled()
         self.write_info(state=state, error=error, finished_at=_now(), **summary_counts(self.study))
         self.say(f"{state}{': ' + error if error else ''}")
@@ -587,9 +481,9 @@ class Driver:
     def _loop(self) -> tuple[str, str | None]:
         while True:
             if self.store.exists(sweep_key(self.id, "stop")):
-                self.write_info(state="stopping")
+                self.write_info(state=STOPPING)
                 self.stop_all("sweep stopped; re-run on resume", requeue=True)
-                return "stopped", None
+                return STOPPED, None
             for a in list(self.active.values()):
                 try:
                     self.check(a)
@@ -605,18 +499,10 @@ class Driver:
             while len(self.active) < int(self.rec["parallel"]) and self.counted() < self.budget():
                 self.launch_one()
             if not self.active and self.counted() >= self.budget():
-                return "completed", None
+                return COMPLETED, None
             if _now() - self.last_beat > HEARTBEAT_S:
                 self.write_info(**summary_counts(self.study))
             time.sleep(self.poll_s)
-
-
-def _safe_state(job: Any) -> str | None:
-    try:
-        job.refresh()
-        return job.state
-    except OffloadError:
-        return None
 
 
 def _as_float(v: Any) -> float | None:
@@ -625,46 +511,6 @@ def _as_float(v: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return f if f == f and f not in (float("inf"), float("-inf")) else None
-
-
-def make_storage(url: str) -> Any:
-    """SQLite waits for a lock instead of failing when several drivers share one file.
-
-    A new SQLite file gets its schema from whichever process opens it first; when two do at once
-    (a driver just started and the panel reading the sweep, or two first sweeps), one of them
-    fails on Optuna's schema set-up. It then opens the file again, which finds the schema made."""
-    optuna = sp._optuna()
-    if url.startswith("sqlite:"):
-        from sqlalchemy.exc import IntegrityError, OperationalError
-
-        for attempt in range(5):
-            try:
-                return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
-            except (IntegrityError, OperationalError) as exc:
-                if attempt == 4 or not _schema_race(exc):
-                    raise
-                time.sleep(0.2 * (attempt + 1))
-    if url.startswith("journal:"):
-        from optuna.storages.journal import JournalFileBackend
-
-        return optuna.storages.JournalStorage(JournalFileBackend(url.split(":", 1)[1]))
-    return url
-
-
-def _schema_race(exc: Exception) -> bool:
-    text = str(exc).lower()
-    return ("alembic_version" in text or "already exists" in text or "unique constraint" in text
-            or "database is locked" in text)
-
-
-def summary_counts(study: Any) -> dict[str, int]:
-    """Trials by state; a re-queued FAIL (stopped, its point runs again) is not a failure and does
-    not count against the budget, so it has its own count."""
-    counts: collections.Counter[str] = collections.Counter()
-    for t in study.get_trials(deepcopy=False):
-        state = t.state.name.lower()
-        counts["requeued" if state == "fail" and t.user_attrs.get(REQUEUED) else state] += 1
-    return {"n_" + k: counts.get(k, 0) for k in ("complete", "pruned", "fail", "running", "waiting", "requeued")}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -678,14 +524,14 @@ def main(argv: list[str] | None = None) -> int:
         driver = Driver(store, args[1], out=sys.stdout)
     except Exception as exc:  # say so in the store: a sweep must never wait on a driver that is gone
         traceback.print_exc()
-        prev = store.get_json(sweep_key(args[1], "driver.json"), default={}) or {}
+        prev = driver_info(store, args[1])
         store.put_json(sweep_key(args[1], "driver.json"), {
-            **prev, "state": "failed", "error": f"the sweep driver could not start: {type(exc).__name__}: {exc}",
+            **prev, "state": FAILED, "error": f"the sweep driver could not start: {type(exc).__name__}: {exc}",
             "finished_at": _now(), "pid": os.getpid(), "host": socket.gethostname(), "heartbeat": _now(),
         })
         return 1
     info = driver.run()
-    return 0 if info.get("state") in ("completed", "stopped") else 1
+    return 0 if info.get("state") in (COMPLETED, STOPPED) else 1
 
 
 if __name__ == "__main__":

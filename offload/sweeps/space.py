@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from offload.errors import UsageError
 
 TYPES = ("float", "int", "categorical", "fixed")
@@ -37,10 +39,22 @@ DIRECTIONS = ("maximize", "minimize")
 
 
 class SpaceError(UsageError):
-    """The search space (space.yaml or ``space=``) is invalid."""
+    """The search space (space.yaml or ``space=``) is invalid.
+
+    ``field`` is the REST body field: ``space.<name>`` for one parameter, ``space`` for the whole
+    (``enqueue`` for a known-good point that does not fit the space).
+    """
+
+    default_field = "space"
 
 
-def _optuna():
+def _field(name: Any) -> str:
+    """The request field of one parameter of the space."""
+    return f"space.{name}" if isinstance(name, str) and name else "space"
+
+
+def optuna_module():
+    """Optuna, imported on first use: it is the optional ``sweep`` extra and slow to import."""
     try:
         import optuna
     except ImportError:
@@ -81,7 +95,7 @@ class Param:
 
     def distribution(self) -> Any:
         """The Optuna distribution (for ``study.ask(fixed_distributions)``)."""
-        d = _optuna().distributions
+        d = optuna_module().distributions
         if self.type == "float":
             return d.FloatDistribution(self.low, self.high, log=self.log, step=self.step)
         if self.type == "int":
@@ -101,6 +115,7 @@ class Param:
                 raise SpaceError(
                     f"parameter {self.name!r}: the grid sampler needs a finite set of values",
                     hint=f"add step: to {self.name!r}, or make it type: categorical with choices:",
+                    field=_field(self.name),
                 )
             n = int(math.floor((self.high - self.low) / self.step + 1e-9))
             return [round(self.low + i * self.step, 12) for i in range(n + 1)]
@@ -153,19 +168,21 @@ class Space:
                 raise SpaceError(
                     f"{where}: {name!r} is not a parameter of the space",
                     hint=_did_you_mean(name, self.params) or f"parameters: {', '.join(self.params)}",
+                    field="enqueue",
                 )
             p = self.params[name]
             if not p.searched:
                 continue  # fixed values are the same for every trial
             if p.type == "categorical":
                 if value not in p.choices:
-                    raise SpaceError(f"{where}: {name}={value!r} is not one of the choices {p.choices}")
+                    raise SpaceError(f"{where}: {name}={value!r} is not one of the choices {p.choices}", field="enqueue")
             else:
-                num = _number(value, name, "value", integer=p.type == "int")
+                num = _number(value, name, "value", integer=p.type == "int", field="enqueue")
                 if not (p.low <= num <= p.high):
                     raise SpaceError(
                         f"{where}: {name}={value!r} is outside [{p.low}, {p.high}]",
                         hint="widen the range in the space or change the enqueued value",
+                        field="enqueue",
                     )
                 value = num
             out[name] = value
@@ -174,6 +191,7 @@ class Space:
             raise SpaceError(
                 f"{where}: no value for {', '.join(missing)}",
                 hint="an enqueued point names every searched parameter",
+                field="enqueue",
             )
         return out
 
@@ -183,22 +201,26 @@ def _did_you_mean(word: str, options: Any) -> str | None:
     return f"did you mean {close[0]!r}?" if close else None
 
 
-def _number(v: Any, name: str, key: str, *, integer: bool = False) -> float | int:
-    """YAML 1.1 reads ``1e-5`` as a string (only ``1.0e-5`` is a float): accept both."""
+def _number(v: Any, name: str, key: str, *, integer: bool = False, field: str | None = None) -> float | int:
+    """YAML 1.1 reads ``1e-5`` as a string (only ``1.0e-5`` is a float): accept both.
+
+    ``field`` is the request field a bad number is reported against (default: the parameter)."""
+    field = field or _field(name)
     if isinstance(v, bool) or v is None:
-        raise SpaceError(f"parameter {name!r}: {key} must be a number, not {v!r}")
+        raise SpaceError(f"parameter {name!r}: {key} must be a number, not {v!r}", field=field)
     if isinstance(v, str):
         try:
             v = float(v) if any(c in v.lower() for c in ".en") else int(v)
         except ValueError:
-            raise SpaceError(f"parameter {name!r}: {key} must be a number, not {v!r}") from None
+            raise SpaceError(f"parameter {name!r}: {key} must be a number, not {v!r}", field=field) from None
     if not isinstance(v, (int, float)) or (isinstance(v, float) and not math.isfinite(v)):
-        raise SpaceError(f"parameter {name!r}: {key} must be a finite number, not {v!r}")
+        raise SpaceError(f"parameter {name!r}: {key} must be a finite number, not {v!r}", field=field)
     if integer:
         if isinstance(v, float) and not v.is_integer():
             raise SpaceError(
                 f"parameter {name!r}: {key}={v} is not a whole number but the type is int",
                 hint=f"use a whole number, or type: float for {name!r}",
+                field=field,
             )
         return int(v)
     return float(v)
@@ -209,16 +231,18 @@ def parse_param(name: Any, raw: Any) -> Param:
         raise SpaceError(
             f"parameter name {name!r} is not a Python identifier",
             hint="names must match a variable in the notebook's parameters cell",
+            field=_field(name),
         )
     if isinstance(raw, (list, tuple)):
         raise SpaceError(
             f"parameter {name!r}: a bare list is ambiguous",
             hint=f"write {name}: {{type: categorical, choices: [...]}} to search it, "
             f"or {name}: {{type: fixed, value: [...]}} to pass the list as is",
+            field=_field(name),
         )
     if not isinstance(raw, dict):
         if isinstance(raw, set):
-            raise SpaceError(f"parameter {name!r}: a set is not a value", hint="use a list")
+            raise SpaceError(f"parameter {name!r}: a set is not a value", hint="use a list", field=_field(name))
         return Param(name, "fixed", value=raw)
     keys = set(raw)
     typ = raw.get("type")
@@ -231,10 +255,11 @@ def parse_param(name: Any, raw: Any) -> Param:
             raise SpaceError(
                 f"parameter {name!r}: missing type",
                 hint=f"add type: float, int or categorical to {name!r} (or write {name}: VALUE for a fixed value)",
+                field=_field(name),
             )
     if typ not in TYPES:
         hint = _did_you_mean(typ, TYPES) or f"type is one of {', '.join(TYPES)}"
-        raise SpaceError(f"parameter {name!r}: unknown type {typ!r}", hint=hint)
+        raise SpaceError(f"parameter {name!r}: unknown type {typ!r}", hint=hint, field=_field(name))
     unknown = keys - _KEYS[typ]
     if unknown:
         bad = sorted(map(str, unknown))[0]
@@ -242,10 +267,11 @@ def parse_param(name: Any, raw: Any) -> Param:
         raise SpaceError(
             f"parameter {name!r}: unknown key {bad!r} for type {typ}",
             hint=_did_you_mean(bad, allowed) or f"keys for {typ}: {', '.join(allowed)}",
+            field=_field(name),
         )
     if typ == "fixed":
         if "value" not in raw:
-            raise SpaceError(f"parameter {name!r}: type fixed needs value:")
+            raise SpaceError(f"parameter {name!r}: type fixed needs value:", field=_field(name))
         return Param(name, "fixed", value=raw["value"])
     if typ == "categorical":
         choices = raw.get("choices")
@@ -253,15 +279,17 @@ def parse_param(name: Any, raw: Any) -> Param:
             raise SpaceError(
                 f"parameter {name!r}: choices must be a non-empty list",
                 hint=f"for example {name}: {{type: categorical, choices: [adam, sgd]}}",
+                field=_field(name),
             )
         for c in choices:
             if c is not None and not isinstance(c, (bool, int, float, str)):
                 raise SpaceError(
                     f"parameter {name!r}: choice {c!r} is not a number, string, bool or null",
                     hint="Optuna stores choices as scalars: use a string key and map it in the notebook",
+                    field=_field(name),
                 )
         if len({repr(c) for c in choices}) != len(choices):
-            raise SpaceError(f"parameter {name!r}: choices contain duplicates", hint="list each choice once")
+            raise SpaceError(f"parameter {name!r}: choices contain duplicates", hint="list each choice once", field=_field(name))
         return Param(name, "categorical", choices=list(choices))
     # float / int
     for k in ("low", "high"):
@@ -269,37 +297,42 @@ def parse_param(name: Any, raw: Any) -> Param:
             raise SpaceError(
                 f"parameter {name!r}: type {typ} needs {k}:",
                 hint=f"for example {name}: {{type: {typ}, low: 1, high: 10}}",
+                field=_field(name),
             )
     integer = typ == "int"
     low = _number(raw["low"], name, "low", integer=integer)
     high = _number(raw["high"], name, "high", integer=integer)
     log = raw.get("log", False)
     if not isinstance(log, bool):
-        raise SpaceError(f"parameter {name!r}: log must be true or false, not {log!r}")
+        raise SpaceError(f"parameter {name!r}: log must be true or false, not {log!r}", field=_field(name))
     step = raw.get("step")
     if low >= high:
         raise SpaceError(
             f"parameter {name!r}: low ({raw['low']}) must be below high ({raw['high']})",
             hint=f"swap them, or write {name}: {raw['low']} for a fixed value",
+            field=_field(name),
         )
     if log and low <= 0:
         raise SpaceError(
             f"parameter {name!r}: log scale needs low > 0, got low={raw['low']}",
             hint=f"set low to a small positive number (e.g. 1.0e-6) or drop log: true from {name!r}",
+            field=_field(name),
         )
     if step is not None:
         step = _number(step, name, "step", integer=integer)
         if step <= 0:
-            raise SpaceError(f"parameter {name!r}: step must be positive, got {raw['step']}")
+            raise SpaceError(f"parameter {name!r}: step must be positive, got {raw['step']}", field=_field(name))
         if log and (not integer or step != 1):
             raise SpaceError(
                 f"parameter {name!r}: step and log: true cannot be combined",
                 hint=f"drop step: or log: from {name!r}",
+                field=_field(name),
             )
         if step > high - low:
             raise SpaceError(
                 f"parameter {name!r}: step {step} is larger than the range {low}..{high}",
                 hint="use a smaller step",
+                field=_field(name),
             )
     return Param(name, typ, low=low, high=high, log=log, step=step)
 
@@ -314,10 +347,8 @@ def load_space(space: Any) -> Space:
         p = Path(text).expanduser()
         if isinstance(space, os.PathLike) or (("\n" not in text and ":" not in text) or p.suffix in (".yaml", ".yml", ".json")):
             if not p.is_file():
-                raise SpaceError(f"space file {text} does not exist", hint="pass --space space.yaml with the path of your search space")
+                raise SpaceError(f"space file {text} does not exist", hint="pass --space space.yaml with the path of your search space", field="space")
             text, where = p.read_text(), str(p)
-        import yaml
-
         try:
             space = yaml.safe_load(text)
         except yaml.YAMLError as exc:
@@ -326,11 +357,13 @@ def load_space(space: Any) -> Space:
             raise SpaceError(
                 f"{where}: not valid YAML{at}: {getattr(exc, 'problem', exc)}",
                 hint="each line is `name: {type: float, low: 0.1, high: 1}` or `name: value`",
+                field="space",
             ) from None
     if not isinstance(space, dict) or not space:
         raise SpaceError(
             f"{where}: the search space must be a non-empty mapping of parameter name to range",
             hint="for example `lr: {type: float, low: 1.0e-5, high: 1.0e-1, log: true}`",
+            field="space",
         )
     params = {}
     for name, raw in space.items():
@@ -345,6 +378,7 @@ def load_space(space: Any) -> Space:
         raise SpaceError(
             f"{where}: every parameter is fixed, there is nothing to search",
             hint="give at least one parameter a type: float, int or categorical range",
+            field="space",
         )
     return result
 
@@ -358,6 +392,7 @@ def check_against_notebook(space: Space, notebook_params: dict[str, Any] | None)
             raise SpaceError(
                 f"parameter {name!r} is not in the notebook's parameters cell",
                 hint=_did_you_mean(name, notebook_params) or f"parameters cell defines: {', '.join(notebook_params) or 'nothing'}",
+                field=_field(name),
             )
 
 
@@ -367,7 +402,8 @@ def parse_objectives(objective: Any, direction: Any) -> tuple[list[str], list[st
     names = objective.split(",") if isinstance(objective, str) else list(objective or [])
     names = [str(n).strip() for n in names if str(n).strip()]
     if not names:
-        raise UsageError("no objective given", hint="name the metric the notebook logs: --objective val_acc")
+        raise UsageError("no objective given", hint="name the metric the notebook logs: --objective val_acc",
+                         field="objective")
     dirs = direction.split(",") if isinstance(direction, str) else list(direction or [])
     dirs = [str(d).strip().lower() for d in dirs if str(d).strip()]
     alias = {"max": "maximize", "min": "minimize"}
@@ -376,38 +412,38 @@ def parse_objectives(objective: Any, direction: Any) -> tuple[list[str], list[st
         dirs = dirs * len(names)
     for d in dirs:
         if d not in DIRECTIONS:
-            raise UsageError(f"unknown direction {d!r}", hint="use maximize or minimize")
+            raise UsageError(f"unknown direction {d!r}", hint="use maximize or minimize", field="direction")
     if len(dirs) != len(names):
         raise UsageError(
             f"{len(names)} objectives but {len(dirs)} directions",
             hint="give one direction per objective: --objective acc,latency --direction maximize,minimize",
+            field="direction",
         )
     if len(set(names)) != len(names):
-        raise UsageError("an objective is listed twice", hint="list each metric once")
+        raise UsageError("an objective is listed twice", hint="list each metric once", field="objective")
     return names, dirs
 
 
 # Samplers and pruners -----------------------------------------------------------------------
-def _parse_options(text: str) -> tuple[str, dict[str, Any]]:
+def _parse_options(text: str, *, field: str) -> tuple[str, dict[str, Any]]:
     """``"percentile:percentile=50,n_startup_trials=3"`` -> name and keyword arguments."""
-    import yaml
-
     name, _, rest = text.partition(":")
     opts: dict[str, Any] = {}
     for item in filter(None, (s.strip() for s in rest.split(","))):
         k, eq, v = item.partition("=")
         if not eq:
-            raise UsageError(f"cannot read option {item!r} in {text!r}", hint="write name:key=value,key=value")
+            raise UsageError(f"cannot read option {item!r} in {text!r}", hint="write name:key=value,key=value",
+                             field=field)
         opts[k.strip()] = yaml.safe_load(v)
     return name.strip().lower(), opts
 
 
 def make_sampler(sampler: Any, *, seed: int | None, space: Space, n_objectives: int = 1) -> Any:
     """Build the sampler; pins Optuna-5 defaults explicitly so 4.x and 5.x behave alike."""
-    optuna = _optuna()
+    optuna = optuna_module()
     if not isinstance(sampler, str):
         return sampler  # an optuna sampler object: the caller knows best
-    name, opts = _parse_options(sampler)
+    name, opts = _parse_options(sampler, field="sampler")
     try:
         if name == "tpe":
             kw = {"multivariate": True, "constant_liar": True, "n_startup_trials": 10}
@@ -418,36 +454,37 @@ def make_sampler(sampler: Any, *, seed: int | None, space: Space, n_objectives: 
             return optuna.samplers.GridSampler(space.grid(), seed=seed, **opts)
         if name == "cmaes":
             if n_objectives > 1:
-                raise UsageError("the cmaes sampler handles one objective only", hint="use --sampler tpe for several objectives")
+                raise UsageError("the cmaes sampler handles one objective only", hint="use --sampler tpe for several objectives", field="sampler")
             try:
-                import cmaes  # noqa: F401
+                import cmaes  # noqa: F401  (optional, only this sampler needs it: ask for it here)
             except ImportError:
-                raise UsageError("the cmaes sampler needs the cmaes package", hint="pip install cmaes") from None
+                raise UsageError("the cmaes sampler needs the cmaes package", hint="pip install cmaes", field="sampler") from None
             return optuna.samplers.CmaEsSampler(seed=seed, **opts)
         if name == "gp":
             for mod in ("torch", "scipy"):
                 try:
                     __import__(mod)
                 except ImportError:
-                    raise UsageError(f"the gp sampler needs {mod}", hint=f"pip install {mod}, or use --sampler tpe") from None
+                    raise UsageError(f"the gp sampler needs {mod}", hint=f"pip install {mod}, or use --sampler tpe", field="sampler") from None
             return optuna.samplers.GPSampler(seed=seed, **opts)
     except TypeError as exc:
-        raise UsageError(f"bad option for sampler {name!r}: {exc}") from None
-    raise UsageError(f"unknown sampler {name!r}", hint=_did_you_mean(name, SAMPLERS) or f"one of {', '.join(SAMPLERS)}")
+        raise UsageError(f"bad option for sampler {name!r}: {exc}", field="sampler") from None
+    raise UsageError(f"unknown sampler {name!r}", hint=_did_you_mean(name, SAMPLERS) or f"one of {', '.join(SAMPLERS)}", field="sampler")
 
 
 def make_pruner(pruner: Any, *, n_objectives: int = 1) -> Any:
-    optuna = _optuna()
+    optuna = optuna_module()
     if pruner is None or pruner is False:
         return optuna.pruners.NopPruner()
     if not isinstance(pruner, str):
         return pruner
-    name, opts = _parse_options(pruner)
+    name, opts = _parse_options(pruner, field="pruner")
     name = name.replace("_", "-")
     if name != "none" and n_objectives > 1:
         raise UsageError(
             "pruning does not support several objectives",
             hint="use --pruner none, or sweep one objective",
+            field="pruner",
         )
     p = optuna.pruners
     try:
@@ -462,8 +499,8 @@ def make_pruner(pruner: Any, *, n_objectives: int = 1) -> Any:
         if name == "none":
             return p.NopPruner()
     except (TypeError, ValueError) as exc:
-        raise UsageError(f"bad option for pruner {name!r}: {exc}") from None
-    raise UsageError(f"unknown pruner {name!r}", hint=_did_you_mean(name, PRUNERS) or f"one of {', '.join(PRUNERS)}")
+        raise UsageError(f"bad option for pruner {name!r}: {exc}", field="pruner") from None
+    raise UsageError(f"unknown pruner {name!r}", hint=_did_you_mean(name, PRUNERS) or f"one of {', '.join(PRUNERS)}", field="pruner")
 
 
 def load_enqueue(enqueue: Any, space: Space) -> list[dict[str, Any]]:
@@ -474,15 +511,13 @@ def load_enqueue(enqueue: Any, space: Space) -> list[dict[str, Any]]:
     if isinstance(enqueue, (str, os.PathLike)):
         p = Path(enqueue).expanduser()
         if not p.is_file():
-            raise SpaceError(f"enqueue file {enqueue} does not exist", hint="pass --enqueue with a YAML file of known-good points")
-        import yaml
-
+            raise SpaceError(f"enqueue file {enqueue} does not exist", hint="pass --enqueue with a YAML file of known-good points", field="enqueue")
         try:
             enqueue = yaml.safe_load(p.read_text())
         except yaml.YAMLError as exc:
-            raise SpaceError(f"{p}: not valid YAML: {exc}") from None
+            raise SpaceError(f"{p}: not valid YAML: {exc}", field="enqueue") from None
         where = str(p)
     points = [enqueue] if isinstance(enqueue, dict) else enqueue
     if not isinstance(points, list) or not all(isinstance(x, dict) for x in points):
-        raise SpaceError(f"{where}: expected a mapping or a list of mappings of parameter values")
+        raise SpaceError(f"{where}: expected a mapping or a list of mappings of parameter values", field="enqueue")
     return [space.check_values(pt, where=f"{where} point {i + 1}") for i, pt in enumerate(points)]
