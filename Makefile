@@ -30,6 +30,7 @@ demo: setup
 
 lint: setup
 	$(BIN)/ruff check offload jupyter_ext tests benchmarks
+	$(BIN)/lint-imports
 
 pytest: services
 	$(BIN)/pytest -q -p no:cacheprovider

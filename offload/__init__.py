@@ -6,6 +6,7 @@ are lazy so that ``log_metric`` inside a running notebook costs no more than its
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
 from offload._version import __version__
@@ -29,19 +30,17 @@ __all__ = [
     "load_ipython_extension",
 ]
 
-_LAZY = {"Job": "jobs", "submit": "jobs", "list_jobs": "jobs", "sweep": "sweep"}
+# Lazy on purpose: a notebook running as a job imports ``offload`` for ``log_metric`` and must not
+# pay for the client (jobs, backends, snapshot, Optuna); nothing below ``offload`` imports this module.
+_LAZY = {"Job": "offload.jobs", "submit": "offload.jobs", "list_jobs": "offload.jobs", "sweep": "offload.sweeps"}
 
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'offload' has no attribute {name!r}")
 
 
 def load_ipython_extension(ipython: Any) -> None:
     """``%load_ext offload``: registers the ``%%offload`` cell magic."""
-    from offload.cells.magic import load_ipython_extension as _load
-
-    _load(ipython)
+    importlib.import_module("offload.cells.magic").load_ipython_extension(ipython)

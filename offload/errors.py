@@ -75,3 +75,10 @@ class JobFailed(OffloadError):
 
     exit_code = 6
     http_status = 409
+
+
+class ConflictError(OffloadError):
+    """The request is valid but the job's state does not allow it (already ended, bundle gone)."""
+
+    exit_code = 7
+    http_status = 409

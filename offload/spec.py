@@ -19,7 +19,7 @@ from typing import Any
 from offload.errors import UsageError
 
 SPEC_VERSION = 1
-KINDS = ("notebook", "cell", "trial")
+KINDS = ("notebook", "cell", "trial", "session", "pack")  # session, pack: programs the runner serves
 ENV_MODES = ("kernel", "isolated")
 
 _JOB_ID = re.compile(r"^[a-z0-9][a-z0-9-]{5,62}$")

@@ -48,7 +48,7 @@ def test_success_self_deletes_from_the_vm_and_records_placement(gce, notebook):
     assert job.id not in meta["startup-script"] and gce.store.url not in meta["startup-script"]
     boot = gce.store.get_text(f"jobs/{job.id}/boot.log")
     assert "starting python -m offload.runner" in boot
-    cost = type(job.backend()).job_cost(h, job.status)
+    cost = job.backend().job_cost(h, job.status)
     assert cost["actual_cost"] is not None and cost["actual_cost"] < h["cost_estimate"]["max_cost"]
 
 

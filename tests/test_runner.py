@@ -88,18 +88,18 @@ def test_sigterm_after_completion_is_not_a_preemption(notebook, tmp_path):
     job = submit(nb, store=store)
     job.wait(timeout=300)
     # Re-run the same job's runner in the foreground with a hook that SIGTERMs it at exit.
-    store.delete(job._key("status.json"))
+    store.delete(job.key("status.json"))
     code = (
         "import os, signal, sys\n"
         "from offload.backends.base import Backend\n"
         "Backend.on_runner_exit = classmethod(lambda cls, spec, store, state: os.kill(os.getpid(), signal.SIGTERM))\n"
-        "from offload.runner import Runner\n"
-        f"sys.exit(Runner({store.url!r}, {job.id!r}).run())\n"
+        "from offload.runner import run_job\n"
+        f"sys.exit(run_job({store.url!r}, {job.id!r}))\n"
     )
     env = dict(os.environ, OFFLOAD_LOCAL_MAX_JOBS="0")
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
-    assert store.get_json(job._key("status.json"))["state"] == "succeeded"
+    assert store.get_json(job.key("status.json"))["state"] == "succeeded"
     assert proc.returncode != -signal.SIGTERM
 
 

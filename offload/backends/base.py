@@ -9,6 +9,7 @@ group ``offload.backends`` so a third party can add one without forking.
 from __future__ import annotations
 
 import abc
+import enum
 import functools
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
@@ -20,17 +21,27 @@ from offload.errors import UsageError
 from offload.spec import JobSpec
 from offload.store import Store
 
-# What a backend can say about a launched job, independent of the runner's status.json.
-B_PENDING = "pending"  # accepted, waiting for resources (SLURM PENDING, local queue)
-B_PROVISIONING = "provisioning"  # machine being created / booting
-B_RUNNING = "running"  # the runner's process/machine exists
-B_GONE = "gone"  # the process/machine no longer exists (ended, killed, deleted, preempted)
-B_UNKNOWN = "unknown"  # cannot tell right now (API unreachable): never a reason to mark lost
+
+class BackendPhase(str, enum.Enum):
+    """What a backend can say about a launched job, independent of the runner's status.json."""
+
+    PENDING = "pending"  # accepted, waiting for resources (SLURM PENDING, local queue)
+    PROVISIONING = "provisioning"  # machine being created / booting
+    RUNNING = "running"  # the runner's process/machine exists
+    GONE = "gone"  # the process/machine no longer exists (ended, killed, deleted, preempted)
+    UNKNOWN = "unknown"  # cannot tell right now (API unreachable): never a reason to mark lost
+
+    def __str__(self) -> str:
+        return self.value
+
+
+# Short names, as the backends use them.
+B_PENDING, B_PROVISIONING, B_RUNNING, B_GONE, B_UNKNOWN = BackendPhase
 
 
 @dataclass
 class BackendState:
-    state: str
+    state: BackendPhase
     reason: str | None = None  # e.g. SLURM's "Resources", GCE "PREEMPTED", exit code
     details: dict[str, Any] = field(default_factory=dict)
 
@@ -52,14 +63,32 @@ class Machine:
         return asdict(self)
 
 
+class Ability(str, enum.Enum):
+    """Optional abilities a backend declares in ``abilities``; callers ask ``backend.can(...)``
+    instead of probing for methods."""
+
+    KILL = "kill"  # kill(handle): a hard stop for a runner that ignores SIGTERM
+    SERIAL_OUTPUT = "serial_output"  # serial_output(handle): the machine's console, for a boot that never reported
+    JOB_COST = "job_cost"  # job_cost(handle, status): what the job cost, from the backend's own prices
+
+
 class Backend(abc.ABC):
     """Subclasses set ``name`` and implement the four verbs.
 
     ``handle`` is a JSON-serializable dict that the client stores as ``jobs/<id>/handle.json``
     so any later client (CLI, server after a restart) can ask about or cancel the job.
+
+    ``abilities`` lists the optional verbs a backend implements (see :class:`Ability`);
+    ``internal`` backends (registered in code with :func:`register_internal`) are used by the
+    package itself and never offered to users.
     """
 
     name: ClassVar[str]
+    abilities: ClassVar[frozenset[Ability]] = frozenset()
+    internal: ClassVar[bool] = False
+
+    def can(self, ability: Ability) -> bool:
+        return ability in self.abilities
 
     def __init__(self, store: Store, **options: Any):
         self.store = store
@@ -84,6 +113,16 @@ class Backend(abc.ABC):
     def machines(self) -> list[Machine]:
         return []
 
+    # optional abilities: a backend that declares one in ``abilities`` overrides it
+    def kill(self, handle: dict[str, Any]) -> None:
+        raise NotImplementedError(f"backend {self.name!r} cannot kill a job")
+
+    def serial_output(self, handle: dict[str, Any]) -> str:
+        raise NotImplementedError(f"backend {self.name!r} has no serial console")
+
+    def job_cost(self, handle: dict[str, Any], status: dict[str, Any] | None) -> dict[str, Any]:
+        raise NotImplementedError(f"backend {self.name!r} does not know what a job cost")
+
     def validate(self, spec: JobSpec) -> None:
         """Reject resources this backend cannot provide, before anything is staged."""
 
@@ -107,25 +146,49 @@ class Backend(abc.ABC):
         """After the runner stored its last output (e.g. a VM deletes itself here)."""
 
 
+_INTERNAL: dict[str, type[Backend]] = {}
+
+
+def register_internal(cls: type[Backend]) -> type[Backend]:
+    """Class decorator: a backend the package uses itself (never offered to users, no entry point)."""
+    cls.internal = True
+    _INTERNAL[cls.name] = cls
+    return cls
+
+
 @functools.cache
 def available_backends() -> dict[str, Any]:
-    """Read once per process: scanning every installed distribution's entry points costs ~60 ms,
-    and a sweep driver asks for its backend on every launch."""
-    return {ep.name: ep for ep in entry_points(group="offload.backends")}
+    """The user-facing backends of the entry-point group ``offload.backends``, read once per
+    process: scanning every installed distribution's entry points costs ~60 ms, and a sweep
+    driver asks for its backend on every launch."""
+    return {ep.name: ep for ep in entry_points(group="offload.backends") if ep.name not in _INTERNAL}
 
 
-def get_backend(name: str, store: Store, **options: Any) -> Backend:
+def user_backends() -> list[str]:
+    """Names offered to users (CLI, REST ``/backends``, the Run dialog)."""
+    return sorted(available_backends())
+
+
+def backend_class(name: str) -> type[Backend]:
+    """The class registered as ``name``; a UsageError naming the choices when there is none."""
+    if name in _INTERNAL:
+        return _INTERNAL[name]
     eps = available_backends()
     if name not in eps:
         raise UsageError(
             f"unknown backend {name!r}",
             hint=f"available backends: {', '.join(sorted(eps)) or 'none'}",
+            field="backend",
         )
     try:
-        cls = eps[name].load()
+        return eps[name].load()
     except ImportError as exc:
         raise UsageError(
             f"backend {name!r} needs a package that is not installed: {exc.name or exc}",
             hint=f"pip install 'jupyter-offload[{name}]'",
+            field="backend",
         ) from None
-    return cls(store, **options)
+
+
+def get_backend(name: str, store: Store, **options: Any) -> Backend:
+    return backend_class(name)(store, **options)

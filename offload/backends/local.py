@@ -21,48 +21,25 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from offload.backends.base import B_GONE, B_RUNNING, Backend, BackendState, Machine
+from offload.backends.base import (
+    B_GONE,
+    B_RUNNING,
+    Ability,
+    Backend,
+    BackendPhase,
+    BackendState,
+    Machine,
+)
+from offload.backends.procs import pid_alive, proc_start_time, track
 from offload.errors import BackendError
 from offload.paths import data_dir
 from offload.spec import JobSpec
 from offload.store import Store
 
-_children: dict[int, subprocess.Popen] = {}  # reaped by state() so they never linger as zombies
-
-
-def _proc_start_time(pid: int) -> str | None:
-    """Kernel start time of ``pid`` (guards against pid reuse), None if gone or a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            fields = fh.read().rsplit(")", 1)[1].split()
-    except FileNotFoundError:
-        return None
-    except OSError:
-        return "?"
-    if fields[0] in ("Z", "X"):
-        return None
-    return fields[19]
-
-
-def _alive(pid: int, start_time: str | None) -> bool:
-    child = _children.get(pid)
-    if child is not None and child.poll() is not None:
-        _children.pop(pid, None)
-        return False
-    if os.path.exists("/proc/self/stat"):
-        now = _proc_start_time(pid)
-        return now is not None and (start_time in (None, "?") or now == start_time)
-    try:
-        os.kill(pid, 0)
-        return True
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-
 
 class LocalBackend(Backend):
     name = "local"
+    abilities = frozenset({Ability.KILL})
 
     def __init__(self, store: Store, **options: Any):
         super().__init__(store, **options)
@@ -87,26 +64,26 @@ class LocalBackend(Backend):
             except OSError as exc:
                 ticket.unlink(missing_ok=True)
                 raise BackendError(f"cannot start the local runner: {exc}") from None
-        _children[proc.pid] = proc
+        track(proc)
         _write_ticket(ticket, proc.pid)
         return {
             "pid": proc.pid,
-            "start_time": _proc_start_time(proc.pid),
+            "start_time": proc_start_time(proc.pid),
             "host": socket.gethostname(),
             "runner_log": str(log_path),
         }
 
     def state(self, handle: dict[str, Any]) -> BackendState:
         if handle.get("host") not in (None, socket.gethostname()):
-            return BackendState("unknown", f"job runs on another host ({handle['host']})")
+            return BackendState(BackendPhase.UNKNOWN, f"job runs on another host ({handle['host']})")
         pid = int(handle["pid"])
-        if _alive(pid, handle.get("start_time")):
+        if pid_alive(pid, handle.get("start_time")):
             return BackendState(B_RUNNING)
         return BackendState(B_GONE, "runner process exited")
 
     def cancel(self, handle: dict[str, Any]) -> None:
         pid = int(handle["pid"])
-        if not _alive(pid, handle.get("start_time")):
+        if not pid_alive(pid, handle.get("start_time")):
             return
         try:
             os.killpg(pid, signal.SIGTERM)
@@ -177,7 +154,7 @@ def _queue_ticket(slots: Path, job_id: str) -> Path:
 
 def _write_ticket(ticket: Path, pid: int) -> None:
     tmp = ticket.with_name(f".{ticket.name}.tmp")
-    tmp.write_text(f"{pid} {_proc_start_time(pid) or ''}")
+    tmp.write_text(f"{pid} {proc_start_time(pid) or ''}")
     os.replace(tmp, ticket)
 
 
@@ -194,7 +171,7 @@ def _waiting_ahead(ticket: Path) -> int:
         other = ticket.parent / name
         try:
             pid, _, start = other.read_text().partition(" ")
-            alive = _alive(int(pid), start or None)
+            alive = pid_alive(int(pid), start or None)
         except (OSError, ValueError):
             continue  # just removed, or being rewritten
         if alive:

@@ -49,14 +49,15 @@ from offload.backends.base import (
     B_PROVISIONING,
     B_RUNNING,
     B_UNKNOWN,
+    Ability,
     Backend,
     BackendState,
     Machine,
 )
 from offload.errors import BackendError, UsageError
 from offload.paths import data_dir
-from offload.spec import JobSpec
-from offload.store import Store
+from offload.spec import JobSpec, JobState
+from offload.store import layout
 
 EXIT_RECORD = "slurm-exit.json"  # jobs/<id>/slurm-exit.json, written by the batch script
 JOB_NAME_PREFIX = "offload-"
@@ -74,23 +75,23 @@ _PROVISIONING = {"CONFIGURING", "POWER_UP_NODE"}
 _RUNNING = {"RUNNING", "COMPLETING", "STAGE_OUT", "SIGNALING", "RESIZING", "STOPPED", "UPDATE_DB"}
 # Ended: what happened, and the job state it implies if the runner could not record one itself.
 _ENDED: dict[str, tuple[str, str]] = {
-    "COMPLETED": ("the SLURM job completed", "succeeded"),
-    "FAILED": ("the SLURM job failed", "failed"),
-    "CANCELLED": ("the SLURM job was cancelled (scancel)", "cancelled"),
-    "TIMEOUT": ("killed at the SLURM time limit (TIMEOUT)", "failed"),
-    "DEADLINE": ("killed at its SLURM deadline (DEADLINE)", "failed"),
-    "NODE_FAIL": ("the node running it failed (NODE_FAIL)", "failed"),
-    "BOOT_FAIL": ("the node failed to boot (BOOT_FAIL)", "failed"),
-    "PREEMPTED": ("preempted by SLURM (PREEMPTED)", "preempted"),
-    "OUT_OF_MEMORY": ("killed for exceeding its memory (OUT_OF_MEMORY); ask for more memory", "failed"),
-    "SPECIAL_EXIT": ("the SLURM job ended in SPECIAL_EXIT", "failed"),
-    "REVOKED": ("the SLURM job was revoked (federation)", "failed"),
+    "COMPLETED": ("the SLURM job completed", JobState.SUCCEEDED),
+    "FAILED": ("the SLURM job failed", JobState.FAILED),
+    "CANCELLED": ("the SLURM job was cancelled (scancel)", JobState.CANCELLED),
+    "TIMEOUT": ("killed at the SLURM time limit (TIMEOUT)", JobState.FAILED),
+    "DEADLINE": ("killed at its SLURM deadline (DEADLINE)", JobState.FAILED),
+    "NODE_FAIL": ("the node running it failed (NODE_FAIL)", JobState.FAILED),
+    "BOOT_FAIL": ("the node failed to boot (BOOT_FAIL)", JobState.FAILED),
+    "PREEMPTED": ("preempted by SLURM (PREEMPTED)", JobState.PREEMPTED),
+    "OUT_OF_MEMORY": ("killed for exceeding its memory (OUT_OF_MEMORY); ask for more memory", JobState.FAILED),
+    "SPECIAL_EXIT": ("the SLURM job ended in SPECIAL_EXIT", JobState.FAILED),
+    "REVOKED": ("the SLURM job was revoked (federation)", JobState.FAILED),
 }
 # What the runner records on SIGTERM, by the state SLURM has put the job in.
 _TERMINATION = {
     "TIMEOUT": "SLURM time limit",
     "DEADLINE": "SLURM deadline",
-    "PREEMPTED": "preempted",
+    "PREEMPTED": JobState.PREEMPTED,
     "NODE_FAIL": "node failure",
     "CANCELLED": "cancelled in SLURM",
 }
@@ -98,9 +99,9 @@ _TERMINATION = {
 # Written into the batch script verbatim; its inputs arrive in argv, never interpolated.
 _EXIT_PROGRAM = """\
 import json, socket, sys, time
-from offload.store import Store
+from offload.store import Store, layout
 url, job, rc, sid = sys.argv[1:5]
-Store(url).put_json("jobs/%s/slurm-exit.json" % job, {"exit_code": int(rc), "slurm_job_id": sid,
+Store(url).put_json(layout.job_key(job, "slurm-exit.json"), {"exit_code": int(rc), "slurm_job_id": sid,
     "host": socket.gethostname(), "finished_at": time.time()})
 """
 
@@ -109,6 +110,7 @@ class SlurmBackend(Backend):
     """Each job is one ``sbatch`` submission whose script runs ``python -m offload.runner``."""
 
     name = "slurm"
+    abilities = frozenset({Ability.KILL})
 
     # ------------------------------------------------------------------ options and the script
     def _options(self, spec: JobSpec | None = None) -> dict[str, Any]:
@@ -284,12 +286,12 @@ class SlurmBackend(Backend):
         if state in _PENDING | _RUNNING | _PROVISIONING:  # raced with a state change: ask next time
             return BackendState(B_RUNNING if state in _RUNNING else B_PENDING, None, {"slurm_job_id": sid, "slurm_state": state})
         job_id = handle.get("job_id")
-        record = self.store.get_json(Store.job_key(job_id, EXIT_RECORD), None) if job_id else None
+        record = self.store.get_json(layout.job_key(job_id, EXIT_RECORD), None) if job_id else None
         if record is not None:
             rc = record.get("exit_code")
             return BackendState(
                 B_GONE, f"the batch script ended with exit code {rc}" + _see_output(handle),
-                {"slurm_job_id": sid, "exit_code": rc, "job_state": "succeeded" if rc == 0 else "failed"},
+                {"slurm_job_id": sid, "exit_code": rc, "job_state": JobState.SUCCEEDED if rc == 0 else JobState.FAILED},
             )
         return BackendState(
             B_GONE,
@@ -320,7 +322,7 @@ class SlurmBackend(Backend):
                 continue
             job_id = name[len(JOB_NAME_PREFIX):]
             try:
-                finished = self.store.exists(Store.job_key(job_id, "result.json"))
+                finished = self.store.exists(layout.job_key(job_id, "result.json"))
             except Exception:
                 continue
             if finished:

@@ -16,6 +16,7 @@ traceback and nothing is bound.
 from __future__ import annotations
 
 import argparse
+import atexit
 import hashlib
 import os
 import pickle
@@ -26,7 +27,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+import nbformat
+from IPython import get_ipython
 from IPython.core.magic import Magics, line_cell_magic, magics_class
+from IPython.display import display
 
 from offload.cells import notebook as cellnb
 from offload.cells.analysis import analyze_cell
@@ -38,9 +42,12 @@ from offload.cells.namespace import (
     restore,
 )
 from offload.cells.remote import CELL_DIR, EXCEPTION, MANIFEST, RESULTS
+from offload.cells.session import CELL_NOTEBOOK, SessionClient, SessionGone, can_serve
 from offload.errors import JobFailed, OffloadError, UsageError
+from offload.jobs import Job, list_jobs, submit
+from offload.snapshot.deps import snapshot
 from offload.spec import FINAL_STATES, JobState
-from offload.store import Store
+from offload.store import Store, layout
 
 __all__ = ["OffloadMagics", "load_ipython_extension", "CellJob", "RemoteCellError", "run_cell"]
 
@@ -148,23 +155,11 @@ class _OutputMirror:
                 if last and not final:
                     return  # the stream may still grow
             elif kind in ("display_data", "execute_result"):
-                from IPython.display import display
 
                 display(dict(out.get("data", {})), raw=True, metadata=dict(out.get("metadata", {})))
             # "error" outputs are shown by raising the exception locally
             self.done += 1
             self.stream_chars = 0
-
-
-class _KernelEnv:
-    """Stand-in EnvSpec for ``env=kernel`` while dependency detection is unavailable."""
-
-    unresolved: list = []
-    local_files: list = []
-    env_hash = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"python": sys.version.split()[0], "distributions": [], "notes": ["dependency detection unavailable"]}
 
 
 @magics_class
@@ -218,8 +213,8 @@ class OffloadMagics(Magics):
         blob = None
         if cap.payload is not None:
             blob = hashlib.sha256(cap.payload).hexdigest()
-            if not store.exists(Store.blob_key(blob)):
-                store.put_bytes(Store.blob_key(blob), cap.payload)
+            if not store.exists(layout.blob_key(blob)):
+                store.put_bytes(layout.blob_key(blob), cap.payload)
         nb = cellnb.build(
             body, magic_line=line.strip(), imports=cap.imports, blob=blob, names=cap.names,
             pull=pull, deleted=[] if opts.no_pull else analysis.deleted,
@@ -237,58 +232,35 @@ class OffloadMagics(Magics):
 
     def _launch(self, nb: Any, opts: argparse.Namespace, store: Store) -> Any:
         """Warm session if one serves these options, else a normal cold job."""
-        from offload.cells import session as sessions
-
         backend = opts.backend
-        if not opts.cold and sessions.can_serve(backend, opts):
+        if not opts.cold and can_serve(backend, opts):
             if self.session is None or not self.session.compatible(opts):
                 if self.session is not None:
                     self.session.stop()
-                self.session = sessions.SessionClient.start(store, opts, cwd=os.getcwd())
-                import atexit
-
+                self.session = SessionClient.start(store, opts, cwd=os.getcwd())
                 atexit.register(self.session.stop)
             try:
                 return self.session.submit(nb, opts, env_spec=lambda p: self._env_spec(p, nb))
-            except sessions.SessionGone:
+            except SessionGone:
                 self.session = None
         return self._submit_cold(nb, opts, store)
 
     def _submit_cold(self, nb: Any, opts: argparse.Namespace, store: Store) -> Any:
-        import nbformat
-
-        from offload.jobs import submit
-
         root = Path(os.getcwd())
-        path = root / f".offload-cell-{os.getpid()}-{time.time_ns()}.ipynb"
-        nbformat.write(nb, path)
-        try:
-            return submit(
-                path, kind="cell", backend=opts.backend, gpu=opts.gpu, gpu_count=opts.gpu_count or 1,
-                machine=opts.machine, spot=bool(opts.spot), max_runtime=opts.max_runtime,
-                data=list(opts.data or []), env=opts.env or "kernel", store=store, project_root=root,
-                env_spec=self._env_spec(path, nb), labels={"source": "cell-magic"},
-            )
-        finally:
-            path.unlink(missing_ok=True)
+        return submit(
+            nb, name=CELL_NOTEBOOK, kind="cell", backend=opts.backend, gpu=opts.gpu, gpu_count=opts.gpu_count or 1,
+            machine=opts.machine, spot=bool(opts.spot), max_runtime=opts.max_runtime,
+            data=list(opts.data or []), env=opts.env or "kernel", store=store, project_root=root,
+            env_spec=self._env_spec(root / CELL_NOTEBOOK, nb), labels={"source": "cell-magic"},
+        )
 
     def _env_spec(self, nb_path: Path, nb: Any) -> Any:
         """Snapshot of the whole kernel (its imported modules), cached per module set and cell."""
         mods = sorted(m for m in list(sys.modules) if "." not in m and not m.startswith("_"))
         key = hashlib.sha256(("\n".join(mods) + nb.cells[1].source).encode()).hexdigest()
-        if key in self._env_cache:
-            return self._env_cache[key]
-        try:
-            from offload.snapshot.deps import snapshot
-        except ImportError:
-            spec = _KernelEnv()
-        else:
-            try:
-                spec = snapshot(nb_path, project_root=nb_path.parent, kernel_modules=mods)
-            except TypeError:  # an older deps without kernel_modules
-                spec = snapshot(nb_path, project_root=nb_path.parent)
-        self._env_cache[key] = spec
-        return spec
+        if key not in self._env_cache:
+            self._env_cache[key] = snapshot(nb_path, nb=nb, project_root=nb_path.parent, kernel_modules=mods)
+        return self._env_cache[key]
 
     # ------------------------------------------------------------------------------ following
     def finish(self, job: Any, *, poll: float = 0.02) -> None:
@@ -319,7 +291,7 @@ class OffloadMagics(Magics):
         return None
 
     def _bind(self, job: Any) -> None:
-        key = lambda name: Store.job_key(job.id, f"outputs/{CELL_DIR}/{name}")  # noqa: E731
+        key = lambda name: layout.job_key(job.id, f"outputs/{CELL_DIR}/{name}")  # noqa: E731
         try:
             manifest = job.store.get_json(key(MANIFEST))
         except KeyError:
@@ -351,7 +323,7 @@ class OffloadMagics(Magics):
             return _render(exc, lines + [f"\x1b[0;33m(in the setup/collect step of job {job.id})\x1b[0m"])
         exc = None
         try:
-            data = job.store.get_bytes(Store.job_key(job.id, f"outputs/{CELL_DIR}/{EXCEPTION}"))
+            data = job.store.get_bytes(layout.job_key(job.id, f"outputs/{CELL_DIR}/{EXCEPTION}"))
             loaded = pickle.loads(data)
             if isinstance(loaded, BaseException):
                 exc = loaded
@@ -374,15 +346,11 @@ class OffloadMagics(Magics):
         if cmd == "config":
             return self._config(rest)
         if cmd == "ls":
-            from offload.jobs import list_jobs
-
             rows = list_jobs(limit=int(rest[0]) if rest else 20)
             for r in rows:
                 print(f"{r['id']}  {r.get('kind') or '':8} {r.get('backend') or '':6} {r.get('state') or '':10} {r.get('notebook') or ''}")
             return None
         if cmd == "status":
-            from offload.jobs import Job
-
             ids = rest or self.jobs[-10:]
             for ref in ids:
                 job = Job(ref)
@@ -392,14 +360,10 @@ class OffloadMagics(Magics):
                 print(f"warm session: {self.session.describe()}")
             return None
         if cmd == "result":
-            from offload.jobs import Job
-
             if len(rest) != 1:
                 raise UsageError("%offload result needs one job id", hint="as printed by %%offload --detach")
             return self.finish(Job(rest[0]))
         if cmd == "cancel":
-            from offload.jobs import Job
-
             for ref in rest:
                 print(f"{ref}: {'cancelling' if Job(ref).cancel() else 'already ended'}")
             return None
@@ -426,14 +390,12 @@ class OffloadMagics(Magics):
 
 def _output_text(job: Any) -> str | None:
     try:
-        return job.store.get_text(Store.job_key(job.id, "output.ipynb"))
+        return job.store.get_text(layout.job_key(job.id, "output.ipynb"))
     except KeyError:
         return None
 
 
 def _read_nb(text: str) -> Any:
-    import nbformat
-
     return nbformat.reads(text, as_version=4)
 
 
@@ -449,8 +411,6 @@ def _local_cell_ref(line: str, count: int | None) -> str:
 
 def run_cell(source: str, line: str = "", *, shell: Any = None) -> Any:
     """Run ``source`` as if it were a ``%%offload <line>`` cell (for the JupyterLab command)."""
-    from IPython import get_ipython
-
     shell = shell or get_ipython()
     if shell is None:
         raise UsageError("run_cell needs an IPython kernel", hint="call it from a notebook")

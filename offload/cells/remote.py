@@ -25,6 +25,8 @@ import types
 from pathlib import Path
 from typing import Any
 
+from offload.store import Store, layout
+
 CELL_DIR = "__cell__"
 RESULTS = "results.pkl"
 MANIFEST = "manifest.json"
@@ -54,10 +56,8 @@ def load_inputs(ns: dict[str, Any], blob: str | None, names: list[str]) -> None:
     _install_exception_hook()
     if not blob:
         return
-    from offload.store import Store
-
     store = Store(os.environ["OFFLOAD_STORE"])
-    values = read_payload(store.get_bytes(Store.blob_key(blob)))
+    values = read_payload(store.get_bytes(layout.blob_key(blob)))
     missing = [n for n in names if n not in values]
     if missing:  # the payload and the notebook were generated together; this is corruption
         raise RuntimeError(f"offload: payload {blob} lacks {missing}")

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from offload.paths import data_dir
+from offload.spec import JobSpec
 
 _COLUMNS = ("id", "store", "notebook", "source_path", "kind", "backend", "state", "reason", "created_at",
             "started_at", "finished_at", "cell", "n_cells", "parameters", "metrics", "labels", "cost")
@@ -36,6 +37,21 @@ def _connect() -> sqlite3.Connection:
     conn.execute("CREATE INDEX IF NOT EXISTS jobs_created ON jobs(store, created_at)")
     _local.conn = (path, conn)
     return conn
+
+
+def record(spec: JobSpec, store_url: str, status: dict[str, Any], metrics: dict[str, Any] | None = None) -> None:
+    """Index one job from its spec and status. Never raises: the index is a cache, and no user
+    action fails over it."""
+    try:
+        upsert({
+            "id": spec.id, "store": store_url, "notebook": spec.notebook, "source_path": spec.source_path,
+            "kind": spec.kind, "backend": spec.backend, "state": status.get("state"), "reason": status.get("reason"),
+            "created_at": spec.created_at, "started_at": status.get("started_at"),
+            "finished_at": status.get("finished_at"), "cell": status.get("cell"), "n_cells": status.get("n_cells"),
+            "parameters": spec.parameters, "metrics": metrics or {}, "labels": spec.labels, "cost": status.get("cost"),
+        })
+    except Exception:
+        pass
 
 
 def upsert(row: dict[str, Any]) -> None:

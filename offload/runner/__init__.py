@@ -1,1 +1,107 @@
-from offload.runner.job import KERNEL_NAME, Runner, _backend_class, _strip_ansi, main  # noqa: F401
+"""The remote side: ``python -m offload.runner STORE_URL JOB_ID`` is the one program a backend starts.
+
+The runner reads the job's spec and looks its program up in :data:`PROGRAMS` by ``spec.kind``:
+
+=============  =============================================  ================================
+kind           program                                        module
+=============  =============================================  ================================
+notebook       the notebook through papermill                 :mod:`offload.runner.job`
+cell           a cold ``%%offload`` cell (a small notebook)   :mod:`offload.runner.job`
+trial          a sweep trial (a parametrized notebook)        :mod:`offload.runner.job`
+session        a warm ``%%offload`` session (kernel kept)     :mod:`offload.runner.session`
+pack           up to K sweep trials on one machine            :mod:`offload.runner.pack`
+=============  =============================================  ================================
+
+Every program shares :mod:`offload.runner.core` (status, logs, metrics, heartbeat, stop, finish)
+and :mod:`offload.runner.kernel`; :mod:`offload.runner.environment` builds isolated environments.
+Nothing here imports client code (jobs, cells, sweeps, cli).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+
+from offload.backends import local
+from offload.runner.job import NotebookJob
+from offload.runner.pack import serve_pack
+from offload.runner.session import SessionServer
+from offload.spec import JobSpec
+from offload.store import Store, layout
+
+Program = Callable[[Store, JobSpec], int]
+
+
+def _job(store: Store, spec: JobSpec) -> int:
+    return NotebookJob(store, spec).run()
+
+
+def _session(store: Store, spec: JobSpec) -> int:
+    local.drop_ticket()  # a session holds no local slot, so it does not queue for one
+    return SessionServer(store, spec).run()
+
+
+def _pack(store: Store, spec: JobSpec) -> int:
+    local.drop_ticket()  # the pack's slots are its own: it does not queue for one of this machine's
+    return serve_pack(store, spec)
+
+
+PROGRAMS: dict[str, Program] = {
+    "notebook": _job,
+    "cell": _job,
+    "trial": _job,
+    "session": _session,
+    "pack": _pack,
+}
+
+# Specs written by 0.1 said what a job was through a label instead of its kind.
+_ROLES_01 = {"session": "session", "sweep-pack": "pack"}
+
+
+def program_kind(spec: JobSpec) -> str:
+    return _ROLES_01.get(spec.labels.get("role", ""), spec.kind)
+
+
+def skip_unused_imports() -> None:
+    """Each trial of a sweep is a runner process, and on a small machine the runners' start-up CPU
+    is what bounds a sweep's wall time. Three optional imports nothing in the runner uses cost about
+    2.3 s of CPU there: jsonschema's IRI and duration format checkers (``rfc3987_syntax`` builds a
+    grammar at import, ``isoduration`` pulls in arrow; nbformat's schema uses neither format) and
+    papermill's ``gs://`` I/O handler (gcsfs: the runner gives papermill local paths, and the store
+    imports gcsfs itself, later, when its URL is ``gs://``). Both libraries import them inside
+    ``except ImportError``, so a ``None`` in ``sys.modules`` makes them skip the feature."""
+    for name in ("rfc3987_syntax", "isoduration"):
+        sys.modules.setdefault(name, None)  # type: ignore[assignment]
+    if "papermill" in sys.modules or "gcsfs" in sys.modules:
+        return
+    sys.modules["gcsfs"] = None  # type: ignore[assignment]
+    try:
+        import papermill.iorw  # noqa: F401  (heavy; imported here, once, with gcsfs hidden)
+    except ImportError:
+        pass  # reported where the runner imports papermill
+    finally:
+        del sys.modules["gcsfs"]
+
+
+def run_job(store_url: str, job_id: str) -> int:
+    store = Store(store_url)
+    spec = JobSpec.from_dict(store.get_json(layout.job_key(job_id, "spec.json")))
+    return PROGRAMS[program_kind(spec)](store, spec)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 2:
+        print("usage: python -m offload.runner STORE_URL JOB_ID", file=sys.stderr)
+        return 2
+    skip_unused_imports()
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
+    local.take_ticket()  # a local job's place in the queue, released once it has a slot or exits
+    try:
+        return run_job(*argv)
+    finally:
+        local.drop_ticket()
+
+
+__all__ = ["PROGRAMS", "main", "program_kind", "run_job"]

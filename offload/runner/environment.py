@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from offload._version import __version__
 from offload.errors import OffloadError
 from offload.snapshot.deps import EnvSpec, load_environment
 
@@ -121,8 +122,6 @@ def _install_offload(site: Path) -> None:
 
     Copying the package instead of building a wheel needs no build backend and no network, and
     it is exactly the code the client runs."""
-    from offload._version import __version__
-
     src = Path(__file__).resolve().parents[1]  # offload/runner/environment.py -> offload/
     dest = site / "offload"
     if dest.exists():

@@ -4,6 +4,6 @@
 """
 
 from offload.store import layout
-from offload.store._store import Store
+from offload.store._store import Store, as_store
 
-__all__ = ["Store", "layout"]
+__all__ = ["Store", "as_store", "layout"]

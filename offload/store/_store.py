@@ -187,3 +187,8 @@ class Store:
                     yield n, self.get_text(layout.log_chunk_key(job_id, n))
                 except KeyError:
                     return
+
+
+def as_store(store: Store | str | None) -> Store:
+    """``store`` itself, or the Store at that URL (the default store for None)."""
+    return store if isinstance(store, Store) else Store(store)

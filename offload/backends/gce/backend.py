@@ -19,6 +19,7 @@ the client was given, which breaks any non-default endpoint (and our tests).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -27,30 +28,31 @@ import urllib.error
 import urllib.request
 from typing import Any
 
+from offload._version import __version__
 from offload.backends.base import (
     B_GONE,
     B_PROVISIONING,
     B_RUNNING,
     B_UNKNOWN,
+    Ability,
     Backend,
     BackendState,
     Machine,
 )
 from offload.backends.cost import actual, estimate, load_price_table, machine_price
 from offload.backends.gce import catalog
+from offload.backends.gce.attempts import classify_attempt, exhausted_error
+from offload.backends.gce.boot import startup_script
+from offload.backends.gce.wheel import ship_wheel
 from offload.errors import BackendError, UsageError
-from offload.spec import FINAL_STATES, JobSpec
-from offload.store import Store
+from offload.spec import FINAL_STATES, JobSpec, JobState
+from offload.store import Store, layout
 
 DEFAULT_IMAGE = "projects/deeplearning-platform-release/global/images/family/common-cu124-debian-11-py310"
 CPU_IMAGE = "projects/debian-cloud/global/images/family/debian-12"
 SCOPES = ["https://www.googleapis.com/auth/cloud-platform"]
 MIN_RUN_S, MAX_RUN_S = 30, 120 * 86400  # GCE's bounds on maxRunDuration
 LABEL_MANAGED, LABEL_JOB = "offload-managed", "offload-job"
-CAPACITY_CODES = {"ZONE_RESOURCE_POOL_EXHAUSTED", "ZONE_RESOURCE_POOL_EXHAUSTED_WITH_DETAILS",
-                  "RESOURCE_POOL_EXHAUSTED", "STOCKOUT"}
-CAPACITY_REASONS = {"resource_availability", "stockout", "zone_resource_pool_exhausted",
-                    "zone_resource_pool_exhausted_with_details"}
 ENDPOINT_ENV = "OFFLOAD_GCE_API_ENDPOINT"
 ADC_HINT = ("run `gcloud auth application-default login` (or set GOOGLE_APPLICATION_CREDENTIALS to a "
             "service-account key file)")
@@ -73,8 +75,6 @@ def instance_name(job_id: str) -> str:
     name = f"offload-{job_id}"
     if len(name) <= 63:
         return name
-    import hashlib
-
     return name[:54].rstrip("-") + "-" + hashlib.sha256(job_id.encode()).hexdigest()[:8]
 
 
@@ -84,6 +84,7 @@ class _Attempt(dict):
 
 class GceBackend(Backend):
     name = "gce"
+    abilities = frozenset({Ability.SERIAL_OUTPUT, Ability.JOB_COST})
 
     def __init__(self, store: Store, **options: Any):
         super().__init__(store, **options)
@@ -201,8 +202,7 @@ class GceBackend(Backend):
                    prices_taken=self.table.get("taken"))
         return out
 
-    @staticmethod
-    def job_cost(handle: dict[str, Any], status: dict[str, Any] | None) -> dict[str, Any]:
+    def job_cost(self, handle: dict[str, Any], status: dict[str, Any] | None) -> dict[str, Any]:
         """After the run: price x billed time (VM created -> runner finished + self-delete)."""
         start = handle.get("created_at")
         end = (status or {}).get("finished_at")
@@ -229,7 +229,7 @@ class GceBackend(Backend):
         """A retry after preemption goes elsewhere first: the parent's zone is tried last."""
         if not spec.parent:
             return None
-        parent = self.store.get_json(Store.job_key(spec.parent, "handle.json"), None) or {}
+        parent = self.store.get_json(layout.job_key(spec.parent, "handle.json"), None) or {}
         return parent.get("zone")
 
     def launch(self, spec: JobSpec) -> dict[str, Any]:
@@ -240,8 +240,6 @@ class GceBackend(Backend):
                 self.cleanup()
             except Exception:  # a sweep must never block a launch
                 pass
-        from offload.backends.base import B_PENDING  # noqa: F401  (kept for readers: gce has no queue)
-        from offload.backends.gce.wheel import ship_wheel
 
         wheel_key = ship_wheel(self.store)
         shapes = catalog.shapes_for(self.table, spec.resources)
@@ -278,39 +276,11 @@ class GceBackend(Backend):
                             hint=att.get("hint") or "see `offload show` for every attempt",
                         )
         self._record_attempts(spec, attempts, None)
-        raise self._exhausted(shapes, attempts, quota_hit)
-
-    def _exhausted(self, shapes: list[catalog.Shape], attempts: list[dict[str, Any]],
-                   quota_hit: list[dict[str, Any]]) -> BackendError:
-        what = " or ".join(s.label for s in shapes)
-        tried = ", ".join(f"{a['zone']} ({a['code'] or a['outcome']})" for a in attempts) or "no zone"
-        if quota_hit and len(quota_hit) == len({a["region"] for a in attempts}) and all(
-            a["outcome"] == "quota" for a in attempts
-        ):
-            q = quota_hit[0]
-            return BackendError(
-                f"quota {q.get('quota') or 'unknown'} exceeded in {', '.join(sorted({a['region'] for a in quota_hit}))}: "
-                f"{q['message']}",
-                hint=f"request more at https://console.cloud.google.com/iam-admin/quotas?project={self.project}, "
-                "or add a region: offload config set backend gce regions us-central1,us-east1",
-            )
-        if not attempts:
-            return BackendError(f"no candidate zone for {what} in {', '.join(self.regions)}",
-                                hint="set another region, or check the zones option")
-        extra = ""
-        if quota_hit:
-            extra = f"; quota {quota_hit[0].get('quota')} exceeded in {quota_hit[0]['region']}"
-        return BackendError(
-            f"no capacity for {what} in any zone tried: {tried}{extra}",
-            hint="try again later, add regions (offload config set backend gce regions ...), "
-            "offer a fallback GPU (--gpu l4,t4), or allow on-demand (spot_fallback true)",
-        )
+        raise exhausted_error(shapes, attempts, quota_hit, regions=self.regions, project=self.project)
 
     def _body(self, spec: JobSpec, shape: catalog.Shape, zone: str, spot: bool, name: str, wheel_key: str) -> Any:
         from google.cloud import compute_v1
 
-        from offload._version import __version__
-        from offload.backends.gce.boot import startup_script
 
         o = self.options
         meta = {
@@ -374,7 +344,7 @@ class GceBackend(Backend):
         try:
             op = instances.insert_unary(project=self.project, zone=zone, instance_resource=body)
         except gexc.GoogleAPICallError as exc:
-            self._classify(att, _sync_errors(exc), getattr(exc, "code", None), str(getattr(exc, "message", exc)))
+            classify_attempt(att, _sync_errors(exc), getattr(exc, "code", None), str(getattr(exc, "message", exc)))
             att["duration_s"] = round(time.time() - att["at"], 3)
             if att["outcome"] == "error" and att["code"] in (401, 403, 404):
                 att["hint"] = self._api_error(exc, "creating the VM").hint
@@ -393,7 +363,7 @@ class GceBackend(Backend):
                      "reasons": [d.error_info.reason for d in e.error_details if d.error_info.reason],
                      "quota": [d.quota_info.metric_name for d in e.error_details if d.quota_info.metric_name]}
                     for e in op.error.errors]
-            self._classify(att, errs, op.http_error_status_code or None, errs[0]["message"])
+            classify_attempt(att, errs, op.http_error_status_code or None, errs[0]["message"])
             self._delete_quietly(name, zone)  # a half-created VM must not survive a failed insert
             return att
         if str(op.status) not in ("Status.DONE", "DONE") and getattr(op.status, "name", "") != "DONE":
@@ -402,27 +372,6 @@ class GceBackend(Backend):
             return att
         att["outcome"] = "created"
         return att
-
-    @staticmethod
-    def _classify(att: dict[str, Any], errs: list[dict[str, Any]], http: int | None, message: str) -> None:
-        codes = {str(e.get("code") or e.get("reason") or "") for e in errs}
-        reasons = {str(r).lower() for e in errs for r in e.get("reasons", [])} | {c.lower() for c in codes}
-        quotas = [q for e in errs for q in e.get("quota", [])]
-        text = message.lower()
-        att["message"] = message
-        att["code"] = next((c for c in codes if c), None) or http
-        if codes & CAPACITY_CODES or reasons & CAPACITY_REASONS or "does not have enough resources" in text:
-            att["outcome"] = "capacity"
-        elif "QUOTA_EXCEEDED" in codes or "quotaexceeded" in reasons or "quota '" in text:
-            att["outcome"] = "quota"
-            m = re.search(r"quota '([^']+)'", message, re.I)
-            att["quota"] = (m.group(1) if m else None) or (quotas[0].rsplit("/", 1)[-1].upper() if quotas else None)
-        elif "does not exist in zone" in text or "not available in zone" in text or "unsupported" in text:
-            att["outcome"] = "unavailable"  # the zone does not offer this shape: next zone
-        elif http in (429, 503):
-            att["outcome"] = "capacity"
-        else:
-            att["outcome"] = "error"
 
     def _wait(self, op: Any, zone: str) -> Any:
         _instances, ops = self._compute()
@@ -458,7 +407,7 @@ class GceBackend(Backend):
     def _record_attempts(self, spec: JobSpec, attempts: list[dict[str, Any]], handle: dict[str, Any] | None) -> None:
         """``jobs/<id>/attempts.json`` (client-written): where the job ran and why it moved on."""
         try:
-            self.store.put_json(Store.job_key(spec.id, "attempts.json"), {
+            self.store.put_json(layout.job_key(spec.id, "attempts.json"), {
                 "attempts": attempts,
                 "placed": {k: handle[k] for k in ("zone", "machine", "gpu", "spot", "name")} if handle else None,
             })
@@ -545,10 +494,10 @@ class GceBackend(Backend):
     def _ended(self, job_id: str, vm_status: str) -> str | None:
         if vm_status in ("TERMINATED", "SUSPENDED"):
             return f"VM {vm_status.lower()}"
-        status = self.store.get_json(Store.job_key(job_id, "status.json"), None) if job_id else None
+        status = self.store.get_json(layout.job_key(job_id, "status.json"), None) if job_id else None
         if status and status.get("state") in FINAL_STATES:
             return status["state"]
-        rec = self.store.get_json(Store.job_key(job_id, "reconciled.json"), None) if job_id else None
+        rec = self.store.get_json(layout.job_key(job_id, "reconciled.json"), None) if job_id else None
         if rec and rec.get("state") in FINAL_STATES:
             return rec["state"]
         return None
@@ -582,7 +531,7 @@ class GceBackend(Backend):
         """Delete this VM through the API; only on a VM that we launched for this very job."""
         if cls._metadata("instance/attributes/offload-job-id") != spec.id:
             return
-        if final_state == "failed" and cls._metadata("instance/attributes/offload-keep-vm") == "true":
+        if final_state == JobState.FAILED and cls._metadata("instance/attributes/offload-keep-vm") == "true":
             return
         project = cls._metadata("project/project-id")
         zone = (cls._metadata("instance/zone") or "").rsplit("/", 1)[-1]

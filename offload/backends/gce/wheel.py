@@ -16,7 +16,7 @@ import zipfile
 from pathlib import Path
 
 from offload._version import __version__
-from offload.store import Store
+from offload.store import Store, layout
 
 DIST = "jupyter-offload"
 _EPOCH = (2020, 1, 1, 0, 0, 0)
@@ -69,7 +69,7 @@ def ship_wheel(store: Store) -> str:
     """Store key of the client's wheel, uploading it only when the store lacks these bytes."""
     name, data = build_wheel()
     sha = hashlib.sha256(data).hexdigest()
-    key = f"envs/wheels/{sha[:20]}/{name}"
+    key = layout.wheel_key(sha[:20], name)
     cached = _cache.get(store.url)
     if cached and cached[0] == key:
         return key

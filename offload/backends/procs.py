@@ -1,0 +1,57 @@
+"""Process helpers shared by the local backend, the runner's programs and the sweep driver.
+
+A pid alone is not an identity (pids are reused), so a process is named by its pid and its
+kernel start time; a zombie counts as dead. Children this process started are remembered so
+that asking whether one is alive also reaps it.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+_children: dict[int, subprocess.Popen] = {}
+
+
+def track(proc: subprocess.Popen) -> None:
+    """Remember a child so that ``pid_alive`` reaps it once it has exited (no zombies left)."""
+    _children[proc.pid] = proc
+
+
+def proc_start_time(pid: int) -> str | None:
+    """Kernel start time of ``pid`` (guards against pid reuse), None if gone or a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return "?"
+    if fields[0] in ("Z", "X"):
+        return None
+    return fields[19]
+
+
+def pid_alive(pid: int, start_time: str | None = None) -> bool:
+    """Whether ``pid`` still runs (and is the process that had ``start_time``, when given)."""
+    child = _children.get(pid)
+    if child is not None and child.poll() is not None:
+        _children.pop(pid, None)
+        return False
+    if os.path.exists("/proc/self/stat"):
+        now = proc_start_time(pid)
+        return now is not None and (start_time in (None, "?") or now == start_time)
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+
+
+def wait_child(pid: int) -> None:
+    """Wait for a child this process started (and tracked) to exit; nothing if it is not ours."""
+    child = _children.pop(pid, None)
+    if child is not None:
+        child.wait()

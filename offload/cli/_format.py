@@ -1,0 +1,59 @@
+"""What every verb group shares: colours, durations, metrics, and the --store/--backend options."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import Any
+
+from offload.backends.base import get_backend
+from offload.config import backend_options, backend_store, default_backend
+from offload.notebook import parse_value
+from offload.spec import JobState
+from offload.store import Store
+
+STATE_STYLE = {JobState.SUCCEEDED: "32", JobState.FAILED: "31", JobState.LOST: "31", JobState.CANCELLED: "33",
+               JobState.PREEMPTED: "33", JobState.RUNNING: "36"}
+
+
+def color(text: str, code: str | None, stream=sys.stdout) -> str:
+    return f"\x1b[{code}m{text}\x1b[0m" if code and stream.isatty() else text
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    s = int(seconds)
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+
+
+def fmt_metrics(metrics: dict[str, Any], limit: int = 3) -> str:
+    items = list(metrics.items())[:limit]
+    return " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in items)
+
+
+def job_duration(row: dict[str, Any]) -> float | None:
+    start = row.get("started_at")
+    if not start:
+        return None
+    return (row.get("finished_at") or time.time()) - start
+
+
+def store_arg(args: argparse.Namespace):
+    """The store named with --store, else None: each command then picks the right one."""
+    return Store(args.store) if getattr(args, "store", None) else None
+
+
+def backend_arg(args: argparse.Namespace):
+    name = args.backend or default_backend()
+    store = store_arg(args) or Store(backend_store(name))
+    return name, get_backend(name, store, **backend_options(name))
+
+
+def backend_opts(args: argparse.Namespace) -> dict[str, Any]:
+    opts = {}
+    for item in getattr(args, "option", None) or []:
+        key, _, value = item.partition("=")
+        opts[key] = parse_value(value)
+    return opts

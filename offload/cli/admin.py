@@ -1,0 +1,85 @@
+"""Set-up and housekeeping: deps, config, machines, gc."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from offload.cli._format import backend_arg
+from offload.config import config_path, load_config, set_values
+from offload.snapshot.bundle import collect_garbage
+from offload.snapshot.deps import render, snapshot
+
+
+def add_parsers(sub: Any) -> None:
+    d = sub.add_parser("deps", help="what will be installed remotely, and why")
+    d.add_argument("notebook")
+    d.add_argument("--format", choices=["text", "requirements", "pyproject", "json"], default="text")
+    d.add_argument("--project-root")
+    d.add_argument("--python", help="interpreter whose packages to inspect (default: this one)")
+    d.set_defaults(func=cmd_deps)
+    cf = sub.add_parser("config", help="show or set configuration")
+    cf.add_argument("action", choices=["show", "set"])
+    cf.add_argument("pairs", nargs="*", metavar="KEY VALUE")
+    cf.set_defaults(func=cmd_config)
+    ma = sub.add_parser("machines", help="machines a backend offers, with prices")
+    ma.add_argument("--backend")
+    ma.add_argument("--json", action="store_true")
+    ma.set_defaults(func=cmd_machines)
+    gc = sub.add_parser("gc", help="delete leftover machines of ended jobs")
+    gc.add_argument("--backend")
+    gc.add_argument("--dry-run", action="store_true", help="list what would be removed, remove nothing")
+    gc.add_argument("--older-than", type=float, default=24.0, metavar="HOURS",
+                    help="staging objects younger than this are kept (default 24)")
+    gc.set_defaults(func=cmd_gc)
+
+
+def cmd_deps(args: argparse.Namespace) -> int:
+    env = snapshot(args.notebook, project_root=args.project_root, python=args.python)
+    print(render(env, args.format))
+    return 0
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    if args.action == "set":
+        cfg = set_values(args.pairs)
+    else:
+        cfg = load_config()
+    print(f"# {config_path()}")
+    print(json.dumps(cfg, indent=2, sort_keys=True))
+    return 0
+
+
+def cmd_machines(args: argparse.Namespace) -> int:
+    name, be = backend_arg(args)
+    ms = be.machines()
+    if args.json:
+        print(json.dumps([m.to_dict() for m in ms], indent=1))
+        return 0
+    print(f"{'NAME':<22} {'GPU':<14} {'vCPU':>5} {'RAM GB':>7} {'$/h':>8} {'spot $/h':>9}")
+    for m in ms:
+        price = f"{m.price_per_hour:.2f}" if m.price_per_hour is not None else "-"
+        spot = f"{m.spot_price_per_hour:.2f}" if m.spot_price_per_hour is not None else "-"
+        gpu = f"{m.gpu_count}x {m.gpu}" if m.gpu else "-"
+        print(f"{m.name:<22} {gpu:<14} {m.vcpus or '-':>5} {m.memory_gb or '-':>7} {price:>8} {spot:>9}")
+    taken = getattr(be, "table", {}).get("taken") if isinstance(getattr(be, "table", None), dict) else None
+    if taken:
+        print(f"prices as of {taken} (override with the backend's `prices` option)")
+    return 0
+
+
+def cmd_gc(args: argparse.Namespace) -> int:
+    name, be = backend_arg(args)
+    removed = be.cleanup(dry_run=args.dry_run)
+    staging = collect_garbage(be.store, dry_run=args.dry_run, grace_s=args.older_than * 3600)
+    verb = "would remove" if args.dry_run else "removed"
+    if not removed and not staging:
+        print(f"{name}: nothing to clean up in {be.store.url}")
+    for item in removed:
+        print(f"{verb} {item}")
+    if staging:
+        print(f"{verb} {len(staging)} stale staging object(s) in {be.store.url} (bundles, blobs and wheels no job uses)")
+        for key in staging[:20]:
+            print(f"  {key}")
+    return 0

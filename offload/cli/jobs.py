@@ -1,0 +1,182 @@
+"""The verbs about jobs that exist: ls, logs, show, cancel, merge."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from offload.backends.base import Ability
+from offload.cli._format import STATE_STYLE, color, duration, fmt_metrics, job_duration, store_arg
+from offload.errors import OffloadError
+from offload.jobs import Job, list_jobs
+from offload.runner.job import strip_ansi
+from offload.spec import FINAL_STATES
+
+
+def add_parsers(sub: Any) -> None:
+    ls = sub.add_parser("ls", help="list jobs, newest first")
+    ls.add_argument("--refresh", action="store_true", help="rebuild the local index from the store")
+    ls.add_argument("-n", "--limit", type=int, default=50)
+    ls.add_argument("--json", action="store_true")
+    ls.set_defaults(func=cmd_ls)
+    lg = sub.add_parser("logs", help="print a job's log")
+    lg.add_argument("job")
+    lg.add_argument("-f", "--follow", action="store_true", help="follow until the job ends")
+    lg.set_defaults(func=cmd_logs)
+    sh = sub.add_parser("show", help="everything about a job")
+    sh.add_argument("job")
+    sh.add_argument("--json", action="store_true")
+    sh.set_defaults(func=cmd_show)
+    c = sub.add_parser("cancel", help="stop a job")
+    c.add_argument("job")
+    c.add_argument("--no-wait", action="store_true")
+    c.set_defaults(func=cmd_cancel)
+    m = sub.add_parser("merge", help="merge a job's outputs and metrics into the source notebook")
+    m.add_argument("job")
+    m.add_argument("--into", help="notebook to merge into (default: the submitted one)")
+    m.set_defaults(func=cmd_merge)
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    rows = list_jobs(store=store_arg(args), refresh=args.refresh, limit=args.limit)
+    if args.json:
+        print(json.dumps(rows, indent=1, default=str))
+        return 0
+    if not rows:
+        print("no jobs yet: `offload run NOTEBOOK` starts one")
+        return 0
+    header = ("ID", "NOTEBOOK", "STATE", "PROGRESS", "DURATION", "METRICS")
+    table = [header]
+    for r in rows:
+        prog = f"{r.get('cell') or 0}/{r.get('n_cells') or 0}" if r.get("n_cells") else "-"
+        table.append((r["id"], r["notebook"] or "", r["state"] or "?", prog, duration(job_duration(r)), fmt_metrics(r.get("metrics") or {})))
+    widths = [max(len(str(row[i])) for row in table) for i in range(len(header) - 1)]
+    for row in table:
+        cells = [str(c).ljust(w) for c, w in zip(row[:-1], widths, strict=False)]
+        if row is not header:
+            cells[2] = color(cells[2], STATE_STYLE.get(row[2]))
+        print("  ".join(cells + [str(row[-1])]).rstrip())
+    return 0
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    job = Job(args.job, store=store_arg(args))
+    printed = False
+    try:
+        for text in job.iter_logs(follow=args.follow):
+            printed = printed or bool(text)
+            sys.stdout.write(text)
+            sys.stdout.flush()
+    except KeyboardInterrupt:
+        return 130
+    if not printed and job.handle:  # the runner never logged: show what the machine itself said
+        be = job.backend()
+        if be.can(Ability.SERIAL_OUTPUT):
+            try:
+                text = be.serial_output(job.handle)
+            except OffloadError as exc:
+                text = f"(no serial console output: {exc})"
+            print("(no job log yet; the machine's console output follows)")
+            print(text)
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    job = Job(args.job, store=store_arg(args))
+    st = job.status
+    spec = job.spec
+    env = job.store.get_json(job.key("env.json"), {}) or {}
+    info = {
+        "id": job.id,
+        "notebook": spec.notebook,
+        "source": spec.source_path,
+        "kind": spec.kind,
+        "backend": spec.backend,
+        "state": st.get("state"),
+        "reason": st.get("reason"),
+        "progress": {"cell": st.get("cell"), "n_cells": st.get("n_cells")},
+        "parameters": spec.parameters,
+        "metrics": job.last_metrics(),
+        "resources": spec.resources.__dict__,
+        "env": {"mode": spec.env_mode, "hash": spec.env_hash, "python": env.get("python"),
+                "requirements": len(env.get("requirements", []))},
+        "timings": {"created_at": spec.created_at, "started_at": st.get("started_at"),
+                    "finished_at": st.get("finished_at"), "duration_s": st.get("duration_s"), **(st.get("timings") or {})},
+        "error": st.get("error"),
+        "handle": job.handle,
+        "attempts": job.store.get_json(job.key("attempts.json"), None),
+        "cost": _cost(job, st),
+        "output_notebook": f"{job.store.url}/{job.key('output.ipynb')}",
+        "outputs": job.outputs(),
+    }
+    if args.json:
+        print(json.dumps(info, indent=1, default=str))
+        return 0
+    print(f"job        {info['id']}  ({spec.kind} on {spec.backend})")
+    print(f"notebook   {spec.notebook}  from {spec.source_path}")
+    print(f"state      {color(st.get('state', '?'), STATE_STYLE.get(st.get('state')))}"
+          + (f"  ({st.get('reason')})" if st.get("reason") else ""))
+    if st.get("n_cells"):
+        print(f"progress   cell {st.get('cell')}/{st.get('n_cells')}")
+    print(f"duration   {duration(st.get('duration_s') or job_duration(st))}")
+    if spec.parameters:
+        print("parameters " + " ".join(f"{k}={v!r}" for k, v in spec.parameters.items()))
+    if info["metrics"]:
+        print("metrics    " + fmt_metrics(info["metrics"], limit=20))
+    r = spec.resources
+    print(f"resources  gpu={r.gpu or '-'} machine={r.machine or '-'} spot={r.spot} max_runtime={duration(r.max_runtime_s)}")
+    print(f"env        {spec.env_mode}, python {info['env']['python']}, {info['env']['requirements']} pinned packages, hash {spec.env_hash}")
+    if info["attempts"]:
+        for a in info["attempts"] if isinstance(info["attempts"], list) else info["attempts"].get("attempts", []):
+            print(f"attempt    {a}")
+    if info["cost"]:
+        flat = {k: v for k, v in info["cost"].items() if not isinstance(v, dict) and v is not None}
+        print("cost       " + "  ".join(f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}" for k, v in flat.items()))
+    if st.get("error"):
+        print("error:")
+        for line in st["error"].get("traceback") or [f"{st['error'].get('ename')}: {st['error'].get('evalue')}"]:
+            print("  " + strip_ansi(line))
+    print(f"output     {info['output_notebook']}")
+    for o in info["outputs"]:
+        print(f"  file     {o}")
+    return 0
+
+
+def _cost(job, status: dict[str, Any]) -> dict[str, Any] | None:
+    """Estimate before the run (from the launch handle), actual after (billed time x price)."""
+    handle = job.handle or {}
+    cost = dict(handle.get("cost_estimate") or {})
+    if status.get("state") in FINAL_STATES:
+        try:
+            be = job.backend()
+            if be.can(Ability.JOB_COST):
+                cost.update(be.job_cost(handle, status) or {})
+        except OffloadError:
+            pass
+    return cost or None
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    job = Job(args.job, store=store_arg(args))
+    if not job.cancel():
+        print(f"job {job.id} already ended ({job.state})")
+        return 0
+    print(f"cancelling {job.id}...", file=sys.stderr)
+    if args.no_wait:
+        return 0
+    try:
+        job.wait(timeout=60)
+    except TimeoutError:
+        print(f"job {job.id} has not stopped yet ({job.state}); it was asked to", file=sys.stderr)
+        return 1
+    print(f"job {job.id} {job.state}")
+    return 0
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    job = Job(args.job, store=store_arg(args))
+    report = job.merge(into=args.into)
+    print(f"{report.path}: {report.describe()}")
+    return 0

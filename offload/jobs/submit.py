@@ -1,0 +1,145 @@
+"""Stages 1-3 from the client: snapshot a notebook, stage its bundle, launch it; and rerun a job.
+
+Both end in :func:`offload.jobs.launch.launch_spec`, the one writer of a job's spec. Every
+check that can fail runs before anything is uploaded or launched, so bad input never leaves a
+half-written job behind.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import nbformat
+
+from offload._version import __version__
+from offload.backends.base import get_backend
+from offload.config import backend_options, backend_store, default_backend
+from offload.errors import ConflictError, UsageError
+from offload.jobs.job import Job
+from offload.jobs.launch import launch_spec
+from offload.notebook import cell_hash, check_parameters, ensure_cell_ids
+from offload.snapshot.bundle import build_bundle, stage
+from offload.snapshot.deps import snapshot
+from offload.spec import DataMount, JobSpec, Resources, new_job_id, parse_duration
+from offload.store import Store, as_store, layout
+
+IN_MEMORY_NAME = "notebook.ipynb"  # the bundle path of a notebook submitted as an object
+
+
+def submit(
+    notebook: str | os.PathLike | nbformat.NotebookNode,
+    *,
+    parameters: dict[str, Any] | None = None,
+    backend: str | None = None,
+    gpu: str | None = None,
+    gpu_count: int = 1,
+    machine: str | None = None,
+    spot: bool = False,
+    max_runtime: str | int | None = None,
+    cpus: int | None = None,
+    memory_gb: float | None = None,
+    data: list[str | os.PathLike] = (),
+    include: list[str | os.PathLike] = (),
+    env: str = "kernel",
+    kind: str = "notebook",
+    labels: dict[str, str] | None = None,
+    backend_options_: dict[str, Any] | None = None,
+    store: Store | str | None = None,
+    project_root: str | os.PathLike | None = None,
+    name: str | None = None,
+    python: str | None = None,
+    retries: int = 2,
+    parent: str | None = None,
+    allow_unresolved: bool = False,
+    env_spec: Any = None,
+    on_progress: Any = None,
+) -> Job:
+    """Snapshot, stage and launch ``notebook``; return the :class:`Job` at once.
+
+    ``notebook`` is a path, or a notebook object (``nbformat.NotebookNode``) that ships from
+    memory as ``name`` (default ``notebook.ipynb``) under ``project_root`` (default: the current
+    folder): nothing is written into the user's folder for it.
+    """
+    say = on_progress or (lambda msg: None)
+    if isinstance(notebook, nbformat.NotebookNode):
+        root = Path(project_root or os.getcwd()).expanduser().resolve()
+        nb_path, nb = root / (name or IN_MEMORY_NAME), ensure_cell_ids(notebook)
+        in_memory = nb
+    else:
+        nb_path = Path(notebook).expanduser().resolve()
+        root = Path(project_root).expanduser().resolve() if project_root else nb_path.parent
+        nb, in_memory = ensure_cell_ids(nb_path), None
+    params = dict(parameters or {})
+    check_parameters(nb, params, notebook=nb_path.name)
+    backend_name = backend or default_backend()
+    store = as_store(store if store is not None else backend_store(backend_name))
+    be = get_backend(backend_name, store, **{**backend_options(backend_name), **(backend_options_ or {})})
+    resources = Resources(
+        gpu=gpu, gpu_count=gpu_count, machine=machine, spot=spot,
+        max_runtime_s=parse_duration(max_runtime) if max_runtime else Resources().max_runtime_s,
+        cpus=cpus, memory_gb=memory_gb,
+    ).validate()
+    if env_spec is None:
+        env_spec = snapshot(nb_path, nb=in_memory, project_root=root, python=python)
+    missing = [u for u in env_spec.unresolved if not u.get("optional")]
+    if missing and not allow_unresolved and (env == "isolated" or backend_name != "local"):
+        lines = "; ".join(f"{u['module']} ({u.get('where', '?')})" for u in missing)
+        raise UsageError(
+            f"cannot resolve import(s) to an installed package: {lines}",
+            hint="install them in this environment, add them to requirements.txt, or pass --allow-unresolved",
+        )
+    bundle = build_bundle(root, nb_path, nb=in_memory, include=[*include, *env_spec.local_files], data=list(data))
+    bundle.env = env_spec.to_dict()
+    store.check_writable()
+    spec = JobSpec(
+        id=new_job_id(), notebook=bundle.notebook, bundle_id=bundle.id, kind=kind, backend=backend_name,
+        parameters=params, resources=resources, env_mode=env, env_hash=env_spec.env_hash,
+        python=python or sys.executable, source_path=None if in_memory is not None else str(nb_path),
+        cell_hashes={c["id"]: cell_hash(c.source) for c in nb.cells},
+        data=[DataMount(Path(d).as_posix()) for d in data], labels=dict(labels or {}),
+        retries=retries, parent=parent, client_version=__version__,
+    ).validate()
+    be.validate(spec)
+    report = stage(bundle, store)
+    say(f"staged {report.files} files ({report.bytes} bytes), uploaded {report.uploaded_blobs} new blob(s)")
+    handle = launch_spec(spec, store=store, env=bundle.env, backend=be)
+    return Job(spec.id, store=store, spec=spec, handle=handle)
+
+
+def rerun(
+    job: Job | str,
+    *,
+    parameters: dict[str, Any] | None = None,
+    store: Store | str | None = None,
+    backend_options_: dict[str, Any] | None = None,
+) -> Job:
+    """A new job from the same bundle (same files, same environment), optionally new parameters.
+
+    Reusing the bundle makes a rerun exact even when the notebook has changed since; changed
+    parameters are checked against the bundle's own ``parameters`` cell.
+    """
+    old = job if isinstance(job, Job) else Job(job, store=store)
+    spec = old.spec
+    params = dict(spec.parameters)
+    if parameters:
+        check_parameters(bundle_notebook(old), parameters, notebook=spec.notebook)
+        params.update(parameters)
+    new = JobSpec.from_dict({**spec.to_dict(), "id": new_job_id(), "parameters": params, "parent": spec.id,
+                             "created_at": time.time(), "attempt": 0})
+    handle = launch_spec(new, store=old.store, env=old.store.get_json(layout.job_key(spec.id, "env.json"), None),
+                         options=backend_options_)
+    return Job(new.id, store=old.store, spec=new, handle=handle)
+
+
+def bundle_notebook(job: Job) -> nbformat.NotebookNode:
+    """The notebook as the job's bundle holds it (what ran, not what the file says now)."""
+    manifest = job.store.get_json(layout.bundle_key(job.spec.bundle_id), None)
+    entry = (manifest or {}).get("files", {}).get(job.spec.notebook)
+    if not entry:
+        raise ConflictError(f"the bundle of job {job.id} is no longer in the store",
+                            hint="run the notebook again", field="job_id")
+    return nbformat.reads(job.store.get_text(layout.blob_key(entry["sha256"])), as_version=4)

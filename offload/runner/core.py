@@ -1,0 +1,313 @@
+"""What every runner program shares: status, logs, metrics and output snapshots streamed to the
+store, the heartbeat, stop requests (cancel marker, SIGTERM, max runtime) and the end of a job.
+
+A program subclasses :class:`JobProgram` and fills in named hooks:
+
+``execute(work)``      do the job; return ``(state, reason, error)``
+``kill()``             stop what ``execute`` runs, now (cancel, preemption, max runtime)
+``snapshot_output()``  the live output notebook as text when it changed, else None
+``slot()``             a context held while the job runs (the local backend's concurrency cap)
+``before_finish()``    release what ``execute`` left running, before the final upload
+
+Everything the program knows is in the store when ``run()`` returns, whichever way it ended.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import tempfile
+import threading
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from offload._version import __version__
+from offload.backends.base import Backend, backend_class
+from offload.errors import OffloadError
+from offload.metrics import last_values
+from offload.paths import METRICS_FILE_ENV
+from offload.spec import JobSpec, JobState
+from offload.store import Store, layout
+
+HEARTBEAT_S = float(os.environ.get("OFFLOAD_HEARTBEAT_S", "3"))
+TICK_S = 0.25
+log = logging.getLogger("offload.runner")
+
+Outcome = tuple[JobState, "str | None", "dict | None"]
+
+
+class Stop(Exception):
+    """Raised inside ``execute`` when a stop was requested; ``stopped_outcome`` says how it ends."""
+
+
+class LogSink:
+    """File-like target (papermill's stdout_file/stderr_file): text goes to the job log."""
+
+    def __init__(self, program: JobProgram):
+        self.program = program
+
+    def write(self, text: str) -> int:
+        self.program.append_log(text)
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+def machine_backend(name: str) -> type[Backend]:
+    """The class of the backend that started this machine, for its runner-side hooks
+    (slot, termination reason, on_runner_exit); the plain base class when it is not installed."""
+    try:
+        return backend_class(name)
+    except OffloadError:
+        return Backend
+
+
+class JobProgram:
+    """The bookkeeping of one job in the store; subclasses run it."""
+
+    def __init__(self, store: Store, spec: JobSpec):
+        self.store = store
+        self.spec = spec
+        self.job_id = spec.id
+        self.backend_cls = machine_backend(spec.backend)
+        self.lock = threading.Lock()
+        self.flush_lock = threading.Lock()
+        self.status: dict[str, Any] = {
+            "state": JobState.QUEUED, "cell": 0, "n_cells": 0, "attempt": spec.attempt,
+            "host": socket.gethostname(), "pid": os.getpid(), "runner_version": __version__, "timings": {},
+        }
+        self.status_dirty = True
+        self.last_status_write = 0.0
+        self.log_buf: list[str] = []
+        self.log_seq = 0
+        self.metrics: list[dict[str, Any]] = []
+        self.metrics_pos = 0
+        self.metrics_dirty = False
+        self.metrics_file: str | None = None
+        self.output_snapshot: str | None = None
+        self.stop_reason: str | None = None
+        self.finished = False
+        self.current_cell_id: str | None = None
+        self.deadline = time.time() + spec.resources.max_runtime_s
+        self.done = threading.Event()
+
+    def key(self, name: str) -> str:
+        return layout.job_key(self.job_id, name)
+
+    # hooks ------------------------------------------------------------------------------------
+    def execute(self, work: Path) -> Outcome:
+        raise NotImplementedError
+
+    def kill(self) -> None:
+        """Stop what ``execute`` runs, now."""
+
+    def snapshot_output(self) -> str | None:
+        return None
+
+    def slot(self) -> contextlib.AbstractContextManager:
+        return self.backend_cls.runner_slot(self.spec, self.store, lambda: bool(self.stop_reason))
+
+    def before_finish(self) -> None:
+        """Release what ``execute`` left running (a kernel kept across cells)."""
+
+    # state updates ----------------------------------------------------------------------------
+    def set_status(self, **fields: Any) -> None:
+        with self.lock:
+            self.status.update(fields)
+            self.status_dirty = True
+
+    def append_log(self, text: str) -> None:
+        if text:
+            with self.lock:
+                self.log_buf.append(text)
+
+    def say(self, text: str) -> None:
+        """The runner's own lines in the job log, marked so users can tell them from cell output."""
+        self.append_log(f"[offload] {text}\n")
+
+    def flush(self, *, force: bool = False) -> None:
+        """Write whatever changed to the store. Called by the monitor thread and at the end."""
+        # One flush at a time: otherwise the monitor's flush can store a final status.json while
+        # the final flush is still writing metrics.jsonl, and a reader sees "succeeded" with no
+        # metrics (a sweep then fails a good trial).
+        with self.flush_lock:
+            self._flush(force=force)
+
+    def _flush(self, *, force: bool) -> None:
+        with self.lock:
+            chunk = "".join(self.log_buf)
+            self.log_buf.clear()
+            due = self.status_dirty or force or time.time() - self.last_status_write >= HEARTBEAT_S
+            status = dict(self.status) if due else None
+            if status is not None:
+                status["heartbeat"] = time.time()
+                self.status_dirty = False
+                self.last_status_write = status["heartbeat"]
+            snapshot, self.output_snapshot = self.output_snapshot, None
+        if chunk:
+            self.store.put_text(layout.log_chunk_key(self.job_id, self.log_seq), chunk)
+            self.log_seq += 1
+        self.read_metrics()
+        if self.metrics_dirty:
+            self.metrics_dirty = False
+            self.store.put_text(self.key("metrics.jsonl"), "".join(json.dumps(m) + "\n" for m in self.metrics))
+        if snapshot is not None:
+            self.store.put_text(self.key("output.ipynb"), snapshot)
+        if status is not None:
+            self.store.put_json(self.key("status.json"), status)
+
+    def read_metrics(self) -> None:
+        """Tail the metrics file the notebook's ``log_metric`` appends to (whole lines only)."""
+        path = self.metrics_file
+        if not path or not os.path.exists(path):
+            return
+        with open(path, encoding="utf-8") as fh:
+            fh.seek(self.metrics_pos)
+            data = fh.read()
+        end = data.rfind("\n") + 1  # a torn tail is read next time
+        if not end:
+            return
+        self.metrics_pos += len(data[:end].encode())
+        for line in data[:end].splitlines():
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            rec["cell_id"] = rec.get("cell_id") or self.current_cell_id
+            self.metrics.append(rec)
+            self.metrics_dirty = True
+
+    def job_environ(self, work: Path) -> dict[str, str]:
+        """The ``OFFLOAD_*`` variables the notebook's kernel sees (log_metric, output_dir...)."""
+        self.metrics_file = str(work / "metrics.jsonl")
+        return {
+            "OFFLOAD_JOB_ID": self.job_id, "OFFLOAD_STORE": self.store.url, METRICS_FILE_ENV: self.metrics_file,
+            "OFFLOAD_OUTPUT_DIR": str(work / "outputs"), "OFFLOAD_CHECKPOINT_DIR": str(work / "checkpoints"),
+        }
+
+    # monitor ----------------------------------------------------------------------------------
+    def monitor(self) -> None:
+        last_cancel_check = 0.0
+        while not self.done.wait(TICK_S):
+            try:
+                now = time.time()
+                if now - last_cancel_check >= 1.0 and not self.stop_reason:
+                    last_cancel_check = now
+                    if self.store.exists(self.key("cancel")):
+                        self.stop("cancelled", "cancelled by the user")
+                    elif now > self.deadline:
+                        self.stop("timeout", f"stopped at the max runtime of {self.spec.resources.max_runtime_s} s")
+                text = self.snapshot_output()
+                if text is not None:
+                    with self.lock:
+                        self.output_snapshot = text
+                self.flush()
+            except Exception as exc:  # a store hiccup must not kill the job; say it and go on
+                log.warning("monitor: %s", exc)
+
+    def stop(self, reason: str, message: str) -> None:
+        if self.stop_reason or self.finished:
+            return
+        self.stop_reason = reason
+        self.say(message)
+        self.kill()
+
+    def on_sigterm(self, signum: int, frame: Any) -> None:
+        if self.finished:  # our own machine going away after we finished: not a preemption
+            return
+        if self.store.exists(self.key("cancel")):
+            self.stop("cancelled", "cancelled by the user")
+            return
+        why = None
+        try:
+            why = self.backend_cls.termination_reason()
+        except Exception:
+            pass
+        self.stop(why or "terminated", f"received {signal.Signals(signum).name}" + (f" ({why})" if why else ""))
+
+    def stopped_outcome(self) -> Outcome:
+        reason = self.stop_reason
+        if reason == "cancelled":
+            return JobState.CANCELLED, "cancelled by the user", None
+        if reason == "preempted":
+            return JobState.PREEMPTED, "the machine was preempted", None
+        if reason == "timeout":
+            return JobState.FAILED, f"max runtime of {self.spec.resources.max_runtime_s} s exceeded", None
+        return JobState.FAILED, f"terminated ({reason})", None
+
+    # the run ----------------------------------------------------------------------------------
+    def run(self) -> int:
+        signal.signal(signal.SIGTERM, self.on_sigterm)
+        signal.signal(signal.SIGINT, self.on_sigterm)
+        work = Path(os.environ.get("OFFLOAD_WORK_DIR") or tempfile.mkdtemp(prefix=f"offload-{self.job_id}-"))
+        work.mkdir(parents=True, exist_ok=True)
+        monitor = threading.Thread(target=self.monitor, name="offload-monitor", daemon=True)
+        self.flush(force=True)
+        monitor.start()
+        # The slot is held through finish: uploading results is part of the job's footprint.
+        with self.slot():
+            state, reason, error = JobState.FAILED, None, None
+            try:
+                if self.stop_reason:
+                    raise Stop
+                state, reason, error = self.execute(work)
+            except Stop:
+                state, reason, error = self.stopped_outcome()
+            except Exception as exc:
+                state, reason = JobState.FAILED, f"runner error: {exc}"
+                error = {"ename": type(exc).__name__, "evalue": str(exc), "traceback": traceback.format_exc().splitlines()}
+                self.say(f"runner error: {exc}")
+            finally:
+                self.finished = True
+                self.done.set()
+                monitor.join(timeout=5)
+            if state == JobState.SUCCEEDED and self.stop_reason:
+                state, reason, error = self.stopped_outcome()
+            self.before_finish()
+            self.finish(work, state, reason, error)
+        return 0 if state == JobState.SUCCEEDED else 1
+
+    def final_notebook(self, work: Path, state: JobState) -> str | None:
+        """The output notebook to store last; the notebook job adds its provenance metadata."""
+        return self.output_snapshot
+
+    def finish(self, work: Path, state: JobState, reason: str | None, error: dict | None) -> None:
+        finished_at = time.time()
+        self.read_metrics()
+        try:
+            text = self.final_notebook(work, state)
+            if text is not None:
+                self.store.put_text(self.key("output.ipynb"), text)
+            self._upload_dir(work / "outputs", "outputs")
+            self._upload_dir(work / "checkpoints", "checkpoints")
+        except Exception as exc:
+            self.say(f"could not save every output: {exc}")
+        started = self.status.get("started_at")
+        self.set_status(state=state, reason=reason, error=error, finished_at=finished_at,
+                        duration_s=(finished_at - started) if started else None)
+        self.say(f"job {state}" + (f": {reason}" if reason else ""))
+        self.flush(force=True)
+        self.store.put_json(self.key("result.json"), {
+            "state": state, "reason": reason, "metrics": last_values(self.metrics), "finished_at": finished_at,
+        })
+        if not os.environ.get("OFFLOAD_KEEP_WORK"):
+            shutil.rmtree(work, ignore_errors=True)
+        try:
+            self.backend_cls.on_runner_exit(self.spec, self.store, state)
+        except Exception as exc:
+            log.warning("on_runner_exit: %s", exc)
+
+    def _upload_dir(self, local: Path, prefix: str) -> None:
+        if not local.exists():
+            return
+        for path in sorted(local.rglob("*")):
+            if path.is_file():
+                self.store.put_file(path, self.key(f"{prefix}/{path.relative_to(local).as_posix()}"))

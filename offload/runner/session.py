@@ -1,0 +1,215 @@
+"""The warm ``%%offload`` session: one long-lived kernel serving the cell jobs of a notebook kernel.
+
+A session is a job of kind ``session`` (listed by ``offload ls``, cancellable like any other). It
+keeps one kernel alive and takes cell jobs from the store, one writer each:
+
+```
+sessions/<session-id>/queue/<job-id>   client: "run this cell job next" (empty object)
+sessions/<session-id>/stop             client: "end the session"
+```
+
+Each cell job is still a normal job: its spec is written by the client through the one launch
+path, and the session runs it as a :class:`CellJob` program with the same bookkeeping as any
+other (status, logs, ``output.ipynb``, ``outputs/``, ``result.json``), so nothing downstream can
+tell a warm cell from a cold one except that it started in milliseconds. The session ends when
+it is stopped, when the client kernel exits (local sessions) or after ``OFFLOAD_SESSION_IDLE_S``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import nbformat
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
+
+from offload.backends import procs
+from offload.backends.base import Backend
+from offload.runner.core import JobProgram, Outcome
+from offload.runner.kernel import kernel_manager, kernel_pid
+from offload.snapshot.bundle import materialize
+from offload.spec import JobSpec, JobState
+from offload.store import Store, layout
+
+IDLE_S = float(os.environ.get("OFFLOAD_SESSION_IDLE_S", "1800"))  # a session ends after this idle time
+POLL_S = 0.01
+CWD_LABEL = "session_cwd"  # local sessions run cells in the user's folder, as the local kernel does
+CLIENT_PID_LABEL = "client_pid"  # local sessions end when the kernel that started them exits
+
+
+class CellJob(JobProgram):
+    """One cell job executed on the session's live kernel, with the normal bookkeeping."""
+
+    def __init__(self, store: Store, spec: JobSpec, server: SessionServer):
+        super().__init__(store, spec)
+        self.server = server
+        self.backend_cls = Backend  # no slot, no machine teardown per cell
+        self.nb: Any = None
+        self.last_output_mark: tuple[int, int] = (0, 0)
+
+    def kill(self) -> None:  # cancel: interrupt the cell, keep the session
+        self.server.interrupt()
+
+    def snapshot_output(self) -> str | None:
+        nb = self.nb
+        if nb is None:
+            return None
+        try:
+            mark = (self.status.get("cell", 0), sum(len(json.dumps(c.get("outputs", []))) for c in nb.cells))
+            if mark == self.last_output_mark:
+                return None
+            text = nbformat.writes(nb)
+        except RuntimeError:
+            return None
+        self.last_output_mark = mark
+        return text
+
+    def final_notebook(self, work: Path, state: JobState) -> str | None:
+        return nbformat.writes(self.nb) if self.nb is not None else self.output_snapshot
+
+    def execute(self, work: Path) -> Outcome:
+        (work / "outputs").mkdir(parents=True, exist_ok=True)
+        (work / "checkpoints").mkdir(exist_ok=True)
+        project = self.server.project_for(self.spec)
+        manifest = self.store.get_json(layout.bundle_key(self.spec.bundle_id))
+        sha = manifest["files"][self.spec.notebook]["sha256"]
+        nb = nbformat.reads(self.store.get_text(layout.blob_key(sha)), as_version=4)
+        env = self.job_environ(work)
+        self.set_status(state=JobState.RUNNING, started_at=time.time(), n_cells=len(nb.cells), python=sys.executable)
+        self.nb = nb
+        return self.server.run_cells(self, nb, env, project)
+
+
+class SessionServer(JobProgram):
+    """The session job itself: keeps the kernel, serves queued cell jobs until idle or stopped."""
+
+    def __init__(self, store: Store, spec: JobSpec):
+        super().__init__(store, spec)
+        if spec.backend == "local":  # no slot held for a whole session on a laptop
+            self.backend_cls = Backend
+        self.loop = asyncio.new_event_loop()
+        self.km: Any = None
+        self.kc: Any = None
+        self.work: Path | None = None
+        self.in_place = spec.labels.get(CWD_LABEL)
+        self.client_pid = int(spec.labels.get(CLIENT_PID_LABEL) or 0)
+        self.served = 0
+
+    def slot(self):
+        return nullcontext() if self.backend_cls is Backend else super().slot()
+
+    # kernel -----------------------------------------------------------------------------------
+    def interrupt(self) -> None:
+        pid = kernel_pid(self.km)
+        if pid:
+            try:
+                os.kill(pid, signal.SIGINT)
+            except ProcessLookupError:
+                pass
+
+    def kill(self) -> None:
+        self.interrupt()
+
+    async def _start_kernel(self, work: Path) -> None:
+        self.km = kernel_manager(work, sys.executable, display_name="offload session")
+        cwd = self.in_place or str(work / "project")
+        Path(cwd).mkdir(parents=True, exist_ok=True)
+        await self.km.start_kernel(cwd=cwd)
+        self.kc = self.km.client()
+        self.kc.start_channels()
+        await self.kc.wait_for_ready(timeout=120)
+
+    def project_for(self, spec: JobSpec) -> str:
+        """Where a cell runs: the user's folder for a local in-place session, else the bundle
+        materialized into the session's project dir (files accumulate; same paths)."""
+        if self.in_place:
+            return self.in_place
+        project = self.work / "project"
+        materialize(self.store, spec.bundle_id, project)
+        return str(project)
+
+    def run_cells(self, job: CellJob, nb: Any, env: dict[str, str], project: str) -> Outcome:
+        """Run a cell job's notebook on the live kernel (called from the job's own program)."""
+        return self.loop.run_until_complete(self._execute_cells(job, nb, env, project))
+
+    async def _execute_cells(self, job: CellJob, nb: Any, env: dict[str, str], project: str) -> Outcome:
+        prelude = f"import os as _o; _o.environ.update({env!r}); _o.chdir({project!r}); del _o"
+        reply = await self.kc.execute_interactive(prelude, silent=True, store_history=False, timeout=60)
+        if reply["content"].get("status") != "ok":
+            return JobState.FAILED, "the session kernel could not be prepared", None
+        client = NotebookClient(nb, km=self.km, timeout=None, allow_errors=False, kernel_name="")
+        client.kc = self.kc
+        for index, cell in enumerate(nb.cells):
+            if job.stop_reason:
+                return job.stopped_outcome()
+            job.current_cell_id = cell.get("id")
+            job.set_status(cell=index + 1, cell_id=cell.get("id"))
+            try:
+                await client.async_execute_cell(cell, index)
+            except CellExecutionError as exc:
+                if job.stop_reason:
+                    return job.stopped_outcome()
+                tb = next((o.get("traceback", []) for o in cell.get("outputs", []) if o.get("output_type") == "error"), [])
+                error = {"ename": exc.ename, "evalue": exc.evalue, "traceback": tb, "cell": index + 1}
+                return JobState.FAILED, f"{exc.ename}: {exc.evalue}", error
+            except Exception as exc:
+                return JobState.FAILED, f"the session kernel failed: {type(exc).__name__}: {exc}", None
+        return JobState.SUCCEEDED, None, None
+
+    # serving ----------------------------------------------------------------------------------
+    def execute(self, work: Path) -> Outcome:
+        self.work = work
+        self.set_status(state=JobState.RUNNING, started_at=time.time(), cell=0, n_cells=0)
+        self.loop.run_until_complete(self._start_kernel(work))
+        self.say("session kernel ready")
+        idle_since = time.time()
+        stop_key = layout.session_key(self.job_id, "stop")
+        last_stop_check = 0.0
+        while not self.stop_reason:
+            queued = self.store.list(layout.session_queue_key(self.job_id))
+            if queued:
+                for key in queued:
+                    self.store.delete(key)
+                    self._serve(key.rsplit("/", 1)[-1])
+                idle_since = time.time()
+                continue
+            now = time.time()
+            if now - last_stop_check > 0.5:
+                last_stop_check = now
+                if self.store.exists(stop_key):
+                    return JobState.SUCCEEDED, f"session stopped after {self.served} cell(s)", None
+            if self.client_pid and not procs.pid_alive(self.client_pid):
+                return JobState.SUCCEEDED, f"the client kernel exited after {self.served} cell(s)", None
+            if now - idle_since > IDLE_S:
+                return JobState.SUCCEEDED, f"session idle for {int(IDLE_S)} s after {self.served} cell(s)", None
+            time.sleep(POLL_S if now - idle_since < 60 else 0.2)
+        return self.stopped_outcome()
+
+    def _serve(self, job_id: str) -> None:
+        handlers = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+        try:
+            spec = JobSpec.from_dict(self.store.get_json(layout.job_key(job_id, "spec.json")))
+            CellJob(self.store, spec, self).run()
+        except Exception as exc:
+            self.say(f"cell job {job_id} could not run: {exc}")
+        finally:
+            signal.signal(signal.SIGTERM, handlers[0])
+            signal.signal(signal.SIGINT, handlers[1])
+        self.served += 1
+        self.set_status(cell=self.served)
+
+    def before_finish(self) -> None:
+        try:
+            if self.km is not None:
+                self.kc.stop_channels()
+                self.loop.run_until_complete(self.km.shutdown_kernel(now=True))
+        except Exception:
+            pass
