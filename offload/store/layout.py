@@ -3,7 +3,7 @@
 ```
 blobs/<sha256>                          file contents, immutable
 bundles/<bundle-id>.json                manifest: path -> sha256, mode; entry notebook; EnvSpec
-jobs/<job-id>/spec.json                 JobSpec, written once by the client (jobs.submit.launch_spec)
+jobs/<job-id>/spec.json                 JobSpec, written once by the client (jobs.launch.launch_spec)
 jobs/<job-id>/env.json, handle.json     the client's, with the spec
 jobs/<job-id>/status.json ...           the runner's: status, log/<n>.txt, metrics.jsonl, output.ipynb,
                                         outputs/, checkpoints/, result.json
