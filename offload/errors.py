@@ -52,8 +52,11 @@ class ParameterError(UsageError):
 
 
 class JobNotFound(OffloadError):
+    """No job (or sweep) by that id in the store."""
+
     exit_code = 3
     http_status = 404
+    default_field = "job_id"
 
 
 class StoreError(OffloadError):

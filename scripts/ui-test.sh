@@ -31,7 +31,7 @@ export TARGET_URL=http://127.0.0.1:$OFFLOAD_UI_PORT
 export JUPYTER_CONFIG_DIR=$WORK/jupyter-config  # keep the user's own config out of the test
 mkdir -p "$JUPYTER_CONFIG_DIR"
 
-LOG=ui-tests/test-results/jupyter-server.log
+LOG=ui-tests/jupyter-server.log  # outside test-results/, which Playwright empties when it starts
 mkdir -p ui-tests/test-results/screenshots
 "$BIN/jupyter" lab --config ui-tests/jupyter_server_test_config.py >"$LOG" 2>&1 &
 SERVER_PID=$!

@@ -1,34 +1,23 @@
-"""Small notebooks written for tests."""
+"""Small notebooks written for tests: offload.testing's, optionally in an older nbformat."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import nbformat
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+from offload import testing
 
 
 def make_notebook(path: Path, cells: list[str] = (), *, params: str | None = None, minor: int = 5) -> Path:
-    nb = new_notebook()
-    nb.metadata["kernelspec"] = {"name": "some-foreign-kernel", "display_name": "Foreign", "language": "python"}
-    nb.cells.append(new_markdown_cell("# test notebook"))
-    if params is not None:
-        cell = new_code_cell(params)
-        cell.metadata["tags"] = ["parameters"]
-        nb.cells.append(cell)
-    nb.cells.extend(new_code_cell(src) for src in cells)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """A markdown title, a ``parameters`` cell when ``params`` is given, then ``cells``; with
+    ``minor`` < 5, saved as nbformat 4.<minor> without cell ids (as older Jupyter wrote them)."""
+    path = testing.make_notebook(path, cells, params=params)
     if minor < 5:
+        nb = nbformat.read(path, as_version=4)
         nb.nbformat_minor = minor
         for c in nb.cells:
             c.pop("id", None)
-        path.write_text(_dump_old(nb))
-    else:
-        nbformat.write(nb, path)
+        path.write_text(json.dumps(nb, indent=1))
     return path
-
-
-def _dump_old(nb) -> str:
-    import json
-
-    return json.dumps(nb, indent=1)

@@ -86,6 +86,8 @@ def test_unknown_job_and_unknown_backend(train):
     assert r.returncode == 3 and "offload ls" in r.stderr
     r = offload("run", str(train), "--backend", "nosuch")
     assert r.returncode == 2 and "available backends" in r.stderr
+    r = offload("run", str(train), "--backend", "sweep-pack")  # internal: never offered to users
+    assert r.returncode == 2 and "unknown backend 'sweep-pack'" in r.stderr and "local" in r.stderr
 
 
 def test_detach_then_cancel(notebook):

@@ -190,7 +190,7 @@ async def test_other_bad_requests_are_specific(jp_fetch, train_nb):
     assert (await error_of(jp_fetch, "jobs", method="POST", body="{not json"))[1]["field"] == "body"
     assert (await error_of(jp_fetch, "jobs", "NOT_AN_ID"))[0] == 400
     code, err = await error_of(jp_fetch, "jobs", FAKE_ID)
-    assert code == 404, err
+    assert code == 404 and err["field"] == "job_id", err
     assert (await error_of(jp_fetch, "jobs", FAKE_ID, "log", params={"cursor": "x"}))[1]["field"] == "cursor"
     assert (await error_of(jp_fetch, "jobs", params={"state": "sleeping"}))[1]["field"] == "state"
     assert (await error_of(jp_fetch, "gallery", params={"sort": "nonsense"}))[1]["field"] == "sort"

@@ -114,7 +114,7 @@ async def test_start_rejects_a_bad_request_naming_the_field(jp_fetch, quad_nb, o
 
 async def test_unknown_sweep_is_404(jp_fetch):
     code, err = await error_of(jp_fetch, "sweeps", FAKE_ID)
-    assert code == 404 and "sweep" in err["message"]
+    assert code == 404 and "sweep" in err["message"] and err["field"] == "sweep_id"
 
 
 async def _wait_sweep(jp_fetch, sid: str, timeout: float = 240) -> dict:

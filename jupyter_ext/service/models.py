@@ -10,15 +10,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from jupyter_ext.service.errors import ApiError
 from jupyter_ext.service.paths import resolve_notebook
 from offload.errors import UsageError
 from offload.spec import ENV_MODES, check_job_id, parse_duration
 
-if TYPE_CHECKING:
-    from jupyter_ext.service.core import OffloadService
+
+class ServerLimits(Protocol):
+    """What request parsing needs of the server (the service provides it): the root every path
+    stays inside, the backends the server enables, the defaults it applies."""
+
+    root_dir: str
+    max_runtime: str | int
+
+    def default_backend(self) -> str: ...
+
+    def enabled_backends(self) -> list[str]: ...
 
 
 def require(body: dict[str, Any], name: str, kind: type | tuple[type, ...], *, optional: bool = False) -> Any:
@@ -54,7 +63,7 @@ def job_id_arg(job_id: str, field: str = "job_id") -> str:
         raise ApiError(400, exc.message, field=field, hint=exc.hint) from None
 
 
-def _notebook(service: OffloadService, api_path: str) -> Path:
+def _notebook(service: ServerLimits, api_path: str) -> Path:
     path = resolve_notebook(service.root_dir, api_path)
     if path.suffix != ".ipynb" or not path.is_file():
         raise ApiError(400, f"path {api_path!r} is not a notebook", field="path", hint="pick a .ipynb file")
@@ -81,7 +90,7 @@ class RunRequest:
     max_runtime: str | int
 
     @staticmethod
-    def run_fields(service: OffloadService, body: dict[str, Any]) -> dict[str, Any]:
+    def run_fields(service: ServerLimits, body: dict[str, Any]) -> dict[str, Any]:
         api_path = require(body, "path", str)
         notebook = _notebook(service, api_path)
         backend = require(body, "backend", str, optional=True) or service.default_backend()
@@ -114,7 +123,7 @@ class JobRequest(RunRequest):
     include: tuple[str, ...]
 
     @classmethod
-    def parse(cls, service: OffloadService, body: dict[str, Any]) -> JobRequest:
+    def parse(cls, service: ServerLimits, body: dict[str, Any]) -> JobRequest:
         run = cls.run_fields(service, body)
         parameters = require(body, "parameters", dict, optional=True) or {}
         gpu_count = require_count(body, "gpu_count") or 1
@@ -150,7 +159,7 @@ class SweepRequest(RunRequest):
     pruner: str | None
 
     @classmethod
-    def parse(cls, service: OffloadService, body: dict[str, Any]) -> SweepRequest:
+    def parse(cls, service: ServerLimits, body: dict[str, Any]) -> SweepRequest:
         run = cls.run_fields(service, body)
         if run["machine"] == "local":
             run["machine"] = None
@@ -211,7 +220,7 @@ class MergeFileRequest:
     target: Path | None
 
     @classmethod
-    def parse(cls, service: OffloadService, body: dict[str, Any]) -> MergeFileRequest:
+    def parse(cls, service: ServerLimits, body: dict[str, Any]) -> MergeFileRequest:
         path = require(body, "path", str, optional=True)
         return cls(path=path, target=resolve_notebook(service.root_dir, path) if path else None)
 
@@ -238,7 +247,7 @@ class ApplyBestRequest:
     target: Path | None
 
     @classmethod
-    def parse(cls, service: OffloadService, body: dict[str, Any]) -> ApplyBestRequest:
+    def parse(cls, service: ServerLimits, body: dict[str, Any]) -> ApplyBestRequest:
         path = require(body, "path", str, optional=True)
         return cls(trial=require(body, "trial", int, optional=True), source=require(body, "source", str, optional=True),
                    path=path, target=resolve_notebook(service.root_dir, path) if path else None)

@@ -49,6 +49,8 @@ class PackBackend(Backend):
         status = self.store.get_json(pack_key(handle["sweep"], handle["pack"], "status.json"), None)
         job = handle["job"]
         if status is None:
+            if not self.store.exists(layout.job_key(handle["pack"], "spec.json")):
+                return BackendState(B_GONE, f"there is no pack job {handle['pack']}")
             pack_status = self.store.get_json(layout.job_key(handle["pack"], "status.json"), None)
             if pack_status and pack_status.get("state") not in ACTIVE_STATES:
                 return BackendState(B_GONE, f"pack {handle['pack']} ended {pack_status.get('state')}")

@@ -9,9 +9,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from offload._version import __version__
-from offload.cli import admin, jobs, run, sweep
-from offload.errors import OffloadError
+from offload import _startup
+
+_startup.skip_unused_imports()  # the CLI is its own process: before anything imports nbformat
+
+from offload._version import __version__  # noqa: E402
+from offload.cli import admin, jobs, run, sweep  # noqa: E402
+from offload.errors import OffloadError  # noqa: E402
 
 VERB_GROUPS = (run, jobs, admin)
 

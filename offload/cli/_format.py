@@ -7,7 +7,7 @@ import sys
 import time
 from typing import Any
 
-from offload.backends.base import get_backend
+from offload.backends.base import get_backend, user_backends
 from offload.config import backend_options, backend_store, default_backend
 from offload.notebook import parse_value
 from offload.spec import JobState
@@ -57,3 +57,11 @@ def backend_opts(args: argparse.Namespace) -> dict[str, Any]:
         key, _, value = item.partition("=")
         opts[key] = parse_value(value)
     return opts
+
+
+def backend_name(name: str) -> str:
+    """argparse ``type`` of ``--backend``: the backends offered to users (internal ones are not)."""
+    offered = user_backends()
+    if name not in offered:
+        raise argparse.ArgumentTypeError(f"unknown backend {name!r}; available backends: {', '.join(offered)}")
+    return name

@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import Any
 
-from offload.cli._format import backend_arg
+from offload.cli._format import backend_arg, backend_name
 from offload.config import config_path, load_config, set_values
 from offload.snapshot.bundle import collect_garbage
 from offload.snapshot.deps import render, snapshot
@@ -24,11 +24,11 @@ def add_parsers(sub: Any) -> None:
     cf.add_argument("pairs", nargs="*", metavar="KEY VALUE")
     cf.set_defaults(func=cmd_config)
     ma = sub.add_parser("machines", help="machines a backend offers, with prices")
-    ma.add_argument("--backend")
+    ma.add_argument("--backend", type=backend_name)
     ma.add_argument("--json", action="store_true")
     ma.set_defaults(func=cmd_machines)
     gc = sub.add_parser("gc", help="delete leftover machines of ended jobs")
-    gc.add_argument("--backend")
+    gc.add_argument("--backend", type=backend_name)
     gc.add_argument("--dry-run", action="store_true", help="list what would be removed, remove nothing")
     gc.add_argument("--older-than", type=float, default=24.0, metavar="HOURS",
                     help="staging objects younger than this are kept (default 24)")

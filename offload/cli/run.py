@@ -10,6 +10,7 @@ from typing import Any
 
 from offload.cli._format import (
     STATE_STYLE,
+    backend_name,
     backend_opts,
     color,
     duration,
@@ -28,7 +29,7 @@ def add_parsers(sub: Any) -> None:
     r.add_argument("notebook")
     r.add_argument("-p", "--param", action="append", metavar="NAME=VALUE", help="set a parameter (repeatable)")
     r.add_argument("--param-file", action="append", metavar="YAML", help="parameters from a YAML file")
-    r.add_argument("--backend", help="local (default), gce, slurm, ...")
+    r.add_argument("--backend", type=backend_name, help="local (default), gce, slurm, ...")
     r.add_argument("--gpu", help="GPU type (l4, a100, ...) or a comma list of fallbacks")
     r.add_argument("--gpu-count", type=int, default=1)
     r.add_argument("--machine", help="machine type, e.g. g2-standard-8")

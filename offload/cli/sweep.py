@@ -10,6 +10,7 @@ import argparse
 import json
 from typing import Any
 
+from offload.cli._format import backend_name
 from offload.errors import UsageError
 from offload.store import Store
 from offload.sweeps import (
@@ -54,7 +55,7 @@ def add_sweep_parser(subparsers: Any) -> argparse.ArgumentParser:
     g.add_argument("--study-name")
     g.add_argument("--max-failures", type=int)
     g.add_argument("--enqueue", help="YAML file of known-good points to try first")
-    g.add_argument("--backend")
+    g.add_argument("--backend", type=backend_name)
     g.add_argument("--gpu")
     g.add_argument("--machine")
     g.add_argument("--spot", action="store_true")

@@ -202,6 +202,13 @@ class Job:
             status["stale_heartbeat_s"] = time.time() - hb
         return status
 
+    def conclude(self, state: JobState, reason: str) -> dict[str, Any]:
+        """Record the client's conclusion about a job whose runner cannot (it never ran, or its
+        machine is gone): ``reconciled.json``, which every later client reads as final."""
+        self._status = self._conclude(dict(self.last_status), state, reason)
+        self._index()
+        return self._status
+
     def _conclude(self, status: dict, state: str, reason: str) -> dict:
         record = {"state": state, "reason": reason, "at": time.time(), "finished_at": time.time()}
         self.store.put_json(self.key("reconciled.json"), record)

@@ -23,6 +23,7 @@ import logging
 import sys
 from collections.abc import Callable
 
+from offload import _startup
 from offload.backends import local
 from offload.runner.job import NotebookJob
 from offload.runner.pack import serve_pack
@@ -63,27 +64,6 @@ def program_kind(spec: JobSpec) -> str:
     return _ROLES_01.get(spec.labels.get("role", ""), spec.kind)
 
 
-def skip_unused_imports() -> None:
-    """Each trial of a sweep is a runner process, and on a small machine the runners' start-up CPU
-    is what bounds a sweep's wall time. Three optional imports nothing in the runner uses cost about
-    2.3 s of CPU there: jsonschema's IRI and duration format checkers (``rfc3987_syntax`` builds a
-    grammar at import, ``isoduration`` pulls in arrow; nbformat's schema uses neither format) and
-    papermill's ``gs://`` I/O handler (gcsfs: the runner gives papermill local paths, and the store
-    imports gcsfs itself, later, when its URL is ``gs://``). Both libraries import them inside
-    ``except ImportError``, so a ``None`` in ``sys.modules`` makes them skip the feature."""
-    for name in ("rfc3987_syntax", "isoduration"):
-        sys.modules.setdefault(name, None)  # type: ignore[assignment]
-    if "papermill" in sys.modules or "gcsfs" in sys.modules:
-        return
-    sys.modules["gcsfs"] = None  # type: ignore[assignment]
-    try:
-        import papermill.iorw  # noqa: F401  (heavy; imported here, once, with gcsfs hidden)
-    except ImportError:
-        pass  # reported where the runner imports papermill
-    finally:
-        del sys.modules["gcsfs"]
-
-
 def run_job(store_url: str, job_id: str) -> int:
     store = Store(store_url)
     spec = JobSpec.from_dict(store.get_json(layout.job_key(job_id, "spec.json")))
@@ -95,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     if len(argv) != 2:
         print("usage: python -m offload.runner STORE_URL JOB_ID", file=sys.stderr)
         return 2
-    skip_unused_imports()
+    _startup.skip_unused_imports(papermill=True)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
     local.take_ticket()  # a local job's place in the queue, released once it has a slot or exits
     try:

@@ -202,7 +202,7 @@ class JobProgram:
                 if now - last_cancel_check >= 1.0 and not self.stop_reason:
                     last_cancel_check = now
                     if self.store.exists(self.key("cancel")):
-                        self.stop("cancelled", "cancelled by the user")
+                        self.stop(JobState.CANCELLED, "cancelled by the user")
                     elif now > self.deadline:
                         self.stop("timeout", f"stopped at the max runtime of {self.spec.resources.max_runtime_s} s")
                 text = self.snapshot_output()
@@ -224,7 +224,7 @@ class JobProgram:
         if self.finished:  # our own machine going away after we finished: not a preemption
             return
         if self.store.exists(self.key("cancel")):
-            self.stop("cancelled", "cancelled by the user")
+            self.stop(JobState.CANCELLED, "cancelled by the user")
             return
         why = None
         try:
@@ -235,9 +235,9 @@ class JobProgram:
 
     def stopped_outcome(self) -> Outcome:
         reason = self.stop_reason
-        if reason == "cancelled":
+        if reason == JobState.CANCELLED:
             return JobState.CANCELLED, "cancelled by the user", None
-        if reason == "preempted":
+        if reason == JobState.PREEMPTED:
             return JobState.PREEMPTED, "the machine was preempted", None
         if reason == "timeout":
             return JobState.FAILED, f"max runtime of {self.spec.resources.max_runtime_s} s exceeded", None

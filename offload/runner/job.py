@@ -122,7 +122,7 @@ class NotebookJob(JobProgram):
     def run_papermill(self, work: Path, python: str) -> Outcome:
         # papermill (and nbclient under it) are imported here, not at the top: they cost about a
         # second, and the runner's start-up first tells them to skip imports it never uses
-        # (offload.runner.skip_unused_imports).
+        # (offload._startup.skip_unused_imports).
         import papermill
         from papermill.engines import NBClientEngine, papermill_engines
         from papermill.exceptions import PapermillExecutionError

@@ -55,7 +55,7 @@ SECRET_MARKERS = (b"-----BEGIN RSA PRIVATE KEY", b"-----BEGIN OPENSSH PRIVATE KE
                   b"-----BEGIN PRIVATE KEY", b"-----BEGIN EC PRIVATE KEY", b"-----BEGIN DSA PRIVATE KEY",
                   b'"private_key_id"')
 _SCAN_LIMIT = 1 << 20  # content-scan files up to 1 MiB for secrets
-_WHEELS = layout.wheel_key("", "").rstrip("/")  # "envs/wheels": where client wheels are staged
+_WHEELS = layout.WHEELS
 
 
 @dataclass

@@ -62,5 +62,8 @@ def pack_key(sweep_id: str, pack_id: str, name: str = "") -> str:
     return sweep_key(sweep_id, f"packs/{pack_id}/{name}" if name else f"packs/{pack_id}")
 
 
+WHEELS = f"{ENVS}/wheels"  # the client's own code, shipped to GCE VMs
+
+
 def wheel_key(digest: str, name: str) -> str:
-    return f"{ENVS}/wheels/{digest}/{name}"
+    return f"{WHEELS}/{digest}/{name}"

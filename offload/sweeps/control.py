@@ -20,7 +20,7 @@ from typing import Any
 import nbformat
 
 from offload.backends import procs
-from offload.errors import NotebookError, OffloadError, UsageError
+from offload.errors import ConflictError, NotebookError, OffloadError, UsageError
 from offload.notebook import parameters_cell, read_notebook
 from offload.paths import data_dir
 from offload.store import Store
@@ -174,7 +174,7 @@ def sweep_resume(sweep_id: str, *, store: Store | str | None = None, detach: boo
     running = driver_alive(info)
     if running or launched_alive(info):
         pid, host = (info.get("pid"), info.get("host")) if running else (info["launched_pid"], info.get("launched_host"))
-        raise UsageError(f"sweep {sid} already has a running driver (pid {pid} on {host})",
+        raise ConflictError(f"sweep {sid} already has a running driver (pid {pid} on {host})",
                          hint=f"`offload sweep stop {sid}` first, or wait for it")
     if trials is not None:
         rec["trials"] = trials

@@ -378,13 +378,10 @@ class Driver:
         while job.handle is None and not self.store.exists(job_key(job.id, "status.json")):
             if _now() > end:
                 self.store.put_text(job_key(job.id, "cancel"), str(_now()))
-                conclude = getattr(job, "_conclude", None)
-                if conclude is not None:
-                    conclude(dict(job.status), JobState.CANCELLED, "never launched: the sweep driver stopped during submit")
+                job.conclude(JobState.CANCELLED, "never launched: the sweep driver stopped during submit")
                 self.say(f"job {job.id} was never launched; closed it")
                 return True
-            time.sleep(0.5)
-            job._handle = None  # re-read handle.json
+            time.sleep(0.5)  # job.handle is read again while it is None
         return False
 
     def _cancel_job(self, job_id: str, why: str) -> None:

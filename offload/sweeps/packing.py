@@ -1,8 +1,7 @@
 """The driver's half of packing: one machine runs up to ``per_gpu`` trials at once.
 
-A *pack* is an ordinary job, launched on the sweep's backend (a GCE VM, a SLURM allocation, a
-local process), labelled ``role=sweep-pack``, ``sweep=<id>`` and ``pack_slots=<K>``; the runner
-serves it as a pack (:mod:`offload.runner.pack`). A trial that runs in a pack is a job of the
+A *pack* is a job of kind ``pack``, launched on the sweep's backend (a GCE VM, a SLURM allocation,
+a local process), labelled ``sweep=<id>`` and ``pack_slots=<K>``; the runner serves it as a pack (:mod:`offload.runner.pack`). A trial that runs in a pack is a job of the
 internal ``sweep-pack`` backend (:mod:`offload.backends.pack`) whose ``pack`` label names the pack
 it was given. This module decides which pack gets which trial, starts a new pack when every live
 one is full, finds the packs of a resumed sweep and tells them when the sweep needs no more.
@@ -25,7 +24,7 @@ from offload.store import Store
 from offload.store.layout import pack_key
 from offload.sweeps.records import open_job, safe_state, sweep_job_specs
 
-PACK_ROLE = "sweep-pack"  # the label that makes a job a pack (the runner serves it)
+PACK_ROLE = "sweep-pack"  # how 0.1 marked a pack job (a label); packs are now jobs of kind "pack"
 PACK_BACKEND = "sweep-pack"  # the backend of trial jobs that run inside a pack
 
 
@@ -66,8 +65,8 @@ class Packs:
                 continue
             if busy[pack_id] < self.slots:
                 return pack_id
-        labels = {"sweep": self.id, "role": PACK_ROLE, "pack_slots": str(self.slots)}
-        job = jobs.submit(self.rec["notebook"], parameters={}, kind="trial", labels=labels, store=self.store,
+        labels = {"sweep": self.id, "pack_slots": str(self.slots)}
+        job = jobs.submit(self.rec["notebook"], parameters={}, kind="pack", labels=labels, store=self.store,
                           env_spec=env_spec, **sub)
         self.jobs[job.id] = job
         self.say(f"pack {job.id}: a machine for {self.slots} trials at once")
@@ -76,7 +75,7 @@ class Packs:
     def adopt(self) -> None:
         """A resumed driver takes over the packs still running."""
         for job_id, spec in sweep_job_specs(self.store, self.id).items():
-            if spec["labels"].get("role") == PACK_ROLE:
+            if spec.get("kind") == "pack" or spec["labels"].get("role") == PACK_ROLE:  # 0.1 packs: the label
                 job = open_job(job_id, self.store)
                 if safe_state(job) in ACTIVE_STATES:
                     self.jobs[job_id] = job

@@ -58,6 +58,7 @@ def load_record(store: Store, sweep_id: str) -> dict[str, Any]:
         raise JobNotFound(
             f"no sweep {sweep_id!r} in store {store.url}",
             hint="`offload sweep ls` lists sweeps" + (f"; did you mean {close[0]}?" if close else ""),
+            field="sweep_id",
         )
     return rec
 

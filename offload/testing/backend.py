@@ -36,13 +36,13 @@ from offload.backends.base import B_GONE, Backend, Machine, get_backend
 from offload.config import load_config, save_config
 from offload.errors import UsageError
 from offload.jobs import Job, submit
-from offload.spec import FINAL_STATES, JobSpec, Resources, new_job_id, parse_duration
+from offload.spec import FINAL_STATES, JobSpec, JobState, Resources, new_job_id, parse_duration
 from offload.store import Store
 
 # Resources fields a capability may name, and the submit() argument each one comes from.
 _SUBMIT_ARG = {"gpu": "gpu", "gpu_count": "gpu_count", "machine": "machine", "spot": "spot",
                "max_runtime_s": "max_runtime", "cpus": "cpus", "memory_gb": "memory_gb"}
-_KILLED_STATES = ("lost", "failed")
+_KILLED_STATES = (JobState.LOST, JobState.FAILED)
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,7 @@ class Capabilities:
 
     machines: bool = True
     invalid_resources: tuple[Mapping[str, Any], ...] = ()
-    killed_runner_state: str = "lost"
+    killed_runner_state: str = JobState.LOST
     why: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -71,7 +71,7 @@ class Capabilities:
             if unknown:
                 raise ValueError(f"invalid_resources names {sorted(unknown)}: use Resources fields {sorted(_SUBMIT_ARG)}")
         lacking = {"machines": not self.machines, "invalid_resources": not self.invalid_resources,
-                   "killed_runner_state": self.killed_runner_state != "lost"}
+                   "killed_runner_state": self.killed_runner_state != JobState.LOST}
         for name, lacks in lacking.items():
             if lacks:
                 self.reason(name)
@@ -244,7 +244,7 @@ class BackendContract:
         nb = contract_notebook("params.ipynb", ["print('hello from', name, lr * 2)"], params="lr = 0.1\nname = 'x'")
         job = run(nb, parameters={"lr": 0.25, "name": "contract"})
         job.wait(timeout=backend_under_test.timeout)
-        assert job.state == "succeeded", job.status
+        assert job.state == JobState.SUCCEEDED, job.status
         assert "hello from contract 0.5" in job.logs()
         out = job.output_notebook
         injected = [c for c in out.cells if "injected-parameters" in c.metadata.get("tags", [])]
@@ -258,7 +258,7 @@ class BackendContract:
             "offload.log_metric('acc', 0.9)",
         ])
         job = run(nb).wait(timeout=backend_under_test.timeout)
-        assert job.state == "succeeded", job.status
+        assert job.state == JobState.SUCCEEDED, job.status
         losses = [(m["step"], m["value"]) for m in job.metrics if m["name"] == "loss"]
         assert losses == [(0, 1.0), (1, 0.5), (2, pytest.approx(1 / 3))]
         assert job.last_metrics()["acc"] == 0.9
@@ -270,14 +270,14 @@ class BackendContract:
             "(offload.output_dir() / 'sub' / 'r.txt').write_text('result 7')",
         ])
         job = run(nb).wait(timeout=backend_under_test.timeout)
-        assert job.state == "succeeded", job.status
+        assert job.state == JobState.SUCCEEDED, job.status
         assert job.outputs() == ["sub/r.txt"]
         assert job.store.get_text(Store.job_key(job.id, "outputs/sub/r.txt")) == "result 7"
 
     def test_failing_cell_fails_with_traceback(self, run, contract_notebook, backend_under_test) -> None:
         nb = contract_notebook("fail.ipynb", ["print('before')", "def f():\n    raise ValueError('bad value 42')\nf()", "print('never')"])
         job = run(nb).wait(timeout=backend_under_test.timeout)
-        assert job.state == "failed", job.status
+        assert job.state == JobState.FAILED, job.status
         err = job.status["error"]
         assert err["ename"] == "ValueError" and "bad value 42" in err["evalue"]
         assert any("bad value 42" in line for line in err["traceback"])
@@ -287,11 +287,11 @@ class BackendContract:
         bt = backend_under_test
         nb = contract_notebook("long.ipynb", ["print('started', flush=True)", "import time\nfor i in range(600):\n    time.sleep(0.5)"])
         job = run(nb)
-        wait_for(lambda: job.refresh()["state"] == "running" and job.status.get("cell", 0) >= 2, bt.timeout,
+        wait_for(lambda: job.refresh()["state"] == JobState.RUNNING and job.status.get("cell", 0) >= 2, bt.timeout,
                  "the long cell to start")
         assert job.cancel() is True
         job.wait(timeout=60)
-        assert job.state == "cancelled", job.status
+        assert job.state == JobState.CANCELLED, job.status
         assert "started" in job.logs()
         assert job.output_notebook is not None  # partial output saved
         assert job.cancel() is False  # an ended job: nothing to cancel
@@ -304,7 +304,7 @@ class BackendContract:
             pytest.skip(f"{bt.name}: the harness cannot kill a runner: {bt.capabilities.reason('kill_runner')}")
         nb = contract_notebook("killed.ipynb", ["import time\nfor i in range(600):\n    time.sleep(0.5)"])
         job = run(nb)
-        wait_for(lambda: job.refresh()["state"] == "running", bt.timeout, "the job to run")
+        wait_for(lambda: job.refresh()["state"] == JobState.RUNNING, bt.timeout, "the job to run")
         bt.kill_runner(job)
         job.wait(timeout=bt.timeout)
         assert job.state in _KILLED_STATES, job.status  # never running forever

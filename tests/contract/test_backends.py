@@ -5,7 +5,7 @@
   SLURM cannot run at all;
 * gce: the real google-cloud-compute client against the fake Compute Engine, a gs:// store on
   fake-gcs-server, each "VM" running the real startup script, runner and self-delete;
-* sweep-pack: trial jobs run by a pack job (role=sweep-pack) that itself runs on the local backend.
+* sweep-pack: trial jobs run by a pack job (kind pack) that itself runs on the local backend.
 
 What a backend lacks is stated in its Capabilities, with the reason; nothing is skipped in silence.
 """
@@ -104,8 +104,7 @@ def sweep_pack_backend(tmp_path):
     store = Store((tmp_path / "store").as_uri())
     sweep = "contract-sweep"
     nb = make_notebook(tmp_path / "pack" / "pack.ipynb", ["pass"])
-    pack = submit(nb, backend="local", store=store, kind="trial",
-                  labels={"role": "sweep-pack", "sweep": sweep, "pack_slots": "2"})
+    pack = submit(nb, backend="local", store=store, kind="pack", labels={"sweep": sweep, "pack_slots": "2"})
     wait_for(lambda: pack.refresh()["state"] == "running", 120, "the pack job to run")
 
     def pack_still_serves() -> None:
@@ -120,8 +119,6 @@ def sweep_pack_backend(tmp_path):
             why={"machines": "a trial runs on its pack's machine; the pack's own backend lists machines",
                  "invalid_resources": "a trial runs on its pack's machine, whose backend validated the pack's resources"},
         ),
-        known_gaps={"test_state_of_a_job_it_never_ran_is_gone":
-                    "PackBackend.state reads a pack it has no record of as pending (waiting for the pack machine)"},
     )
     if pack.refresh()["state"] not in FINAL_STATES:
         pack.cancel()

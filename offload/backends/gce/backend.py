@@ -441,7 +441,7 @@ class GceBackend(Backend):
             flt = 'operationType = "compute.instances.preempted"'
             for op in ops.list(project=handle.get("project") or self.project, zone=handle["zone"], filter=flt):
                 if op.target_link.endswith(f"/instances/{handle['name']}"):
-                    return "preempted"
+                    return JobState.PREEMPTED
         except Exception:
             pass
         return "VM deleted"
@@ -524,7 +524,7 @@ class GceBackend(Backend):
 
     @classmethod
     def termination_reason(cls) -> str | None:
-        return "preempted" if cls._metadata("instance/preempted") == "TRUE" else None
+        return JobState.PREEMPTED if cls._metadata("instance/preempted") == "TRUE" else None
 
     @classmethod
     def on_runner_exit(cls, spec: JobSpec, store: Store, final_state: str) -> None:
