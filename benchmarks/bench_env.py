@@ -57,6 +57,8 @@ def main() -> int:
             second.append(time.perf_counter() - t0)
             code = (
                 f"import sys, time; sys.path.insert(0, {str(ROOT)!r}); t = time.perf_counter();"
+                # as the runner starts: its start-up trimming first (offload/runner/__main__.py)
+                "from offload import _startup; _startup.skip_unused_imports(papermill=True);"
                 "from offload.runner.environment import prepare_env; from offload.snapshot.deps import EnvSpec;"
                 "import json; env = EnvSpec.from_dict(json.loads(sys.argv[1]));"
                 f"prepare_env(env, cache_dir={str(cache)!r}); print(time.perf_counter() - t)"

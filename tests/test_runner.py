@@ -93,7 +93,7 @@ def test_sigterm_after_completion_is_not_a_preemption(notebook, tmp_path):
         "import os, signal, sys\n"
         "from offload.backends.base import Backend\n"
         "Backend.on_runner_exit = classmethod(lambda cls, spec, store, state: os.kill(os.getpid(), signal.SIGTERM))\n"
-        "from offload.runner import run_job\n"
+        "from offload.runner.programs import run_job\n"
         f"sys.exit(run_job({store.url!r}, {job.id!r}))\n"
     )
     env = dict(os.environ, OFFLOAD_LOCAL_MAX_JOBS="0")

@@ -5,7 +5,8 @@ A program subclasses :class:`JobProgram` and fills in named hooks:
 
 ``execute(work)``      do the job; return ``(state, reason, error)``
 ``kill()``             stop what ``execute`` runs, now (cancel, preemption, max runtime)
-``snapshot_output()``  the live output notebook as text when it changed, else None
+``output_mark(nb)``    a cheap fingerprint of the live notebook's outputs (snapshots are taken
+                       when it changes; the default hashes nothing, it measures the outputs)
 ``slot()``             a context held while the job runs (the local backend's concurrency cap)
 ``before_finish()``    release what ``execute`` left running, before the final upload
 
@@ -27,6 +28,8 @@ import time
 import traceback
 from pathlib import Path
 from typing import Any
+
+import nbformat
 
 from offload._version import __version__
 from offload.backends.base import Backend, backend_class
@@ -93,6 +96,8 @@ class JobProgram:
         self.metrics_dirty = False
         self.metrics_file: str | None = None
         self.output_snapshot: str | None = None
+        self.live_nb: Any = None  # the notebook being executed, as the program fills its outputs
+        self.last_output_mark: tuple[int, int] = (0, 0)
         self.stop_reason: str | None = None
         self.finished = False
         self.current_cell_id: str | None = None
@@ -109,8 +114,25 @@ class JobProgram:
     def kill(self) -> None:
         """Stop what ``execute`` runs, now."""
 
+    def output_mark(self, nb: Any) -> int:
+        """Changes whenever an output is added or grows (display updates included)."""
+        return sum(len(json.dumps(c.get("outputs", []))) for c in nb.cells)
+
     def snapshot_output(self) -> str | None:
-        return None
+        """The live notebook (``self.live_nb``) as text when its outputs changed since the last
+        snapshot, mid-cell too (long cells stream their output), else None."""
+        nb = self.live_nb
+        if nb is None:
+            return None
+        try:
+            mark = (self.status.get("cell", 0), self.output_mark(nb))
+            if mark == self.last_output_mark:
+                return None
+            text = nbformat.writes(nb)
+        except RuntimeError:  # the executing thread mutated a cell meanwhile: next tick
+            return None
+        self.last_output_mark = mark
+        return text
 
     def slot(self) -> contextlib.AbstractContextManager:
         return self.backend_cls.runner_slot(self.spec, self.store, lambda: bool(self.stop_reason))

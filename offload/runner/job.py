@@ -34,8 +34,6 @@ class NotebookJob(JobProgram):
         super().__init__(*args, **kwargs)
         self.km: Any = None
         self.kpid: int | None = None
-        self.nb_man: Any = None
-        self.last_output_mark: tuple[int, int] = (0, 0)
 
     # hooks ------------------------------------------------------------------------------------
     def kill(self) -> None:
@@ -43,23 +41,10 @@ class NotebookJob(JobProgram):
         # start-up must not wait for the kernel to become ready.
         kill_kernel(self.kpid or kernel_pid(self.km))
 
-    def snapshot_output(self) -> str | None:
-        """The live notebook when its outputs changed (mid-cell too, for long cells)."""
-        nb_man = self.nb_man
-        if nb_man is None:
-            return None
-        try:
-            mark = (self.status.get("cell", 0), sum(
-                len(o.get("text", "")) if o.get("output_type") == "stream" else 1
-                for c in nb_man.nb.cells for o in c.get("outputs", [])
-            ))
-            if mark == self.last_output_mark:
-                return None
-            text = nbformat.writes(nb_man.nb)
-        except RuntimeError:  # the executing thread mutated a cell meanwhile: next tick
-            return None
-        self.last_output_mark = mark
-        return text
+    def output_mark(self, nb: Any) -> int:
+        """Cheaper than the default on big notebooks: stream text length, one per other output."""
+        return sum(len(o.get("text", "")) if o.get("output_type") == "stream" else 1
+                   for c in nb.cells for o in c.get("outputs", []))
 
     def final_notebook(self, work: Path, state: JobState) -> str | None:
         nb_out = work / "output.ipynb"
@@ -136,7 +121,7 @@ class NotebookJob(JobProgram):
 
             @classmethod
             def execute_managed_notebook(cls, nb_man, kernel_name, **kwargs):
-                program.nb_man = nb_man
+                program.live_nb = nb_man.nb
                 code_cells = [i for i, c in enumerate(nb_man.nb.cells) if c.cell_type == "code"]
                 program.set_status(n_cells=len(code_cells))
                 original_start = nb_man.cell_start

@@ -18,7 +18,6 @@ it is stopped, when the client kernel exits (local sessions) or after ``OFFLOAD_
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import sys
@@ -52,28 +51,12 @@ class CellJob(JobProgram):
         super().__init__(store, spec)
         self.server = server
         self.backend_cls = Backend  # no slot, no machine teardown per cell
-        self.nb: Any = None
-        self.last_output_mark: tuple[int, int] = (0, 0)
 
     def kill(self) -> None:  # cancel: interrupt the cell, keep the session
         self.server.interrupt()
 
-    def snapshot_output(self) -> str | None:
-        nb = self.nb
-        if nb is None:
-            return None
-        try:
-            mark = (self.status.get("cell", 0), sum(len(json.dumps(c.get("outputs", []))) for c in nb.cells))
-            if mark == self.last_output_mark:
-                return None
-            text = nbformat.writes(nb)
-        except RuntimeError:
-            return None
-        self.last_output_mark = mark
-        return text
-
     def final_notebook(self, work: Path, state: JobState) -> str | None:
-        return nbformat.writes(self.nb) if self.nb is not None else self.output_snapshot
+        return nbformat.writes(self.live_nb) if self.live_nb is not None else self.output_snapshot
 
     def execute(self, work: Path) -> Outcome:
         (work / "outputs").mkdir(parents=True, exist_ok=True)
@@ -84,7 +67,7 @@ class CellJob(JobProgram):
         nb = nbformat.reads(self.store.get_text(layout.blob_key(sha)), as_version=4)
         env = self.job_environ(work)
         self.set_status(state=JobState.RUNNING, started_at=time.time(), n_cells=len(nb.cells), python=sys.executable)
-        self.nb = nb
+        self.live_nb = nb
         return self.server.run_cells(self, nb, env, project)
 
 

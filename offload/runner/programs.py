@@ -1,0 +1,74 @@
+"""The runner's program table and entry point (``python -m offload.runner`` runs :func:`main`).
+
+Imported by ``offload/runner/__main__.py`` only after the start-up trimming
+(:func:`offload._startup.skip_unused_imports`), since the programs import nbformat and nbclient.
+"""
+
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+
+from offload.backends import local
+from offload.runner.job import NotebookJob
+from offload.runner.pack import serve_pack
+from offload.runner.session import SessionServer
+from offload.spec import JobSpec
+from offload.store import Store, layout
+
+Program = Callable[[Store, JobSpec], int]
+
+
+def _job(store: Store, spec: JobSpec) -> int:
+    return NotebookJob(store, spec).run()
+
+
+def _session(store: Store, spec: JobSpec) -> int:
+    local.drop_ticket()  # a session holds no local slot, so it does not queue for one
+    return SessionServer(store, spec).run()
+
+
+def _pack(store: Store, spec: JobSpec) -> int:
+    local.drop_ticket()  # the pack's slots are its own: it does not queue for one of this machine's
+    return serve_pack(store, spec)
+
+
+PROGRAMS: dict[str, Program] = {
+    "notebook": _job,
+    "cell": _job,
+    "trial": _job,
+    "session": _session,
+    "pack": _pack,
+}
+
+# Specs written by 0.1 said what a job was through a label instead of its kind.
+_ROLES_01 = {"session": "session", "sweep-pack": "pack"}
+
+
+def program_kind(spec: JobSpec) -> str:
+    return _ROLES_01.get(spec.labels.get("role", ""), spec.kind)
+
+
+def run_job(store_url: str, job_id: str) -> int:
+    store = Store(store_url)
+    spec = JobSpec.from_dict(store.get_json(layout.job_key(job_id, "spec.json")))
+    return PROGRAMS[program_kind(spec)](store, spec)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m offload.runner STORE_URL JOB_ID``; the caller trimmed start-up imports first."""
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 2:
+        print("usage: python -m offload.runner STORE_URL JOB_ID", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
+    local.take_ticket()  # a local job's place in the queue, released once it has a slot or exits
+    try:
+        return run_job(*argv)
+    finally:
+        local.drop_ticket()
+
+
+__all__ = ["PROGRAMS", "main", "program_kind", "run_job"]
