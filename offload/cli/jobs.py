@@ -11,7 +11,7 @@ from offload.backends.base import Ability
 from offload.cli._format import STATE_STYLE, color, duration, fmt_metrics, job_duration, store_arg
 from offload.errors import OffloadError
 from offload.jobs import Job, list_jobs
-from offload.runner.job import strip_ansi
+from offload.notebook import strip_ansi
 from offload.spec import FINAL_STATES
 
 

@@ -16,12 +16,13 @@ from offload.notebook.params import (
     parse_assignments,
     parse_value,
 )
-from offload.notebook.reader import code_cells, notebook_from_json, read_notebook
+from offload.notebook.reader import code_cells, notebook_from_json, read_notebook, strip_ansi
 
 __all__ = [
     "read_notebook",
     "notebook_from_json",
     "code_cells",
+    "strip_ansi",
     "cell_hash",
     "ensure_cell_ids",
     "Magic",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import nbformat
@@ -99,3 +100,11 @@ def code_cells(nb: nbformat.NotebookNode) -> list[tuple[int, str]]:
             src = cell.get("source", "")
             out.append((i, "".join(src) if isinstance(src, list) else str(src)))
     return out
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def strip_ansi(text: str) -> str:
+    """Output text without terminal colour codes (tracebacks in error outputs carry them)."""
+    return _ANSI.sub("", text)

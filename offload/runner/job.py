@@ -8,7 +8,6 @@ this program; see :mod:`offload.runner` for the table.
 from __future__ import annotations
 
 import os
-import re
 import socket
 import sys
 import tempfile
@@ -20,6 +19,7 @@ import nbformat
 from jupyter_core.utils import run_sync
 
 from offload.metrics import last_values
+from offload.notebook import strip_ansi
 from offload.runner import environment
 from offload.runner.core import JobProgram, LogSink, Outcome, Stop
 from offload.runner.kernel import KERNEL_NAME, death_reason, kernel_manager, kernel_pid, kill_kernel
@@ -172,7 +172,3 @@ class NotebookJob(JobProgram):
             except Exception:
                 pass
         return state, reason, error
-
-
-def strip_ansi(text: str) -> str:
-    return re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", text)

@@ -9,6 +9,7 @@ by the driver, the views and the control functions; nothing here starts a job or
 from __future__ import annotations
 
 import collections
+import enum
 import socket
 import time
 from typing import Any
@@ -23,14 +24,22 @@ from offload.sweeps import space as sp
 
 STALE_S = 30.0  # a driver whose heartbeat is older than this is gone
 
-# Driver states (driver.json "state"); a sweep's own life, not a job's (those are JobState).
-CREATED = "created"
-RUNNING = "running"
-STOPPING = "stopping"
-COMPLETED = "completed"
-STOPPED = "stopped"
-FAILED = "failed"
-INTERRUPTED = "interrupted"  # never written: what a reader calls a driver that died (resume reconciles)
+class SweepState(str, enum.Enum):
+    """A sweep's own life (``driver.json`` "state"), not a job's (those are JobState)."""
+
+    CREATED = "created"
+    RUNNING = "running"
+    STOPPING = "stopping"
+    COMPLETED = "completed"
+    STOPPED = "stopped"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"  # never written: what a reader calls a driver that died (resume reconciles)
+
+    def __str__(self) -> str:
+        return self.value
+
+
+CREATED, RUNNING, STOPPING, COMPLETED, STOPPED, FAILED, INTERRUPTED = SweepState
 LIVE_STATES = (RUNNING, STOPPING)
 ENDED_STATES = (COMPLETED, FAILED, STOPPED)
 
