@@ -317,8 +317,8 @@ def test_sweep_packs_per_gpu_trials_inside_one_slurm_allocation(slurm_cluster, s
                         store=store, quiet=True)
     assert res.state == "completed"
     specs = [store.get_json(f"jobs/{j}/spec.json") for j in store.list_dirs("jobs")]
-    packs = [s for s in specs if s["labels"].get("role") == "sweep-pack"]
-    trials = [s for s in specs if s["labels"].get("role") != "sweep-pack"]
+    packs = [s for s in specs if s["kind"] == "pack"]
+    trials = [s for s in specs if s["kind"] == "trial"]
     assert len(packs) == 1 and packs[0]["backend"] == "slurm"  # one allocation
     assert len(trials) == 3 and {s["backend"] for s in trials} == {"sweep-pack"}
     spans = sorted((st["started_at"], st["finished_at"]) for st in
