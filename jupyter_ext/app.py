@@ -45,10 +45,13 @@ class OffloadExtensionApp(ExtensionApp):
     )
     default_machine = Unicode("", config=True, help="Machine preselected in the Run dialog.")
     max_runtime = Unicode("4h", config=True, help="Default hard cap on a job's runtime.")
+    max_runtime_limit = Unicode("7d", config=True, help="The longest max_runtime a request may ask for (400 beyond).")
     max_active_jobs = Int(0, config=True, help="Refuse new jobs (409) while this many are active; 0: no limit.")
     budget = Float(0.0, config=True, help="Budget in dollars shown in the Run dialog; 0: none.")
     poll_interval = Float(1.0, config=True, help="Seconds between job watcher passes.")
     worker_threads = Int(4, config=True, help="Threads for store and backend calls.")
+    max_request_bytes = Int(16 << 20, config=True,
+                            help="Refuse a request body larger than this (413); merge plans carry a notebook's sources.")
 
     def initialize_settings(self) -> None:
         root_dir = getattr(self.serverapp.contents_manager, "root_dir", None) or self.serverapp.root_dir
@@ -60,6 +63,7 @@ class OffloadExtensionApp(ExtensionApp):
             default_backend=self.default_backend or None,
             default_machine=self.default_machine or None,
             max_runtime=self.max_runtime,
+            max_runtime_limit=self.max_runtime_limit,
             max_active_jobs=self.max_active_jobs,
             budget=self.budget or None,
         )

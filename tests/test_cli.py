@@ -90,6 +90,16 @@ def test_unknown_job_and_unknown_backend(train):
     assert r.returncode == 2 and "unknown backend 'sweep-pack'" in r.stderr and "local" in r.stderr
 
 
+def test_output_into_a_closed_pipe_is_no_error(train):
+    """`offload ls --json | head -1`: the reader stops early; no BrokenPipeError traceback."""
+    assert offload("run", str(train)).returncode == 0
+    proc = subprocess.Popen([sys.executable, "-m", "offload.cli", "ls", "--json"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=dict(os.environ))
+    proc.stdout.close()  # like `head` exiting before the command has written (it starts in ~0.2 s)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0 and b"Traceback" not in err, err
+
+
 def test_detach_then_cancel(notebook):
     nb = notebook("slow.ipynb", ["print('begin', flush=True)", "import time\ntime.sleep(300)"])
     r = offload("run", str(nb), "--detach")

@@ -172,6 +172,9 @@ async def test_inspect_shows_parameters_deps_and_files(jp_fetch, train_nb, jp_ro
         ({"path": "proj/train.ipynb", "spot": "yes"}, "spot"),
         ({"path": "proj/train.ipynb", "data": ["missing-dir"]}, "data"),
         ({"path": "proj/missing.ipynb"}, "path"),
+        ({"path": "proj/train.ipynb", "parametrs": {"lr": 0.2}}, "parametrs"),  # misspelt: never the defaults
+        ({"path": "proj/train.ipynb", "max_runtime": 0}, "max_runtime"),  # not "the default"
+        ({"path": "proj/train.ipynb", "max_runtime": "30d"}, "max_runtime"),  # beyond the server's limit
     ],
 )
 async def test_submit_rejects_bad_input_naming_the_field(jp_fetch, train_nb, body, field):
@@ -179,6 +182,27 @@ async def test_submit_rejects_bad_input_naming_the_field(jp_fetch, train_nb, bod
     assert code in (400, 404)
     assert err["field"] == field, err
     assert err["message"]
+
+
+async def test_an_unknown_field_is_refused_with_the_close_name(jp_fetch, train_nb):
+    code, err = await error_of(jp_fetch, "jobs", method="POST", body={"path": "proj/train.ipynb", "parametrs": {}})
+    assert code == 400 and err["field"] == "parametrs" and "'parameters'" in err["hint"]
+    code, err = await error_of(jp_fetch, "jobs", FAKE_ID, "rerun", method="POST", body={"params": {}})
+    assert code == 400 and err["field"] == "params"
+
+
+async def test_bodies_that_would_break_the_server_are_refused(jp_fetch, train_nb):
+    """A lone surrogate, JSON nested thousands deep and an oversized body: 4xx, never a 500."""
+    surrogate = '{"path": "proj/train.ipynb", "parameters": {"lr": "\\ud800"}}'
+    code, err = await error_of(jp_fetch, "jobs", method="POST", body=surrogate)
+    assert (code, err["field"]) == (400, "parameters") and "surrogate" in err["message"]
+    code, err = await error_of(jp_fetch, "jobs", method="POST", body='{"path": ' + "[" * 5000 + "]" * 5000 + "}")
+    assert (code, err["field"]) == (400, "body") and "nests deeper" in err["message"]
+    code, err = await error_of(jp_fetch, "jobs", method="POST", body='{"path": ' + "[" * 100 + "]" * 100 + "}")
+    assert (code, err["field"]) == (400, "path") and "nests deeper" in err["message"]
+    big = json.dumps({"path": "proj/train.ipynb", "parameters": {"blob": "x" * (17 << 20)}})
+    code, err = await error_of(jp_fetch, "jobs", method="POST", body=big)
+    assert (code, err["field"]) == (413, "body") and "max_request_bytes" in err["hint"]
 
 
 async def test_unknown_parameter_error_suggests_the_close_name(jp_fetch, train_nb):

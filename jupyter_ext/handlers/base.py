@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -23,6 +24,34 @@ from jupyter_ext.service import ApiError, OffloadService
 from offload.errors import OffloadError
 
 AUTH_RESOURCE = "offload"
+MAX_DEPTH = 64  # no request the API takes nests deeper than a handful of levels
+
+
+def check_json(data: Any) -> None:
+    """400 naming the place of the first value nested deeper than ``MAX_DEPTH`` or the first
+    string (value or key) that is not valid text; ``field`` is the top-level field it is under."""
+    stack: list[tuple[Any, str, int]] = [(data, "", 0)]
+    while stack:
+        value, where, depth = stack.pop()
+        field = re.split(r"[.\[]", where, maxsplit=1)[0] or "body"
+        if depth > MAX_DEPTH:
+            raise ApiError(400, f"request body nests deeper than {MAX_DEPTH} levels at {where}", field=field)
+        if isinstance(value, str):
+            _text(value, where or "body", field)
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                _text(key, f"a key in {where or 'body'}", field)
+                stack.append((item, f"{where}.{key}" if where else key, depth + 1))
+        elif isinstance(value, list):
+            stack.extend((item, f"{where}[{i}]", depth + 1) for i, item in enumerate(value))
+
+
+def _text(s: str, where: str, field: str) -> None:
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ApiError(400, f"{where} holds a lone surrogate, which is not text", field=field,
+                       hint="send UTF-8 text") from None
 
 
 class OffloadHandler(APIHandler):
@@ -46,15 +75,27 @@ class OffloadHandler(APIHandler):
         return await loop.run_in_executor(self.ext.executor, functools.partial(fn, self.service, *args, **kwargs))
 
     def body(self) -> dict[str, Any]:
-        """The request's JSON object (``{}`` when empty); 400 ``field: body`` otherwise."""
-        if not self.request.body:
+        """The request's JSON object (``{}`` when empty): 413 when larger than the server's limit,
+        400 ``field: body`` when it is not JSON, nests too deeply or holds a string that is not
+        text (a lone surrogate), so nothing downstream fails on it with a 500."""
+        raw = self.request.body
+        if not raw:
             return {}
+        limit = self.ext.max_request_bytes
+        if len(raw) > limit:
+            raise ApiError(413, f"request body of {len(raw)} bytes is larger than the limit of {limit}", field="body",
+                           hint="send less, or raise OffloadExtensionApp.max_request_bytes")
         try:
-            data = json.loads(self.request.body)
+            data = json.loads(raw)
         except ValueError as exc:
             raise ApiError(400, f"request body is not JSON: {exc}", field="body") from None
+        except RecursionError:
+            data = None  # deeper than the parser goes: refused below
         if not isinstance(data, dict):
+            if data is None and raw.strip() != b"null":
+                raise ApiError(400, f"request body nests deeper than {MAX_DEPTH} levels", field="body")
             raise ApiError(400, "request body must be a JSON object", field="body")
+        check_json(data)
         return data
 
     def int_arg(self, name: str, default: int) -> int:

@@ -39,6 +39,7 @@ class OffloadService:
         default_backend: str | None = None,
         default_machine: str | None = None,
         max_runtime: str = "4h",
+        max_runtime_limit: str = "7d",
         max_active_jobs: int = 0,
         budget: float | None = None,
     ):
@@ -48,6 +49,7 @@ class OffloadService:
         self.backend_options = backend_options or {}
         self.default_machine = default_machine
         self.max_runtime = max_runtime
+        self.max_runtime_limit = max_runtime_limit
         self.max_active_jobs = max_active_jobs
         self.budget = budget
         self._default_backend = default_backend

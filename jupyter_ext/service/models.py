@@ -8,6 +8,7 @@ sweep start share :class:`RunRequest`: the notebook and where and how it runs.
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -24,10 +25,21 @@ class ServerLimits(Protocol):
 
     root_dir: str
     max_runtime: str | int
+    max_runtime_limit: str | int
 
     def default_backend(self) -> str: ...
 
     def enabled_backends(self) -> list[str]: ...
+
+
+def check_fields(body: dict[str, Any], known: tuple[str, ...]) -> None:
+    """400 for a field the request does not take (a misspelt ``parametrs`` must not run with the
+    defaults), naming the closest known field."""
+    for name in body:
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+            raise ApiError(400, f"unknown field {name!r}", field=name,
+                           hint=f"did you mean {close[0]!r}?" if close else f"the fields are: {', '.join(known)}")
 
 
 def require(body: dict[str, Any], name: str, kind: type | tuple[type, ...], *, optional: bool = False) -> Any:
@@ -89,6 +101,8 @@ class RunRequest:
     spot: bool
     max_runtime: str | int
 
+    FIELDS = ("path", "backend", "machine", "gpu", "spot", "max_runtime")
+
     @staticmethod
     def run_fields(service: ServerLimits, body: dict[str, Any]) -> dict[str, Any]:
         api_path = require(body, "path", str)
@@ -103,11 +117,17 @@ class RunRequest:
         if machine and "+" in machine and not gpu:  # a machine offer "n1-standard-8+t4": shape + GPU
             machine, gpu = machine.split("+", 1)
         spot = require(body, "spot", bool, optional=True) or False
-        max_runtime = require(body, "max_runtime", (str, int), optional=True) or service.max_runtime
+        max_runtime = require(body, "max_runtime", (str, int), optional=True)
+        if max_runtime is None or max_runtime == "":
+            max_runtime = service.max_runtime  # absent: the server's default; 0 is an error below
         try:
-            parse_duration(max_runtime)
+            seconds = parse_duration(max_runtime)
         except UsageError as exc:
             raise ApiError(400, exc.message, field="max_runtime", hint=exc.hint) from None
+        if seconds > parse_duration(service.max_runtime_limit):
+            raise ApiError(400, f"max_runtime {max_runtime!r} is longer than this server allows "
+                           f"({service.max_runtime_limit})", field="max_runtime",
+                           hint="ask for less, or raise OffloadExtensionApp.max_runtime_limit")
         return {"path": api_path, "notebook": notebook, "backend": backend, "machine": machine, "gpu": gpu,
                 "spot": spot, "max_runtime": max_runtime}
 
@@ -122,8 +142,11 @@ class JobRequest(RunRequest):
     data: tuple[str, ...]  # relative to the notebook's folder
     include: tuple[str, ...]
 
+    FIELDS = (*RunRequest.FIELDS, "parameters", "gpu_count", "env", "data", "include")
+
     @classmethod
     def parse(cls, service: ServerLimits, body: dict[str, Any]) -> JobRequest:
+        check_fields(body, cls.FIELDS)
         run = cls.run_fields(service, body)
         parameters = require(body, "parameters", dict, optional=True) or {}
         gpu_count = require_count(body, "gpu_count") or 1
@@ -158,8 +181,12 @@ class SweepRequest(RunRequest):
     sampler: str
     pruner: str | None
 
+    FIELDS = (*RunRequest.FIELDS, "space", "objective", "direction", "trials", "parallel", "per_gpu", "seed",
+              "max_failures", "sampler", "pruner")
+
     @classmethod
     def parse(cls, service: ServerLimits, body: dict[str, Any]) -> SweepRequest:
+        check_fields(body, cls.FIELDS)
         run = cls.run_fields(service, body)
         if run["machine"] == "local":
             run["machine"] = None
@@ -193,6 +220,7 @@ class RerunRequest:
 
     @classmethod
     def parse(cls, body: dict[str, Any]) -> RerunRequest:
+        check_fields(body, ("parameters",))
         return cls(parameters=require(body, "parameters", dict, optional=True))
 
 
@@ -204,6 +232,7 @@ class MergePlanRequest:
 
     @classmethod
     def parse(cls, body: dict[str, Any]) -> MergePlanRequest:
+        check_fields(body, ("cells",))
         cells: dict[str, str] = {}
         for i, c in enumerate(require(body, "cells", list)):
             if not isinstance(c, dict) or not isinstance(c.get("id"), str) or not isinstance(c.get("source"), str):
@@ -221,6 +250,7 @@ class MergeFileRequest:
 
     @classmethod
     def parse(cls, service: ServerLimits, body: dict[str, Any]) -> MergeFileRequest:
+        check_fields(body, ("path",))
         path = require(body, "path", str, optional=True)
         return cls(path=path, target=resolve_notebook(service.root_dir, path) if path else None)
 
@@ -233,6 +263,7 @@ class ResumeRequest:
 
     @classmethod
     def parse(cls, body: dict[str, Any]) -> ResumeRequest:
+        check_fields(body, ("trials",))
         return cls(trials=require_count(body, "trials"))
 
 
@@ -248,6 +279,7 @@ class ApplyBestRequest:
 
     @classmethod
     def parse(cls, service: ServerLimits, body: dict[str, Any]) -> ApplyBestRequest:
+        check_fields(body, ("trial", "source", "path"))
         path = require(body, "path", str, optional=True)
         return cls(trial=require(body, "trial", int, optional=True), source=require(body, "source", str, optional=True),
                    path=path, target=resolve_notebook(service.root_dir, path) if path else None)

@@ -7,6 +7,7 @@ machines, gc), ``sweep`` (the ``offload sweep`` group); ``_format`` is what they
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from offload import _startup
@@ -44,6 +45,9 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `offload show --json | head`: the reader has gone, which is no error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing left to flush at exit
+        return 0
 
 
 __all__ = ["build_parser", "main"]
