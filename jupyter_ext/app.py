@@ -22,7 +22,7 @@ from jupyter_server.extension.application import ExtensionApp
 from traitlets import Dict, Float, Int, List, Unicode
 
 from jupyter_ext.routes import handlers
-from jupyter_ext.service import OffloadService, jobs
+from jupyter_ext.service import SWEEP_CAPS, OffloadService, jobs
 from jupyter_ext.watcher import JobWatcher
 
 
@@ -46,6 +46,9 @@ class OffloadExtensionApp(ExtensionApp):
     default_machine = Unicode("", config=True, help="Machine preselected in the Run dialog.")
     max_runtime = Unicode("4h", config=True, help="Default hard cap on a job's runtime.")
     max_runtime_limit = Unicode("7d", config=True, help="The longest max_runtime a request may ask for (400 beyond).")
+    max_sweep_trials = Int(SWEEP_CAPS["trials"], config=True, help="The most trials a sweep started here may ask for (400 beyond).")
+    max_sweep_parallel = Int(SWEEP_CAPS["parallel"], config=True, help="The most trials a sweep may run at once (400 beyond).")
+    max_per_gpu = Int(SWEEP_CAPS["per_gpu"], config=True, help="The most trials a sweep may pack on one GPU (400 beyond).")
     max_active_jobs = Int(0, config=True, help="Refuse new jobs (409) while this many are active; 0: no limit.")
     budget = Float(0.0, config=True, help="Budget in dollars shown in the Run dialog; 0: none.")
     poll_interval = Float(1.0, config=True, help="Seconds between job watcher passes.")
@@ -64,6 +67,8 @@ class OffloadExtensionApp(ExtensionApp):
             default_machine=self.default_machine or None,
             max_runtime=self.max_runtime,
             max_runtime_limit=self.max_runtime_limit,
+            sweep_caps={"trials": self.max_sweep_trials, "parallel": self.max_sweep_parallel,
+                        "per_gpu": self.max_per_gpu},
             max_active_jobs=self.max_active_jobs,
             budget=self.budget or None,
         )

@@ -103,6 +103,10 @@ def _body(**over):
         ({"backend": "nowhere"}, "backend", "nowhere"),
         ({"max_runtime": "soon"}, "max_runtime", "soon"),
         ({"path": "../outside.ipynb"}, "path", "outside"),
+        ({"trials": 10**12}, "trials", "more than this server allows (1000)"),  # capped, not started
+        ({"parallel": 10**9}, "parallel", "more than this server allows (64)"),
+        ({"per_gpu": 17}, "per_gpu", "more than this server allows (16)"),
+        ({"trails": 5}, "trails", "unknown field"),
     ],
 )
 async def test_start_rejects_a_bad_request_naming_the_field(jp_fetch, quad_nb, over, field, words):

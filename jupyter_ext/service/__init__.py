@@ -6,7 +6,7 @@ other module is a group of functions taking it first: ``notebook`` (the Run dial
 ``paths`` keeps notebook paths inside the server root, ``errors`` has :class:`ApiError`.
 """
 
-from jupyter_ext.service.core import OffloadService
+from jupyter_ext.service.core import SWEEP_CAPS, OffloadService
 from jupyter_ext.service.errors import ApiError
 
-__all__ = ["ApiError", "OffloadService"]
+__all__ = ["SWEEP_CAPS", "ApiError", "OffloadService"]

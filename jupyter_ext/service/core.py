@@ -25,6 +25,9 @@ from offload.errors import JobNotFound, OffloadError, UsageError
 from offload.jobs import Job
 from offload.store import Store
 
+# What a sweep started through the server may ask for at most (OffloadExtensionApp overrides).
+SWEEP_CAPS = {"trials": 1000, "parallel": 64, "per_gpu": 16}
+
 
 class OffloadService:
     """The store, the configured backends and limits, and the caches of finished jobs."""
@@ -40,6 +43,7 @@ class OffloadService:
         default_machine: str | None = None,
         max_runtime: str = "4h",
         max_runtime_limit: str = "7d",
+        sweep_caps: dict[str, int] | None = None,
         max_active_jobs: int = 0,
         budget: float | None = None,
     ):
@@ -50,6 +54,7 @@ class OffloadService:
         self.default_machine = default_machine
         self.max_runtime = max_runtime
         self.max_runtime_limit = max_runtime_limit
+        self.sweep_caps = {**SWEEP_CAPS, **(sweep_caps or {})}
         self.max_active_jobs = max_active_jobs
         self.budget = budget
         self._default_backend = default_backend

@@ -26,6 +26,7 @@ class ServerLimits(Protocol):
     root_dir: str
     max_runtime: str | int
     max_runtime_limit: str | int
+    sweep_caps: dict[str, int]  # trials, parallel, per_gpu -> the most a request may ask for
 
     def default_backend(self) -> str: ...
 
@@ -203,6 +204,11 @@ class SweepRequest(RunRequest):
         counts = {name: require_count(body, name) for name in ("trials", "parallel", "per_gpu", "max_failures")}
         if counts["trials"] is None:
             raise ApiError(400, "missing field 'trials'", field="trials", hint="how many trials to run, e.g. 20")
+        for name, cap in service.sweep_caps.items():
+            if (counts.get(name) or 0) > cap:
+                setting = {"trials": "max_sweep_trials", "parallel": "max_sweep_parallel"}.get(name, f"max_{name}")
+                raise ApiError(400, f"{name}={counts[name]} is more than this server allows ({cap})", field=name,
+                               hint=f"ask for at most {cap}, or raise OffloadExtensionApp.{setting}")
         return cls(
             **run, space=space, objective=objective, direction=direction, trials=counts["trials"],
             parallel=counts["parallel"] or 1, per_gpu=counts["per_gpu"] or 1,
