@@ -14,7 +14,7 @@ from typing import Any
 from offload.errors import UsageError
 from offload.paths import BACKEND_ENV, STORE_ENV, data_dir
 
-TOP_LEVEL = ("backend", "store", "max_jobs", "budget")
+TOP_LEVEL = ("backend", "store", "budget")
 
 
 def config_path():
@@ -61,7 +61,17 @@ def set_values(pairs: list[str]) -> dict[str, Any]:
     section = dict(items).get("backend") or cfg.get("backend") or "local"
     for key, value in items:
         if key in TOP_LEVEL:
-            cfg[key] = _coerce(value) if key in ("max_jobs", "budget") else value
+            cfg[key] = _coerce(value) if key == "budget" else value
+        elif key.startswith("backends."):  # the dotted form the README's table uses
+            parts = key.split(".")
+            if len(parts) != 3 or not all(parts):
+                raise UsageError(f"config key {key!r} is not backends.<backend>.<option>",
+                                 hint="for example: offload config set backends.local.max_jobs 4", field=key)
+            cfg.setdefault("backends", {}).setdefault(parts[1], {})[parts[2]] = _coerce(value)
+        elif "." in key:
+            raise UsageError(f"unknown config key {key!r}",
+                             hint=f"top-level keys: {', '.join(TOP_LEVEL)}; backend options: backends.<backend>.<option>",
+                             field=key)
         else:
             cfg.setdefault("backends", {}).setdefault(section, {})[key] = _coerce(value)
     save_config(cfg)
