@@ -99,3 +99,27 @@ def backend_store(name: str) -> str | None:
 def default_store_url() -> str:
     """``OFFLOAD_STORE``, else the config's ``store``, else ``store/`` in the data directory."""
     return os.environ.get(STORE_ENV) or load_config().get("store") or (data_dir() / "store").as_uri()
+
+
+def effective_config() -> list[tuple[str, Any, str]]:
+    """(key, value, source) of every setting in force: ``env`` (an ``OFFLOAD_*`` variable),
+    ``file`` (config.json) or ``default``; what `offload config show` prints."""
+    cfg = load_config()
+
+    def pick(key: str, env: str, default: Any) -> tuple[str, Any, str]:
+        if os.environ.get(env):
+            return key, os.environ[env], f"env {env}"
+        if cfg.get(key) not in (None, ""):
+            return key, cfg[key], "file"
+        return key, default, "default"
+
+    rows = [pick("backend", BACKEND_ENV, "local"), pick("store", STORE_ENV, (data_dir() / "store").as_uri())]
+    if "budget" in cfg:
+        rows.append(("budget", cfg["budget"], "file"))
+    for name, opts in sorted((cfg.get("backends") or {}).items()):
+        rows += [(f"backends.{name}.{key}", value, "file") for key, value in sorted(opts.items())]
+    if not (cfg.get("backends") or {}).get("local", {}).get("max_jobs"):
+        env_jobs = os.environ.get("OFFLOAD_LOCAL_MAX_JOBS")
+        rows.append(("backends.local.max_jobs", env_jobs or os.cpu_count() or 2,
+                     "env OFFLOAD_LOCAL_MAX_JOBS" if env_jobs else "default: the CPU count"))
+    return rows

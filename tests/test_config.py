@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from offload.backends.base import get_backend
-from offload.config import backend_options, load_config, set_values
+from offload.config import backend_options, effective_config, load_config, set_values
 from offload.errors import UsageError
 from offload.store import Store
 
@@ -28,3 +28,13 @@ def test_a_key_that_cannot_be_placed_is_an_error_naming_it(key):
         set_values([key, "1"])
     assert info.value.field == key and "backends.<backend>.<option>" in (info.value.hint or "") + info.value.message
     assert load_config() == {}  # nothing written
+
+
+def test_show_lists_every_setting_in_force_with_its_source(monkeypatch):
+    rows = {key: (value, source) for key, value, source in effective_config()}
+    assert rows["backend"] == ("local", "default") and rows["store"][1] == "default"
+    assert rows["backends.local.max_jobs"][1] == "default: the CPU count"
+    monkeypatch.setenv("OFFLOAD_BACKEND", "slurm")
+    set_values(["backends.local.max_jobs", "3"])
+    rows = {key: (value, source) for key, value, source in effective_config()}
+    assert rows["backend"] == ("slurm", "env OFFLOAD_BACKEND") and rows["backends.local.max_jobs"] == (3, "file")

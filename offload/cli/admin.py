@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from offload.cli._format import backend_arg, backend_name
-from offload.config import config_path, load_config, set_values
+from offload.config import config_path, effective_config, set_values
 from offload.snapshot.bundle import collect_garbage
 from offload.snapshot.deps import render, snapshot
 
@@ -22,6 +22,7 @@ def add_parsers(sub: Any) -> None:
     cf = sub.add_parser("config", help="show or set configuration")
     cf.add_argument("action", choices=["show", "set"])
     cf.add_argument("pairs", nargs="*", metavar="KEY VALUE")
+    cf.add_argument("--json", action="store_true", help="every setting in force with its source")
     cf.set_defaults(func=cmd_config)
     ma = sub.add_parser("machines", help="machines a backend offers, with prices")
     ma.add_argument("--backend", type=backend_name)
@@ -43,11 +44,15 @@ def cmd_deps(args: argparse.Namespace) -> int:
 
 def cmd_config(args: argparse.Namespace) -> int:
     if args.action == "set":
-        cfg = set_values(args.pairs)
-    else:
-        cfg = load_config()
+        set_values(args.pairs)
+    rows = effective_config()
+    if args.json:
+        print(json.dumps({key: {"value": value, "source": source} for key, value, source in rows}, indent=1))
+        return 0
     print(f"# {config_path()}")
-    print(json.dumps(cfg, indent=2, sort_keys=True))
+    width = max(len(key) for key, _, _ in rows)
+    for key, value, source in rows:
+        print(f"{key:<{width}}  {json.dumps(value) if not isinstance(value, str) else value}  ({source})")
     return 0
 
 
