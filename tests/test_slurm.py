@@ -327,3 +327,12 @@ def test_sweep_packs_per_gpu_trials_inside_one_slurm_allocation(slurm_cluster, s
     pack = Job(packs[0]["id"], store=store)
     wait_for(lambda: pack.refresh()["state"] == "succeeded", 120, "the pack job to end when the sweep needs no more")
     assert "--gres=gpu:1" in open(pack.handle["script"]).read()
+
+
+def test_machines_says_why_when_slurm_cannot_be_asked(tmp_path, monkeypatch):
+    """No SLURM tools on this machine: a clear error (the Run dialog shows the backend as
+    unavailable with it), not an empty list that reads as a cluster without partitions."""
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(BackendError) as info:
+        SlurmBackend(Store((tmp_path / "s").as_uri())).machines()
+    assert "sinfo not found" in info.value.message and "login node" in info.value.hint

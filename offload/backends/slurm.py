@@ -332,11 +332,12 @@ class SlurmBackend(Backend):
         return removed
 
     def machines(self) -> list[Machine]:
-        """One entry per partition, with its GPUs as SLURM's GRES describe them."""
-        try:
-            proc = _slurm(["sinfo", "-h", "-o", "%R|%G|%c|%m|%l|%a"])
-        except BackendError:
-            return []
+        """One entry per partition, with its GPUs as SLURM's GRES describe them; a BackendError
+        saying why when the cluster cannot be asked (the Run dialog shows the backend unavailable)."""
+        proc = _slurm(["sinfo", "-h", "-o", "%R|%G|%c|%m|%l|%a"])
+        if proc.returncode != 0:
+            raise BackendError(f"cannot list SLURM partitions: sinfo said: {_message(proc)}",
+                               hint="check that this machine reaches the SLURM controller (`scontrol ping`)")
         seen: dict[str, Machine] = {}
         for line in proc.stdout.splitlines():
             parts = line.split("|")

@@ -62,6 +62,9 @@ def cmd_machines(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([m.to_dict() for m in ms], indent=1))
         return 0
+    if not ms:
+        print(f"{name} offers no machines to list (it runs jobs where its options say; `offload config show`)")
+        return 0
     print(f"{'NAME':<22} {'GPU':<14} {'vCPU':>5} {'RAM GB':>7} {'$/h':>8} {'spot $/h':>9}")
     for m in ms:
         price = f"{m.price_per_hour:.2f}" if m.price_per_hour is not None else "-"
