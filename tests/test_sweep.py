@@ -75,6 +75,7 @@ def test_noisy_quadratic_finds_optimum_region(tmp_path):
     res = offload.sweep(nb, space=space, objective="score", direction="maximize", trials=14, parallel=3,
                    sampler="tpe:n_startup_trials=6", seed=7, quiet=True)
     assert res.state == "completed"
+    assert res.record["storage"].startswith("journal:")  # Optuna's advice for parallel processes
     rows = res.trials()
     assert [r["state"] for r in rows].count("COMPLETE") == 14
     best = res.best_params

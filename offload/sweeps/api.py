@@ -161,7 +161,7 @@ def create_sweep(notebook: str | os.PathLike, *, space: Any, objective: Any, dir
         "sampler": sampler if isinstance(sampler, str) else f"custom:{type(sampler).__name__}",
         "seed": seed,
         "pruner": pruner if (pruner is None or isinstance(pruner, str)) else f"custom:{type(pruner).__name__}",
-        "storage": storage or default_storage(),
+        "storage": storage or default_storage(sid),
         "study_name": study_name or f"offload-{sid}",
         "max_failures": max_failures,
         "retries": retries,

@@ -78,11 +78,13 @@ def driver_info(store: Store, sweep_id: str) -> dict[str, Any]:
 
 
 # The Optuna study ------------------------------------------------------------------------------
-def default_storage() -> str:
-    """One SQLite file for every sweep of this user: optuna-dashboard shows them all."""
-    path = data_dir() / "sweeps.db"
+def default_storage(sweep_id: str) -> str:
+    """Optuna's journal file, one per sweep: safe for the driver and the panel's readers in
+    parallel processes (Optuna advises against SQLite there), on one machine or a shared
+    filesystem; ``optuna-dashboard <file>`` opens it."""
+    path = data_dir() / "optuna" / f"{sweep_id}.journal"
     path.parent.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{path}"
+    return f"journal:{path}"
 
 
 def make_storage(url: str) -> Any:
