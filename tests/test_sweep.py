@@ -242,6 +242,20 @@ def test_stop_cancels_jobs_and_requeues_points(tmp_path):
     assert sw.sweep_summary(res.id)["state"] == "stopped"
 
 
+def test_a_stop_during_the_drivers_start_up_holds_and_stop_is_idempotent(tmp_path):
+    """Stop right after a detached start, before the driver has written anything: the driver
+    must not wipe the request and launch its 30 trials anyway; a second stop is a no-op."""
+    nb = notebook(tmp_path / "s" / "sleep.ipynb", "x = 0.0\nsleep_s = 30.0\n", SLEEPY)
+    res = sw.sweep(nb, space={"x": {"type": "float", "low": 0, "high": 1}}, objective="v", trials=30,
+                   parallel=30, sampler="random", seed=0, detach=True)
+    info = sw.sweep_stop(res.id, timeout=120)
+    assert info["state"] == "stopped", info
+    assert sw.sweep_stop(res.id)["state"] == "stopped"
+    assert all(job_status(ids[0]) is None or job_status(ids[0])["state"] != "running"
+               for ids in jobs_of(res.id).values())
+    assert len(jobs_of(res.id)) < 30  # it did not go on launching after the stop
+
+
 def test_invalid_inputs_fail_before_any_job(tmp_path):
     nb = notebook(tmp_path / "v" / "nb.ipynb", "lr = 0.1\n", "pass\n")
     bad = tmp_path / "bad.yaml"

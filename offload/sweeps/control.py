@@ -20,7 +20,7 @@ from typing import Any
 import nbformat
 
 from offload.backends import procs
-from offload.errors import ConflictError, NotebookError, OffloadError, UsageError
+from offload.errors import ConflictError, NotebookError, UsageError
 from offload.notebook import parameters_cell, read_notebook
 from offload.paths import data_dir
 from offload.store import Store
@@ -32,6 +32,7 @@ from offload.sweeps.records import (
     FAILED,
     LIVE_STATES,
     STOPPED,
+    STOPPING,
     SweepFailed,
     as_store,
     driver_alive,
@@ -134,20 +135,25 @@ class SweepResult:
 
 
 def sweep_stop(sweep_id: str, *, store: Store | str | None = None, timeout: float = 60.0) -> dict[str, Any]:
-    """Stop a sweep: running trials' jobs are cancelled and their points re-queued for ``resume``."""
+    """Stop a sweep: running trials' jobs are cancelled and their points re-queued for ``resume``.
+
+    Idempotent. The stop marker is written first, so a driver that is still starting stops as
+    soon as it looks; the driver honours it between two launches. Waits up to ``timeout`` for the
+    driver to end and returns its state (``stopping`` if it is still cancelling trials)."""
     st = as_store(store)
     sid = load_record(st, sweep_id)["id"]
     info = driver_info(st, sid)
-    if driver_alive(info):
-        st.put_text(sweep_key(sid, "stop"), str(time.time()))
-        end = time.time() + timeout
-        while time.time() < end:
-            info = driver_info(st, sid)
-            if info.get("state") not in LIVE_STATES:
-                return info
-            time.sleep(0.2)
-        raise OffloadError(f"the driver of sweep {sid} did not stop within {timeout:.0f} s",
-                           hint=f"it may be busy; check `offload sweep show {sid}`")
+    if info.get("state") in ENDED_STATES and not driver_alive(info):
+        return info
+    st.put_text(sweep_key(sid, "stop"), str(time.time()))
+    end = time.time() + timeout
+    while driver_alive(info) or launched_alive(info):
+        if info.get("state") in ENDED_STATES:
+            return info
+        if time.time() > end:
+            return {**info, "state": STOPPING}  # asked; it is still cancelling its trials
+        time.sleep(0.2)
+        info = driver_info(st, sid)
     # No live driver (crashed or never started): reconcile and stop here.
     if info.get("state") in ENDED_STATES:
         return info
@@ -179,6 +185,7 @@ def sweep_resume(sweep_id: str, *, store: Store | str | None = None, detach: boo
     if trials is not None:
         rec["trials"] = trials
         st.put_json(sweep_key(sid, "sweep.json"), rec)
+    st.delete(sweep_key(sid, "stop"))  # the previous stop is honoured; this run starts without one
     run_driver(st, sid, detach=detach, quiet=quiet)
     return SweepResult(sid, st).refresh()
 

@@ -443,7 +443,6 @@ class Driver:
         self.info.setdefault("started_at", _now())
         self.info["runs"] = int(self.info.get("runs", 0)) + 1
         self.write_info(state=RUNNING, error=None, finished_at=None)
-        self.store.delete(sweep_key(self.id, "stop"))
         try:
             self._enqueue_initial()
             if self.packing:
@@ -475,9 +474,13 @@ class Driver:
         for point in self.rec.get("enqueue") or []:
             self.study.enqueue_trial(point, skip_if_exists=True)
 
+    def stop_requested(self) -> bool:
+        """The client's ``stop`` marker (written by sweep_stop, removed by sweep_resume)."""
+        return self.store.exists(sweep_key(self.id, "stop"))
+
     def _loop(self) -> tuple[str, str | None]:
         while True:
-            if self.store.exists(sweep_key(self.id, "stop")):
+            if self.stop_requested():
                 self.write_info(state=STOPPING)
                 self.stop_all("sweep stopped; re-run on resume", requeue=True)
                 return STOPPED, None
@@ -494,6 +497,8 @@ class Driver:
                     hint="fix the notebook (see `offload sweep show` and the failed job's logs), then `offload sweep resume`",
                 )
             while len(self.active) < int(self.rec["parallel"]) and self.counted() < self.budget():
+                if self.stop_requested():  # a stop is honoured between two launches, not after all
+                    break
                 self.launch_one()
             if not self.active and self.counted() >= self.budget():
                 return COMPLETED, None
