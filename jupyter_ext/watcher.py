@@ -17,6 +17,7 @@ from collections.abc import Callable
 from concurrent.futures import Executor
 from typing import Any
 
+from offload.backends import procs
 from offload.spec import ACTIVE_STATES, FINAL_STATES
 
 Rows = list[dict[str, Any]]
@@ -110,6 +111,7 @@ class JobWatcher:
 
     def _poll(self, full: bool) -> list[dict[str, Any]]:
         """Runs in a worker thread: store reads and backend calls may block here, never the loop."""
+        procs.reap()  # runners this server started that have ended, however: no zombies pile up
         return self.list_jobs(full)
 
     def _absorb(self, rows: list[dict[str, Any]]) -> None:

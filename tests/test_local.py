@@ -3,6 +3,12 @@ tests/contract/test_backends.py): the slot cap across every client of this machi
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import time
+
+from offload.backends import procs
 from offload.jobs import submit
 from offload.store import Store
 
@@ -24,3 +30,17 @@ def test_twenty_jobs_with_a_cap_of_four_all_finish(notebook, tmp_path):
         running += delta
         peak = max(peak, running)
     assert peak <= 4
+
+
+def test_ended_children_are_reaped_not_left_as_zombies():
+    """A long-lived client (the Jupyter server) starts runners; however they end (a kill -9
+    included), the next pass reaps them instead of leaving zombies behind."""
+    child = subprocess.Popen(["sleep", "60"])
+    procs.track(child)
+    os.kill(child.pid, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while open(f"/proc/{child.pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z":
+        assert time.monotonic() < deadline, "the child never died"
+        time.sleep(0.05)
+    procs.reap()
+    assert not os.path.exists(f"/proc/{child.pid}")  # waited for: no zombie left

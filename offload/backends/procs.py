@@ -14,8 +14,17 @@ _children: dict[int, subprocess.Popen] = {}
 
 
 def track(proc: subprocess.Popen) -> None:
-    """Remember a child so that ``pid_alive`` reaps it once it has exited (no zombies left)."""
+    """Remember a child so that it is reaped once it has exited (no zombies left under a
+    long-lived client such as the Jupyter server, whichever way the child ended)."""
+    reap()
     _children[proc.pid] = proc
+
+
+def reap() -> None:
+    """Collect every tracked child that has exited (``poll`` waits for it without blocking)."""
+    for pid, child in list(_children.items()):
+        if child.poll() is not None:
+            _children.pop(pid, None)
 
 
 def proc_start_time(pid: int) -> str | None:
@@ -35,8 +44,8 @@ def proc_start_time(pid: int) -> str | None:
 def pid_alive(pid: int, start_time: str | None = None) -> bool:
     """Whether ``pid`` still runs (and is the process that had ``start_time``, when given)."""
     child = _children.get(pid)
-    if child is not None and child.poll() is not None:
-        _children.pop(pid, None)
+    reap()
+    if child is not None and child.returncode is not None:
         return False
     if os.path.exists("/proc/self/stat"):
         now = proc_start_time(pid)
