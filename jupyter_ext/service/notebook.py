@@ -51,7 +51,7 @@ def inspect(service: OffloadService, api_path: str) -> dict[str, Any]:
     except OffloadError as exc:
         result["notes"].append(f"dependency detection failed: {exc}")
     try:
-        bundle = build_bundle(path.parent, path, include=local_files)
+        bundle = build_bundle(path.parent, path, modules=local_files)
         result["files"] = [{"path": e.path, "size": e.size}
                            for e in sorted(bundle.files.values(), key=lambda e: (-e.size, e.path))]
         result["excluded"] = [{"path": p, "why": why} for p, why in bundle.excluded]

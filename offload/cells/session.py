@@ -125,7 +125,7 @@ class SessionClient:
         root = Path(self.cwd)
         path = root / CELL_NOTEBOOK
         env = env_spec(path)
-        bundle = build_bundle(root, path, nb=nb, include=list(env.local_files), data=list(opts.data or []))
+        bundle = build_bundle(root, path, nb=nb, modules=list(env.local_files), data=list(opts.data or []))
         bundle.env = env.to_dict()
         stage(bundle, self.store)
         spec = JobSpec(

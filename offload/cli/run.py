@@ -43,6 +43,8 @@ def add_parsers(sub: Any) -> None:
     r.add_argument("--retries", type=int, default=2, help="runs again after preemption, restoring checkpoint_dir() (default 2)")
     r.add_argument("-o", "--option", action="append", metavar="KEY=VALUE", help="backend option (zone=..., partition=...)")
     r.add_argument("--allow-unresolved", action="store_true", help="run even if some imports map to no installed package")
+    r.add_argument("--allow-secret", action="append", metavar="PATH",
+                   help="ship this file although it looks like a secret (repeatable)")
     r.add_argument("--detach", "-d", action="store_true", help="print the job id and return at once")
     r.add_argument("--quiet", "-q", action="store_true")
     r.set_defaults(func=cmd_run)
@@ -59,6 +61,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         machine=args.machine, spot=args.spot, max_runtime=args.max_runtime, cpus=args.cpus,
         memory_gb=args.memory, data=args.data or [], include=args.include or [], env=args.env,
         store=store_arg(args), allow_unresolved=args.allow_unresolved, retries=args.retries,
+        allow_secrets=args.allow_secret or [],
         backend_options_=backend_opts(args),
         on_progress=(lambda m: print(m, file=err)) if not args.quiet else None,
     )

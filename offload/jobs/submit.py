@@ -55,6 +55,7 @@ def submit(
     retries: int = 2,
     parent: str | None = None,
     allow_unresolved: bool = False,
+    allow_secrets: list[str | os.PathLike] = (),
     env_spec: Any = None,
     on_progress: Any = None,
 ) -> Job:
@@ -62,7 +63,8 @@ def submit(
 
     ``notebook`` is a path, or a notebook object (``nbformat.NotebookNode``) that ships from
     memory as ``name`` (default ``notebook.ipynb``) under ``project_root`` (default: the current
-    folder): nothing is written into the user's folder for it.
+    folder): nothing is written into the user's folder for it. A file named in ``include`` or
+    ``data`` that looks like a secret is an error unless listed in ``allow_secrets``.
     """
     say = on_progress or (lambda msg: None)
     if isinstance(notebook, nbformat.NotebookNode):
@@ -92,7 +94,8 @@ def submit(
             f"cannot resolve import(s) to an installed package: {lines}",
             hint="install them in this environment, add them to requirements.txt, or pass --allow-unresolved",
         )
-    bundle = build_bundle(root, nb_path, nb=in_memory, include=[*include, *env_spec.local_files], data=list(data))
+    bundle = build_bundle(root, nb_path, nb=in_memory, include=list(include), data=list(data),
+                          modules=list(env_spec.local_files), allow_secrets=list(allow_secrets))
     bundle.env = env_spec.to_dict()
     store.check_writable()
     spec = JobSpec(

@@ -157,6 +157,8 @@ def build_bundle(
     nb: nbformat.NotebookNode | None = None,
     include: list[str | Path] = (),
     data: list[str | Path] = (),
+    modules: list[str | Path] = (),
+    allow_secrets: list[str | Path] = (),
 ) -> Bundle:
     """Snapshot ``notebook`` plus ``include`` (local modules) and ``data`` paths under ``root``.
 
@@ -164,6 +166,11 @@ def build_bundle(
     so they land at the same relative path remotely. With ``nb`` (a notebook held in memory),
     ``notebook`` is the path it would have (relative paths taken under ``root``) and its bytes
     are ``nbformat.writes(nb)``: nothing is read from or written to that path.
+
+    ``modules`` are the local files dependency detection found (shipped like ``include``). A file
+    that looks like a secret (by name or content) is left out and listed in ``bundle.excluded``;
+    a file the user named in ``include`` or ``data`` is an error instead, unless it is in
+    ``allow_secrets`` (shipped on purpose).
     """
     root = Path(root).resolve()
     spec = ignore_spec(root)
@@ -173,23 +180,31 @@ def build_bundle(
         nb_path = Path(notebook).expanduser()
         nb_path = (nb_path if nb_path.is_absolute() else root / nb_path).resolve()
     bundle = Bundle(root=root, notebook=_relative(root, nb_path, "notebook"))
+    allowed = {_relative(root, (root / a) if not Path(a).is_absolute() else Path(a), "allowed secret")
+               for a in allow_secrets}
 
-    def admit(rel: str) -> bool:
+    def admit(rel: str, *, named: str | None = None) -> bool:
+        if rel in allowed and _secret_name(rel):
+            return True
         if spec.match_file(rel):
-            why = "ignore rule" if not _secret_name(rel) else "looks like a secret"
-            bundle.excluded.append((rel, why))
+            secret = _secret_name(rel)
+            if secret and named:
+                _refuse_secret(rel, "its name looks like a credential", named)
+            bundle.excluded.append((rel, "looks like a secret" if secret else "ignore rule"))
             return False
         return True
 
-    def add_file(p: Path) -> None:
+    def add_file(p: Path, *, named: str | None = None) -> None:
         rel = _relative(root, p, "path")
-        if not admit(rel):
+        if not admit(rel, named=named):
             return
         try:
             sha, size, secret = _hash_file(p)
         except OSError as exc:
             raise UsageError(f"cannot read {rel}: {exc.strerror}", hint="check its permissions, or leave it out") from None
-        if secret and not rel.endswith(".ipynb"):
+        if secret and not rel.endswith(".ipynb") and rel not in allowed:
+            if named:
+                _refuse_secret(rel, "it contains a private key or credential", named)
             bundle.excluded.append((rel, "contains a private key or credential"))
             return
         bundle.files[rel] = FileEntry(rel, sha, size, stat.S_IMODE(p.stat().st_mode))
@@ -201,7 +216,8 @@ def build_bundle(
         sha = hashlib.sha256(body).hexdigest()
         bundle.files[bundle.notebook] = FileEntry(bundle.notebook, sha, len(body), 0o644)
         bundle.contents[bundle.notebook] = body
-    for item in [*include, *data]:
+    named = [*(("include", i) for i in include), *(("data", d) for d in data), *((None, m) for m in modules)]
+    for field_name, item in named:
         p = Path(item)
         p = (root / p) if not p.is_absolute() else p
         if not p.exists():
@@ -222,8 +238,14 @@ def build_bundle(
                     if f.is_file() and _relative(root, f, "path") not in bundle.contents:
                         add_file(f)
         elif _relative(root, p, "path") not in bundle.contents:
-            add_file(p)
+            add_file(p, named=field_name)
     return bundle
+
+
+def _refuse_secret(rel: str, why: str, field: str) -> None:
+    """A file the user named explicitly is never dropped in silence: say so, and how to ship it."""
+    raise UsageError(f"{rel} looks like a secret ({why}), so it is not shipped", field=field,
+                     hint=f"leave it out, or ship it on purpose with --allow-secret {rel}")
 
 
 def _secret_name(rel: str) -> bool:
