@@ -94,6 +94,22 @@ def test_a_secret_named_explicitly_is_an_error_unless_allowed(project):
     assert "deploy.txt" not in quiet.files and dict(quiet.excluded)["deploy.txt"] == "contains a private key or credential"
 
 
+def test_a_key_anywhere_in_a_file_or_in_another_notebook_is_left_out(project):
+    """The content check reads the whole file (a key after the first MiB, one split across two
+    reads) and every notebook but the one being run."""
+    (project / "data").mkdir(exist_ok=True)
+    marker = b"-----BEGIN OPENSSH PRIVATE KEY-----"
+    (project / "data" / "big.log").write_bytes(b"x" * (3 << 20) + marker)
+    (project / "data" / "split.log").write_bytes(b"y" * ((1 << 20) - 10) + marker)  # across the 1 MiB read
+    (project / "data" / "old.ipynb").write_text('{"cells": [], "note": "-----BEGIN PRIVATE KEY-----"}')
+    (project / "data" / "fine.log").write_bytes(b"z" * (2 << 20))
+    bundle = build_bundle(project, project / "train.ipynb", data=["data"])
+    excluded = dict(bundle.excluded)
+    for rel in ("data/big.log", "data/split.log", "data/old.ipynb"):
+        assert excluded.get(rel) == "contains a private key or credential", (rel, excluded)
+    assert "data/fine.log" in bundle.files and "train.ipynb" in bundle.files
+
+
 def test_offloadignore_adds_rules(project):
     (project / ".offloadignore").write_text("data/part1.csv\n*.tmp\n")
     (project / "data" / "x.tmp").write_text("t")

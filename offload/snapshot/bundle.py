@@ -54,7 +54,7 @@ _SECRET_SPEC = pathspec.PathSpec.from_lines("gitwildmatch", SECRET_PATTERNS)
 SECRET_MARKERS = (b"-----BEGIN RSA PRIVATE KEY", b"-----BEGIN OPENSSH PRIVATE KEY",
                   b"-----BEGIN PRIVATE KEY", b"-----BEGIN EC PRIVATE KEY", b"-----BEGIN DSA PRIVATE KEY",
                   b'"private_key_id"')
-_SCAN_LIMIT = 1 << 20  # content-scan files up to 1 MiB for secrets
+_OVERLAP = max(len(m) for m in SECRET_MARKERS) - 1  # a marker split across two reads is still found
 _WHEELS = layout.WHEELS
 
 
@@ -133,14 +133,17 @@ def ignore_spec(root: Path) -> pathspec.PathSpec:
 
 
 def _hash_file(path: Path) -> tuple[str, int, bool]:
-    """sha256, size, and whether the head of the file looks like a secret."""
+    """sha256, size, and whether the file holds a private key or credential anywhere in it
+    (the whole file is read for the hash anyway; the marker search rides along)."""
     h = hashlib.sha256()
     size = 0
     secret = False
+    tail = b""
     with open(path, "rb") as fh:
         while chunk := fh.read(1 << 20):
-            if size < _SCAN_LIMIT and any(m in chunk for m in SECRET_MARKERS):
+            if not secret and any(m in tail + chunk for m in SECRET_MARKERS):
                 secret = True
+            tail = chunk[-_OVERLAP:]
             h.update(chunk)
             size += len(chunk)
     return h.hexdigest(), size, secret
@@ -202,7 +205,7 @@ def build_bundle(
             sha, size, secret = _hash_file(p)
         except OSError as exc:
             raise UsageError(f"cannot read {rel}: {exc.strerror}", hint="check its permissions, or leave it out") from None
-        if secret and not rel.endswith(".ipynb") and rel not in allowed:
+        if secret and rel != bundle.notebook and rel not in allowed:  # the notebook being run is the user's own
             if named:
                 _refuse_secret(rel, "it contains a private key or credential", named)
             bundle.excluded.append((rel, "contains a private key or credential"))
