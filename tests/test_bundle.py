@@ -59,6 +59,10 @@ def test_planted_secrets_never_leave(project, tmp_path):
         "data/sa.json": '{"type": "service_account", "private_key_id": "1"}',
         "data/__pycache__/x.pyc": "c", "data/.ipynb_checkpoints/a.ipynb": "{}",
         "data/node_modules/p/index.js": "j", "data/venv/pyvenv.cfg": "home=/usr",
+        "data/.npmrc": "//registry.npmjs.org/:_authToken=sekrit", "data/.docker/config.json": '{"auths": {}}',
+        "data/.envrc": "export TOKEN=sekrit", "data/prod.env": "DB_PASSWORD=sekrit", "data/infra.tfstate": "{}",
+        "data/.cargo/credentials.toml": "token = 1", "data/.pgpass": "h:5432:*:u:p",
+        "data/.config/gcloud/application_default_credentials.json": "{}",
     }
     for rel, text in planted.items():
         (project / rel).parent.mkdir(parents=True, exist_ok=True)

@@ -41,8 +41,13 @@ __all__ = [
 SECRET_PATTERNS = [
     ".env", ".env.*", "*.pem", "*.key", "*.p12", "*.pfx", "id_rsa*", "id_dsa*", "id_ecdsa*",
     "id_ed25519*", "*credentials*.json", "*service-account*.json", "*service_account*.json",
-    ".netrc", ".pypirc", ".git-credentials", ".aws/", ".ssh/", ".gnupg/", ".config/gcloud/",
+    ".netrc", ".pypirc", ".git-credentials", ".aws/", ".ssh/", ".gnupg/", "**/.config/gcloud/",
     ".kube/", "*.kdbx",
+    # package managers and container registries keep tokens here
+    ".npmrc", ".yarnrc", ".docker/", "**/.cargo/credentials*", "**/.gem/credentials", "**/.config/gh/",
+    ".terraformrc", "*.tfstate", "*.tfstate.*", ".pgpass", ".my.cnf", "*.jks", "*.keystore",
+    # environment files under other names (direnv, `prod.env`, `secrets.env`)
+    ".envrc", "*.env",
 ]
 JUNK_PATTERNS = [
     ".git/", ".hg/", ".svn/", "__pycache__/", "*.pyc", ".ipynb_checkpoints/", ".venv/", "venv/",
