@@ -72,12 +72,14 @@ def test_noisy_quadratic_finds_optimum_region(tmp_path):
     nb = notebook(tmp_path / "proj" / "quad.ipynb", "x = 0.0\ny = 0.0\nnoise = 0.05\nseed = 0\n", QUADRATIC)
     space = tmp_path / "space.yaml"
     space.write_text("x: {type: float, low: -4, high: 4}\ny: {type: float, low: -4, high: 4}\nnoise: 0.05\n")
-    res = offload.sweep(nb, space=space, objective="score", direction="maximize", trials=14, parallel=3,
+    # 24 trials: with 3 in parallel, TPE's suggestions depend on which trials have finished, so
+    # the run is not reproducible; 14 left the best outside the optimum region in about 1 run in 5
+    res = offload.sweep(nb, space=space, objective="score", direction="maximize", trials=24, parallel=3,
                    sampler="tpe:n_startup_trials=6", seed=7, quiet=True)
     assert res.state == "completed"
     assert res.record["storage"].startswith("journal:")  # Optuna's advice for parallel processes
     rows = res.trials()
-    assert [r["state"] for r in rows].count("COMPLETE") == 14
+    assert [r["state"] for r in rows].count("COMPLETE") == 24
     best = res.best_params
     # The optimum is (1, -2); a blind guess in [-4, 4]^2 averages a score near -15.
     assert res.best_value > -1.5, rows[:3]
@@ -85,14 +87,14 @@ def test_noisy_quadratic_finds_optimum_region(tmp_path):
     assert best["noise"] == 0.05  # fixed values reach every trial
     # every trial is a normal job of kind trial, labelled with its sweep and number
     jobs = jobs_of(res.id)
-    assert sorted(jobs) == list(range(14)) and all(len(v) == 1 for v in jobs.values())
+    assert sorted(jobs) == list(range(24)) and all(len(v) == 1 for v in jobs.values())
     spec = Store().get_json(job_key(jobs[0][0], "spec.json"))
     assert spec["kind"] == "trial" and spec["labels"]["sweep"] == res.id
     # the CLI's view and the panel's JSON agree
     text = sw.sweep_show(res.id)
     assert f"best: trial {res.best_trial['number']}" in text and "x = " in text
     hist = sw.history(res.id)
-    assert len(hist) == 14 and hist[-1]["best"] == pytest.approx(res.best_value)
+    assert len(hist) == 24 and hist[-1]["best"] == pytest.approx(res.best_value)
     assert set(sw.importances(res.id)) == {"x", "y"}
     assert sw.sweep_ls()[0]["state"] == "completed"
     # --apply-best writes the parameters cell
