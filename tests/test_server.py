@@ -235,11 +235,16 @@ async def test_paths_outside_the_root_are_refused(jp_fetch, jp_root_dir, tmp_pat
 
 
 async def test_absolute_paths_are_read_relative_to_the_root(jp_fetch, jp_root_dir, train_nb):
-    """As in the contents API, "/x" means the root's x: /etc/passwd is not the system's file."""
+    """As in the contents API, "/x" means the root's x. A path that only exists as an OS path
+    outside the root (/etc/passwd) is refused as outside (400), not "not found"; an OS path
+    inside the root, as pasted from a terminal, is the file it names."""
     code, err = await error_of(jp_fetch, "notebook", params={"path": "/etc/passwd"})
+    assert code == 400 and err["field"] == "path" and "outside the server root" in err["message"]
+    code, err = await error_of(jp_fetch, "notebook", params={"path": "/no/such/notebook.ipynb"})
     assert code == 404 and err["field"] == "path"
-    data = json.loads((await call(jp_fetch, "notebook", params={"path": "/proj/train.ipynb"})).body)
-    assert [p["name"] for p in data["parameters"]] == ["lr", "epochs"]
+    for path in ("/proj/train.ipynb", str(train_nb.resolve())):
+        data = json.loads((await call(jp_fetch, "notebook", params={"path": path})).body)
+        assert [p["name"] for p in data["parameters"]] == ["lr", "epochs"]
 
 
 @pytest.mark.slow

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from jupyter_ext.service.errors import ApiError
-from jupyter_ext.service.paths import resolve_notebook
+from jupyter_ext.service.paths import api_path_of, resolve_notebook
 from offload.errors import UsageError
 from offload.spec import ENV_MODES, check_job_id, parse_duration
 
@@ -106,8 +106,8 @@ class RunRequest:
 
     @staticmethod
     def run_fields(service: ServerLimits, body: dict[str, Any]) -> dict[str, Any]:
-        api_path = require(body, "path", str)
-        notebook = _notebook(service, api_path)
+        notebook = _notebook(service, require(body, "path", str))
+        api_path = api_path_of(service.root_dir, str(notebook))  # the root-relative form, however it was given
         backend = require(body, "backend", str, optional=True) or service.default_backend()
         enabled = service.enabled_backends()
         if backend not in enabled:

@@ -15,7 +15,8 @@ def resolve_notebook(root_dir: str, api_path: str, *, field: str = "path", must_
 
     Refuses ``//`` paths, ``..``, drive letters and symlinks that lead out of the root: the server
     must never read or submit a file the user could not open in JupyterLab. A leading ``/`` means
-    the root, as in the contents API.
+    the root, as in the contents API; an absolute OS path is taken as such when no file has that
+    path under the root (inside the root it is used, outside it is a 400, not a 404).
     """
     if not isinstance(api_path, str) or not api_path.strip():
         raise ApiError(400, f"field {field!r} must be a notebook path relative to the server root", field=field)
@@ -28,8 +29,19 @@ def resolve_notebook(root_dir: str, api_path: str, *, field: str = "path", must_
     if path != root and root not in path.parents:
         raise ApiError(400, f"{field} {api_path!r} is outside the server root", field=field, hint=_OUTSIDE_HINT)
     if must_exist and not path.exists():
-        raise ApiError(404, f"{field} {api_path!r} not found", field=field)
+        if api_path.startswith("/"):  # perhaps an OS path, as pasted from a terminal
+            os_path = Path(api_path).resolve()
+            if os_path == root or root in os_path.parents:
+                return os_path if os_path.exists() else _missing(field, api_path)
+            if os_path.exists():
+                raise ApiError(400, f"{field} {api_path!r} is outside the server root", field=field,
+                               hint=_OUTSIDE_HINT)
+        _missing(field, api_path)
     return path
+
+
+def _missing(field: str, api_path: str) -> Path:
+    raise ApiError(404, f"{field} {api_path!r} not found", field=field)
 
 
 def api_path_of(root_dir: str, os_path: str | None) -> str | None:
