@@ -2,8 +2,10 @@
 
 Blobs are stored by sha256, so a second run of an unchanged project uploads nothing but a small
 manifest, and a changed file uploads only itself. Secrets never leave the machine: default ignore
-rules drop credential-looking files, a content check drops private keys whatever their name, and
-``.offloadignore`` (gitignore syntax) adds the project's own rules.
+rules drop credential-looking files by name, a content scan (:mod:`._secrets`: detect-secrets'
+detectors plus the project's rules, over every byte of every file) drops files holding a key or
+token whatever their name and size, and ``.offloadignore`` (gitignore syntax) adds the project's
+own rules. What is left out, and why, is in ``Bundle.excluded`` before anything is uploaded.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import nbformat
 import pathspec
 
 from offload.errors import UsageError
+from offload.snapshot._secrets import ContentScan, Finding
 from offload.spec import FINAL_STATES
 from offload.store import Store, layout
 
@@ -56,10 +59,6 @@ JUNK_PATTERNS = [
 ]
 DEFAULT_IGNORES = SECRET_PATTERNS + JUNK_PATTERNS
 _SECRET_SPEC = pathspec.PathSpec.from_lines("gitwildmatch", SECRET_PATTERNS)
-SECRET_MARKERS = (b"-----BEGIN RSA PRIVATE KEY", b"-----BEGIN OPENSSH PRIVATE KEY",
-                  b"-----BEGIN PRIVATE KEY", b"-----BEGIN EC PRIVATE KEY", b"-----BEGIN DSA PRIVATE KEY",
-                  b'"private_key_id"')
-_OVERLAP = max(len(m) for m in SECRET_MARKERS) - 1  # a marker split across two reads is still found
 _WHEELS = layout.WHEELS
 
 
@@ -137,21 +136,18 @@ def ignore_spec(root: Path) -> pathspec.PathSpec:
     return pathspec.PathSpec.from_lines("gitwildmatch", lines)
 
 
-def _hash_file(path: Path) -> tuple[str, int, bool]:
-    """sha256, size, and whether the file holds a private key or credential anywhere in it
-    (the whole file is read for the hash anyway; the marker search rides along)."""
+def _hash_file(path: Path, rel: str) -> tuple[str, int, Finding | None]:
+    """sha256, size, and the first secret found in the file's content (the whole file is read
+    for the hash anyway; the scan rides along, chunk by chunk, whatever the file's size)."""
     h = hashlib.sha256()
     size = 0
-    secret = False
-    tail = b""
+    scan = ContentScan(rel)
     with open(path, "rb") as fh:
         while chunk := fh.read(1 << 20):
-            if not secret and any(m in tail + chunk for m in SECRET_MARKERS):
-                secret = True
-            tail = chunk[-_OVERLAP:]
+            scan.feed(chunk)
             h.update(chunk)
             size += len(chunk)
-    return h.hexdigest(), size, secret
+    return h.hexdigest(), size, scan.close()
 
 
 def _is_venv(d: Path) -> bool:
@@ -207,13 +203,13 @@ def build_bundle(
         if not admit(rel, named=named):
             return
         try:
-            sha, size, secret = _hash_file(p)
+            sha, size, secret = _hash_file(p, rel)
         except OSError as exc:
             raise UsageError(f"cannot read {rel}: {exc.strerror}", hint="check its permissions, or leave it out") from None
         if secret and rel != bundle.notebook and rel not in allowed:  # the notebook being run is the user's own
             if named:
-                _refuse_secret(rel, "it contains a private key or credential", named)
-            bundle.excluded.append((rel, "contains a private key or credential"))
+                _refuse_secret(rel, secret.why().replace("contains", "it contains", 1), named)
+            bundle.excluded.append((rel, secret.why()))
             return
         bundle.files[rel] = FileEntry(rel, sha, size, stat.S_IMODE(p.stat().st_mode))
 
