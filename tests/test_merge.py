@@ -71,13 +71,54 @@ def test_papermill_error_banner_is_not_copied(tmp_path):
     assert len(target.cells) == before
 
 
-def test_pre_45_notebook_gets_ids_and_is_saved(tmp_path):
+def test_pre_45_notebook_gets_ids_in_memory_and_the_file_is_not_rewritten(tmp_path):
     path = make_notebook(tmp_path / "old.ipynb", ["x = 1"], params="lr = 1", minor=4)
-    assert '"id"' not in path.read_text()
+    before = path.read_bytes()
     nb = ensure_cell_ids(path)
-    saved = nbformat.read(path, as_version=4)
-    assert saved.nbformat_minor >= 5 and all(c.get("id") for c in saved.cells)
-    assert [c.id for c in nb.cells] == [c.id for c in saved.cells]
+    assert nb.nbformat_minor >= 5 and all(c.get("id") for c in nb.cells)
+    assert path.read_bytes() == before  # a run never rewrites the user's file
+    assert [c.id for c in ensure_cell_ids(path).cells] == [c.id for c in nb.cells]  # same ids each time
+
+
+def _idless(nb):
+    out = copy.deepcopy(nb)
+    out.nbformat_minor = 4
+    for c in out.cells:
+        c.pop("id", None)
+    return out
+
+
+def test_merge_into_a_copy_without_ids_matches_by_position_and_source(tmp_path):
+    target, executed, hashes = _setup(tmp_path)
+    copy_ = _idless(target)  # a fresh clone / a teammate's copy: same sources, no ids
+    report = merge_notebooks(copy_, executed, hashes)
+    assert len(report.merged) == 4 and report.by_position == 4
+    assert not report.edited and not report.deleted
+    code = [c for c in copy_.cells if c.cell_type == "code"]
+    assert [c.outputs[0].text for c in code] == [f"out {c.id}\n" for c in target.cells if c.cell_type == "code"]
+    assert "merged outputs of 4 cell(s)" in report.describe() and "by position" in report.describe()
+
+
+def test_merge_without_ids_reports_edits_and_survives_inserted_cells(tmp_path):
+    target, executed, hashes = _setup(tmp_path)
+    copy_ = _idless(target)
+    copy_.cells.insert(1, new_code_cell("print('a cell added in the copy')"))
+    copy_.cells[4].source = "b = 20  # edited in the copy"  # was "b = 2"
+    copy_.cells[4].outputs = [new_output("stream", name="stdout", text="mine\n")]
+    report = merge_notebooks(copy_, executed, hashes)
+    assert report.edited == ["cell 5"] and len(report.merged) == 3 and not report.deleted
+    assert copy_.cells[4].outputs[0].text == "mine\n"  # never overwritten
+    assert copy_.cells[1].outputs == []  # the added cell is left alone
+    assert copy_.cells[5].outputs[0].text.startswith("out ")
+
+
+def test_merge_with_other_ids_falls_back_to_position(tmp_path):
+    target, executed, hashes = _setup(tmp_path)
+    other = copy.deepcopy(target)
+    for i, c in enumerate(other.cells):
+        c.id = f"theirs-{i}"  # another Jupyter gave the copy its own ids
+    report = merge_notebooks(other, executed, hashes)
+    assert len(report.merged) == 4 and report.merged[0].startswith("theirs-")
 
 
 def test_in_memory_notebook_gets_ids_and_nothing_is_written(tmp_path):

@@ -5,9 +5,16 @@ Everything here works on nbformat v4 ``NotebookNode`` objects or paths and impor
 foundation modules; nothing here knows about jobs, stores or backends.
 """
 
-from offload.notebook.cells import cell_hash, ensure_cell_ids
+from offload.notebook.cells import cell_hash, ensure_cell_ids, with_cell_ids
 from offload.notebook.ipython import Magic, TransformedCell, to_python, transform_cell
-from offload.notebook.merge import SKIP_TAGS, MergeReport, merge_notebooks, provenance_of
+from offload.notebook.merge import (
+    SKIP_TAGS,
+    CellMatch,
+    MergeReport,
+    align_cells,
+    merge_notebooks,
+    provenance_of,
+)
 from offload.notebook.params import (
     check_parameters,
     declared_parameters,
@@ -25,12 +32,15 @@ __all__ = [
     "strip_ansi",
     "cell_hash",
     "ensure_cell_ids",
+    "with_cell_ids",
     "Magic",
     "TransformedCell",
     "to_python",
     "transform_cell",
     "SKIP_TAGS",
     "MergeReport",
+    "CellMatch",
+    "align_cells",
     "merge_notebooks",
     "provenance_of",
     "check_parameters",
