@@ -31,9 +31,18 @@ def kernel_manager(work: Path, python: str, *, display_name: str = "offload runn
         "language": "python",
     }))
     ksm = KernelSpecManager(kernel_dirs=[str(work / "kernels")])
-    sock_dir = tempfile.mkdtemp(prefix="ofk-")
+    sock_dir = tempfile.mkdtemp(prefix="ofk-", dir=_socket_parent())
     return AsyncKernelManager(kernel_name=KERNEL_NAME, kernel_spec_manager=ksm, transport="ipc",
                               ip=os.path.join(sock_dir, "k"))
+
+
+def _socket_parent() -> str | None:
+    """Where the kernel's IPC sockets go: the temp dir, unless its path is so long that a socket
+    path would pass the 107-byte limit of AF_UNIX (a deep TMPDIR; the kernel then dies at start)."""
+    tmp = tempfile.gettempdir()
+    if len(tmp) <= 64:
+        return None
+    return "/tmp" if os.path.isdir("/tmp") and os.access("/tmp", os.W_OK) else None
 
 
 def kernel_pid(km: Any) -> int | None:
