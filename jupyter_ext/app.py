@@ -74,8 +74,11 @@ class OffloadExtensionApp(ExtensionApp):
         )
         self.executor = ThreadPoolExecutor(max_workers=self.worker_threads, thread_name_prefix="offload")
         service = self.service
-        self.watcher = JobWatcher(lambda full: jobs.list_jobs(service, refresh=full), self.executor,
-                                  interval=self.poll_interval, log=self.log)
+        self.watcher = JobWatcher(
+            lambda **kw: jobs.sync(service, **kw), self.executor, interval=self.poll_interval,
+            # listing a remote store's job ids is a few round trips: new jobs from elsewhere every 10 s
+            scan_interval=0.0 if service.store.local else 10.0, indexed=lambda: jobs.indexed(service), log=self.log,
+        )
         self.settings["offload_app"] = self
         self.log.info("jupyter-offload: store %s", self.service.store.url)
 

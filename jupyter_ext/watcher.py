@@ -1,11 +1,14 @@
-"""The job watcher: keeps the server's view of jobs current without blocking the event loop.
+"""The job watcher: keeps the server's job index current without blocking the event loop.
 
-Every ``interval`` seconds it asks for the job list (``list_jobs(full)``, given by the app: the
-service's :func:`~jupyter_ext.service.jobs.list_jobs`) in a worker thread; the core
-re-reads active jobs from the store and reconciles them with their backend (process gone -> lost,
-VM still provisioning...). Its first pass after a start rebuilds the local index from the store,
-so a server killed with ``kill -9`` picks its jobs up again: the store is the truth, this is a
-cache. Handlers read :attr:`rows` instead of touching the store or a cloud API per request.
+Every ``interval`` seconds it runs one incremental pass (``sync``, given by the app: the service's
+:func:`~jupyter_ext.service.jobs.sync`) in a worker thread: the store's job ids are listed (every
+``scan_interval`` seconds; on ``gs://`` a listing is a few round trips), jobs the index has not seen
+are read once, and only jobs still active are re-read and reconciled with their backend (process
+gone -> lost, VM still provisioning...). A finished job is never read again, so a pass costs the
+same with 10 jobs or 10,000. Handlers answer from the index (SQLite), a page at a time. After a
+restart the last index answers at once while the first pass catches up; only a server whose index
+has never seen the store waits for that first pass (a full read, e.g. after ``kill -9`` of a fresh
+install). The store is the truth, the index a cache.
 """
 
 from __future__ import annotations
@@ -15,28 +18,41 @@ import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor
-from typing import Any
+from typing import Any, Protocol
 
 from offload.backends import procs
 from offload.spec import ACTIVE_STATES, FINAL_STATES
 
-Rows = list[dict[str, Any]]
+
+class PassReport(Protocol):
+    """What a pass says (``offload.jobs.listing.SyncReport``)."""
+
+    seen: dict[str, tuple[str | None, str | None]]  # job id -> (indexed state before, state now)
+    active: int
 
 
 class JobWatcher:
-    def __init__(self, list_jobs: Callable[[bool], Rows], executor: Executor, *, interval: float = 1.0,
+    _was_indexed = False
+
+    def __init__(self, sync: Callable[..., PassReport], executor: Executor, *, interval: float = 1.0,
+                 scan_interval: float = 0.0, indexed: Callable[[], bool] = lambda: False,
                  log: logging.Logger | None = None):
-        """``list_jobs(full)`` returns the job rows; ``full`` (the first pass) rebuilds the index."""
-        self.list_jobs = list_jobs
+        """``sync(full=, scan=, watch=)`` runs one pass; ``indexed()`` says whether the index has
+        caught up with the store before (then lists are answered before the first pass ends)."""
+        self.sync = sync
         self.executor = executor
         self.interval = interval
+        self.scan_interval = scan_interval
+        self.indexed = indexed
         self.log = log or logging.getLogger(__name__)
-        self.rows: list[dict[str, Any]] = []
+        self.active = 0  # jobs queued, provisioning or running after the last pass
         self.ticks = 0
         self.last_error: str | None = None
         self.updated_at: float | None = None
         self.transitions: list[dict[str, Any]] = []  # recent state changes, newest last
+        self._states: dict[str, str | None] = {}  # jobs this watcher last saw active -> state
         self._seq = 0
+        self._scanned_at = 0.0
         self._task: asyncio.Task | None = None
         self._wake: asyncio.Event | None = None
         self._ready: asyncio.Event | None = None
@@ -45,6 +61,10 @@ class JobWatcher:
     # lifecycle ---------------------------------------------------------------------------------
     def start(self) -> None:
         if self._task is None:
+            try:
+                self._was_indexed = bool(self.indexed())
+            except Exception:  # an unreadable index: wait for the first pass, which rebuilds it
+                self._was_indexed = False
             self._wake = asyncio.Event()
             self._ready = asyncio.Event()
             self._task = asyncio.get_running_loop().create_task(self._run(), name="offload-job-watcher")
@@ -64,11 +84,12 @@ class JobWatcher:
             self._wake.set()
 
     async def ready(self, timeout: float = 30.0) -> None:
-        """Wait for the first pass (the index rebuild) so the first list is complete."""
+        """Wait for the first pass when the index has never caught up with the store (a fresh
+        install); otherwise the last index answers at once."""
         if self._ready is None:
             self.start()
         assert self._ready is not None
-        if not self._ready.is_set():
+        if not self._ready.is_set() and not self._was_indexed:
             try:
                 await asyncio.wait_for(self._ready.wait(), timeout)
             except asyncio.TimeoutError:
@@ -78,12 +99,8 @@ class JobWatcher:
         """One pass now, awaited (after a submit, so the next list shows the new job)."""
         await self.ready()
         async with self._lock:
-            rows = await asyncio.get_running_loop().run_in_executor(self.executor, self._poll, False)
-            self._absorb(rows)
-
-    @property
-    def active(self) -> int:
-        return sum(1 for r in self.rows if r.get("state") in ACTIVE_STATES)
+            report = await asyncio.get_running_loop().run_in_executor(self.executor, self._poll, False)
+            self._absorb(report)
 
     # the loop ----------------------------------------------------------------------------------
     async def _run(self) -> None:
@@ -93,8 +110,8 @@ class JobWatcher:
         while True:
             try:
                 async with self._lock:
-                    rows = await loop.run_in_executor(self.executor, self._poll, first)
-                    self._absorb(rows)
+                    report = await loop.run_in_executor(self.executor, self._poll, first)
+                    self._absorb(report)
                 first = False
                 self.last_error = None
             except asyncio.CancelledError:
@@ -109,21 +126,28 @@ class JobWatcher:
             except asyncio.TimeoutError:
                 pass
 
-    def _poll(self, full: bool) -> list[dict[str, Any]]:
+    def _poll(self, first: bool) -> PassReport:
         """Runs in a worker thread: store reads and backend calls may block here, never the loop."""
         procs.reap()  # runners this server started that have ended, however: no zombies pile up
-        return self.list_jobs(full)
+        now = time.monotonic()
+        scan = first or now - self._scanned_at >= self.scan_interval
+        if scan:
+            self._scanned_at = now
+        full = first and not self._was_indexed
+        return self.sync(full=full, scan=scan, watch=list(self._states))
 
-    def _absorb(self, rows: list[dict[str, Any]]) -> None:
-        before = {r["id"]: r.get("state") for r in self.rows}
-        for r in rows:
-            prev = before.get(r["id"])
-            if self.ticks and prev != r.get("state") and (prev is not None or r.get("state") in FINAL_STATES):
+    def _absorb(self, report: PassReport) -> None:
+        for job_id, (before, after) in report.seen.items():
+            prev = self._states.get(job_id, before)
+            if self.ticks and prev != after and (prev is not None or after in FINAL_STATES):
                 self._seq += 1
-                self.transitions.append({"seq": self._seq, "id": r["id"], "from": prev, "to": r.get("state"),
-                                         "at": time.time()})
+                self.transitions.append({"seq": self._seq, "id": job_id, "from": prev, "to": after, "at": time.time()})
+            if after is None or after in ACTIVE_STATES:
+                self._states[job_id] = after
+            else:
+                self._states.pop(job_id, None)
         self.transitions = self.transitions[-200:]
-        self.rows = rows
+        self.active = report.active
         self.ticks += 1
         self.updated_at = time.time()
 

@@ -107,6 +107,10 @@ class OffloadHandler(APIHandler):
         except ValueError:
             raise ApiError(400, f"query argument {name!r} must be an integer", field=name) from None
 
+    def query_args(self) -> dict[str, str]:
+        """The query string as name -> last value (a repeated argument counts once)."""
+        return {k: self.get_query_argument(k) for k in self.request.query_arguments}
+
     def required_arg(self, name: str, what: str = "") -> str:
         value = self.get_query_argument(name, None)
         if not value:

@@ -8,19 +8,16 @@ from tornado import web
 
 from jupyter_ext.handlers.base import OffloadHandler
 from jupyter_ext.service import ApiError, gallery
-from jupyter_ext.service.models import job_id_arg
+from jupyter_ext.service.models import JobListQuery, job_id_arg
 
 
 class GalleryHandler(OffloadHandler):
     @web.authenticated
     @authorized(action="read")
     async def get(self) -> None:
+        query = JobListQuery.parse(self.query_args(), sortable=True)
         await self.watcher.ready()
-        arg = self.get_query_argument
-        self.reply(await self.call(
-            gallery.gallery, list(self.watcher.rows), notebook=arg("notebook", None), state=arg("state", None),
-            sort=arg("sort", None), order=arg("order", "desc"),
-        ))
+        self.reply(await self.call(gallery.gallery, query))
 
 
 class ThumbnailHandler(OffloadHandler):

@@ -9,6 +9,7 @@ from tornado import web
 from jupyter_ext.handlers.base import OffloadHandler
 from jupyter_ext.service import jobs
 from jupyter_ext.service.models import (
+    JobListQuery,
     JobRequest,
     MergeFileRequest,
     MergePlanRequest,
@@ -21,11 +22,11 @@ class JobsHandler(OffloadHandler):
     @web.authenticated
     @authorized(action="read")
     async def get(self) -> None:
+        query = JobListQuery.parse(self.query_args())
         await self.watcher.ready()
-        rows = jobs.filter_rows(self.watcher.rows, notebook=self.get_query_argument("notebook", None),
-                                state=self.get_query_argument("state", None))
-        self.reply({"jobs": rows, "seq": self.watcher.seq, "updated_at": self.watcher.updated_at,
-                    "watcher_error": self.watcher.last_error})
+        page = await self.call(jobs.list_page, query)
+        self.reply({**page, "seq": self.watcher.seq, "updated_at": self.watcher.updated_at,
+                    "active": self.watcher.active, "watcher_error": self.watcher.last_error})
 
     @web.authenticated
     @authorized(action="execute")

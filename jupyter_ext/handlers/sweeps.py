@@ -29,7 +29,7 @@ class SweepHandler(OffloadHandler):
     @web.authenticated
     @authorized(action="read")
     async def get(self, job_id: str) -> None:
-        self.reply(await self.call(sweeps.sweep_state, job_id_arg(job_id), list(self.watcher.rows)))
+        self.reply(await self.call(sweeps.sweep_state, job_id_arg(job_id)))
 
 
 class SweepStopHandler(OffloadHandler):

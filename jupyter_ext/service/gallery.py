@@ -9,8 +9,9 @@ from typing import Any
 
 from jupyter_ext.service.core import OffloadService, jsonable
 from jupyter_ext.service.errors import ApiError
-from jupyter_ext.service.jobs import filter_rows, list_jobs, summary_of
-from jupyter_ext.service.models import job_id_arg
+from jupyter_ext.service.jobs import api_row, job_filter, summary_of
+from jupyter_ext.service.models import JobListQuery, job_id_arg
+from offload.jobs import index
 from offload.spec import FINAL_STATES, JobState
 from offload.store import layout
 
@@ -35,46 +36,41 @@ def thumbnail(service: OffloadService, job_id: str) -> tuple[str, bytes] | None:
     return found
 
 
-def gallery(service: OffloadService, rows: list[dict[str, Any]] | None = None, *, notebook: str | None = None,
-            state: str | None = None, sort: str | None = None, order: str = "desc") -> dict[str, Any]:
-    """Cards of executed notebooks; ``rows`` are the watcher's cached job rows when given."""
-    if order not in ("asc", "desc"):
-        raise ApiError(400, "order must be asc or desc", field="order")
-    if rows is None:
-        rows = list_jobs(service)
-    rows = [r for r in filter_rows(rows, notebook=notebook, state=state) if r.get("kind") in (None, "notebook")]
-    cards = []
-    notebooks, metric_names = set(), set()
-    for r in rows:
-        if r.get("state") not in FINAL_STATES and r.get("state") != JobState.RUNNING:
-            continue
-        has_output = service.store.exists(layout.job_key(r["id"], "output.ipynb"))
-        metrics = r.get("metrics") or {}
-        metric_names.update(k for k, v in metrics.items() if isinstance(v, (int, float)))
-        notebooks.add(r.get("notebook"))
-        cards.append({
-            "id": r["id"], "notebook": r.get("notebook"), "source_path": r.get("source_path"),
-            "state": r.get("state"), "parameters": r.get("parameters") or {}, "metrics": metrics,
-            "cost": r.get("cost"), "created_at": r.get("created_at"), "finished_at": r.get("finished_at"),
-            "backend": r.get("backend"), "has_output": has_output,
-            "thumbnail": f"jobs/{r['id']}/thumbnail" if has_output and thumbnail(service, r["id"]) else None,
-        })
-    if sort:
-        if sort not in SORT_KEYS and sort not in metric_names:
-            raise ApiError(400, f"cannot sort by {sort!r}", field="sort",
-                           hint=f"sort by created_at, cost or a metric: {', '.join(sorted(metric_names)) or 'none logged yet'}")
-        cards = _sorted(cards, sort, by_metric=sort in metric_names, descending=order != "asc")
-    return {"cards": cards, "notebooks": sorted(n for n in notebooks if n), "metrics": sorted(metric_names)}
+GALLERY_STATES = (*FINAL_STATES, JobState.RUNNING)  # a card has (or is getting) an executed notebook
 
 
-def _sorted(cards: list[dict[str, Any]], sort: str, *, by_metric: bool, descending: bool) -> list[dict[str, Any]]:
-    """Cards with a number for ``sort`` in order, then those without it."""
-    def value(c: dict[str, Any]) -> Any:
-        v = c["metrics"].get(sort) if by_metric else c.get(sort)
-        return v if isinstance(v, (int, float)) else None
+def gallery(service: OffloadService, query: JobListQuery) -> dict[str, Any]:
+    """One page of cards of executed notebooks, filtered and sorted in the index (newest first,
+    or by cost or a metric); ``notebooks`` and ``metrics`` cover every card, for the filters."""
+    states = tuple(s for s in GALLERY_STATES if not query.states or s in query.states)
+    if not states:  # only active states asked for: they have no cards
+        return {"cards": [], "notebooks": [], "metrics": [], "next_cursor": None, "total": 0}
+    base = job_filter(service, query, kinds=("notebook",), states=states)
+    where = index.Filter(states=base.states, notebooks=base.notebooks, kinds=base.kinds, include_null_kind=True)
+    notebooks, metric_names = index.distinct(service.store.url, where)
+    order = None
+    if query.sort and query.sort != "created_at":
+        if query.sort not in SORT_KEYS and query.sort not in metric_names:
+            raise ApiError(400, f"cannot sort by {query.sort!r}", field="sort",
+                           hint=f"sort by created_at, cost or a metric: {', '.join(metric_names) or 'none logged yet'}")
+        order = index.Order(key=query.sort, metric=query.sort not in SORT_KEYS, descending=query.order != "asc")
+    elif query.sort == "created_at" and query.order == "asc":
+        order = index.Order(descending=False)
+    page = index.page(service.store.url, limit=query.limit, cursor=query.cursor, where=where, order=order)
+    cards = [_card(service, api_row(service, r)) for r in page.rows]
+    return {"cards": cards, "notebooks": notebooks, "metrics": metric_names, "next_cursor": page.next_cursor,
+            "total": page.total}
 
-    with_v = sorted((c for c in cards if value(c) is not None), key=lambda c: float(value(c)), reverse=descending)
-    return with_v + [c for c in cards if value(c) is None]
+
+def _card(service: OffloadService, r: dict[str, Any]) -> dict[str, Any]:
+    has_output = service.store.exists(layout.job_key(r["id"], "output.ipynb"))
+    return {
+        "id": r["id"], "notebook": r.get("notebook"), "source_path": r.get("source_path"),
+        "state": r.get("state"), "parameters": r.get("parameters") or {}, "metrics": r.get("metrics") or {},
+        "cost": r.get("cost"), "created_at": r.get("created_at"), "finished_at": r.get("finished_at"),
+        "backend": r.get("backend"), "has_output": has_output,
+        "thumbnail": f"jobs/{r['id']}/thumbnail" if has_output and thumbnail(service, r["id"]) else None,
+    }
 
 
 def compare(service: OffloadService, a: str, b: str) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import shlex
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
@@ -15,13 +15,14 @@ import nbformat
 
 from jupyter_ext.service.core import OffloadService, jsonable
 from jupyter_ext.service.errors import ApiError
-from jupyter_ext.service.models import JobRequest
-from jupyter_ext.service.paths import api_path_of
+from jupyter_ext.service.models import JobListQuery, JobRequest
+from jupyter_ext.service.paths import api_path_of, resolve_notebook
 from offload import jobs as core_jobs
 from offload.errors import OffloadError
-from offload.jobs import Job
+from offload.jobs import Job, index
+from offload.jobs.listing import SyncReport
 from offload.notebook import SKIP_TAGS, cell_hash, provenance_of
-from offload.spec import ACTIVE_STATES, FINAL_STATES, STATES, JobSpec
+from offload.spec import ACTIVE_STATES, FINAL_STATES, JobSpec
 from offload.store import layout
 
 # ---------------------------------------------------------------------------------------------
@@ -93,23 +94,52 @@ def job_detail(service: OffloadService, job_id: str) -> dict[str, Any]:
     return out
 
 
-def list_jobs(service: OffloadService, *, notebook: str | None = None, state: str | None = None,
-              limit: int | None = None, refresh: bool = False) -> list[dict[str, Any]]:
-    out = []
-    for row in core_jobs.list_jobs(store=service.store, limit=limit, refresh=refresh):
-        row = jsonable(dict(row))
-        row["source_path"] = api_path_of(service.root_dir, row.get("source_path"))
-        out.append(row)
-    return filter_rows(out, notebook=notebook, state=state)
+def sync(service: OffloadService, *, full: bool = False, scan: bool = True,
+         watch: Collection[str] = ()) -> SyncReport:
+    """One watcher pass over the server's store: new and active jobs only (``full``: every job)."""
+    return core_jobs.sync_store(service.store, full=full, scan=scan, watch=watch)
 
 
-def filter_rows(rows: list[dict[str, Any]], *, notebook: str | None = None,
-                state: str | None = None) -> list[dict[str, Any]]:
-    """Rows of this notebook (API path or bundle name) and in this state; 400 for no such state."""
-    if state and state not in STATES:
-        raise ApiError(400, f"unknown state {state!r}", field="state", hint=f"one of {', '.join(STATES)}")
-    return [r for r in rows if (not notebook or r.get("source_path") == notebook or r.get("notebook") == notebook)
-            and (not state or r.get("state") == state)]
+def api_row(service: OffloadService, row: dict[str, Any]) -> dict[str, Any]:
+    """An index row as the API shows it: JSON-safe, ``source_path`` relative to the server root."""
+    row = jsonable(dict(row))
+    row["source_path"] = api_path_of(service.root_dir, row.get("source_path"))
+    row.pop("store", None)
+    return row
+
+
+def job_filter(service: OffloadService, query: JobListQuery, *, kinds: tuple[str, ...] | None = None,
+               states: tuple[str, ...] | None = None) -> index.Filter:
+    """The index filter of a list query; ``notebook`` matches the API path or the bundle name."""
+    notebooks: tuple[str, ...] = ()
+    if query.notebook:
+        notebooks = (query.notebook,)
+        try:
+            notebooks += (str(resolve_notebook(service.root_dir, query.notebook, field="notebook", must_exist=False)),)
+        except ApiError:
+            pass  # not a path under the root: it can still be a bundle name
+    return index.Filter(states=states if states is not None else query.states, notebooks=notebooks,
+                        kinds=kinds if kinds is not None else query.kinds)
+
+
+def list_page(service: OffloadService, query: JobListQuery) -> dict[str, Any]:
+    """``GET /jobs``: one page from the index the watcher keeps current (no store reads)."""
+    page = index.page(service.store.url, limit=query.limit, cursor=query.cursor, where=job_filter(service, query))
+    return {"jobs": [api_row(service, r) for r in page.rows], "next_cursor": page.next_cursor, "total": page.total}
+
+
+def rows_by_id(service: OffloadService, job_ids: Collection[str]) -> dict[str, dict[str, Any]]:
+    """The indexed rows of these jobs (a sweep's trials), by id."""
+    return {k: api_row(service, r) for k, r in index.get(service.store.url, job_ids).items()}
+
+
+def active_count(service: OffloadService) -> int:
+    return len(index.active_ids(service.store.url))
+
+
+def indexed(service: OffloadService) -> bool:
+    """Has the index caught up with this store before (so a restarted server can answer from it)?"""
+    return index.synced_at(service.store.url) is not None
 
 
 def logs(service: OffloadService, job_id: str, cursor: int = 0) -> dict[str, Any]:

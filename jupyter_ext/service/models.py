@@ -16,7 +16,7 @@ from typing import Any, Protocol
 from jupyter_ext.service.errors import ApiError
 from jupyter_ext.service.paths import api_path_of, resolve_notebook
 from offload.errors import UsageError
-from offload.spec import ENV_MODES, check_job_id, parse_duration
+from offload.spec import ENV_MODES, KINDS, STATES, check_job_id, parse_duration
 
 
 class ServerLimits(Protocol):
@@ -289,3 +289,51 @@ class ApplyBestRequest:
         path = require(body, "path", str, optional=True)
         return cls(trial=require(body, "trial", int, optional=True), source=require(body, "source", str, optional=True),
                    path=path, target=resolve_notebook(service.root_dir, path) if path else None)
+
+
+@dataclass(frozen=True)
+class JobListQuery:
+    """``GET /jobs`` and ``GET /gallery``: one page of jobs, filtered on the server.
+
+    ``limit`` rows (1-500, default 50) after ``cursor`` (the previous page's ``next_cursor``);
+    ``state`` and ``kind`` take one value or several separated by commas; ``notebook`` is the
+    notebook's path relative to the server root (or its file name in the bundle)."""
+
+    limit: int
+    cursor: str | None
+    states: tuple[str, ...]
+    kinds: tuple[str, ...]
+    notebook: str | None
+    sort: str | None = None
+    order: str = "desc"
+
+    FIELDS = ("limit", "cursor", "state", "kind", "notebook")
+    DEFAULT_LIMIT = 50
+    MAX_LIMIT = 500
+
+    @classmethod
+    def parse(cls, args: dict[str, str], *, sortable: bool = False) -> JobListQuery:
+        check_fields(args, cls.FIELDS + (("sort", "order") if sortable else ()))
+        raw = args.get("limit")
+        try:
+            limit = cls.DEFAULT_LIMIT if raw in (None, "") else int(raw)
+        except ValueError:
+            raise ApiError(400, f"limit must be a whole number, not {raw!r}", field="limit") from None
+        if not 1 <= limit <= cls.MAX_LIMIT:
+            raise ApiError(400, f"limit must be between 1 and {cls.MAX_LIMIT}, got {limit}", field="limit",
+                           hint="page with next_cursor for more")
+        states = _choices(args, "state", STATES)
+        kinds = _choices(args, "kind", KINDS)
+        order = args.get("order") or "desc"
+        if order not in ("asc", "desc"):
+            raise ApiError(400, "order must be asc or desc", field="order")
+        return cls(limit=limit, cursor=args.get("cursor") or None, states=states, kinds=kinds,
+                   notebook=(args.get("notebook") or "").strip() or None, sort=args.get("sort") or None, order=order)
+
+
+def _choices(args: dict[str, str], name: str, allowed: tuple[str, ...]) -> tuple[str, ...]:
+    values = tuple(v.strip() for v in (args.get(name) or "").split(",") if v.strip())
+    for v in values:
+        if v not in allowed:
+            raise ApiError(400, f"unknown {name} {v!r}", field=name, hint=f"one of {', '.join(allowed)}")
+    return values

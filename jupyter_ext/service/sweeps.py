@@ -12,6 +12,7 @@ from typing import Any
 
 from jupyter_ext.service.core import OffloadService
 from jupyter_ext.service.errors import ApiError
+from jupyter_ext.service.jobs import rows_by_id
 from jupyter_ext.service.models import ApplyBestRequest, ResumeRequest, SweepRequest
 from jupyter_ext.service.paths import api_path_of
 from offload import sweeps
@@ -44,15 +45,20 @@ def list_sweeps(service: OffloadService, notebook: str | None = None) -> list[di
     return out
 
 
-def sweep_state(service: OffloadService, sweep_id: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
+def sweep_state(service: OffloadService, sweep_id: str, rows: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """Everything the panel shows, in one answer: summary, trials (with job state and cost), history,
-    importances. ``rows`` are the watcher's job rows (cost and live state of each trial's job)."""
+    importances. Each trial's job state and cost come from ``rows`` when given, else from the job
+    index the watcher keeps current."""
     summary = sweeps.sweep_summary(sweep_id, store=service.store)
     sid = summary["id"]
-    jobs = {r["id"]: r for r in rows}
+    table = sweeps.trials_table(sid, store=service.store)
+    if rows is None:
+        jobs = rows_by_id(service, [t["job_id"] for t in table if t.get("job_id")])
+    else:
+        jobs = {r["id"]: r for r in rows}
     trials = []
     total_cost = 0.0
-    for t in sweeps.trials_table(sid, store=service.store):
+    for t in table:
         job = jobs.get(t.get("job_id") or "")
         cost = job.get("cost") if job else None
         if isinstance(cost, (int, float)):

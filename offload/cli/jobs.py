@@ -4,21 +4,26 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Any
 
 from offload.backends.base import Ability
 from offload.cli._format import STATE_STYLE, color, duration, fmt_metrics, job_duration, store_arg
-from offload.errors import OffloadError
-from offload.jobs import Job, list_jobs
+from offload.errors import OffloadError, UsageError
+from offload.jobs import Job, index, sync_store
+from offload.jobs.listing import known_stores
 from offload.notebook import strip_ansi
-from offload.spec import FINAL_STATES
+from offload.spec import FINAL_STATES, KINDS, STATES
 
 
 def add_parsers(sub: Any) -> None:
     ls = sub.add_parser("ls", help="list jobs, newest first")
     ls.add_argument("--refresh", action="store_true", help="rebuild the local index from the store")
-    ls.add_argument("-n", "--limit", type=int, default=50)
+    ls.add_argument("-n", "--limit", type=int, default=50, help="show this many (default 50)")
+    ls.add_argument("--state", help="only jobs in this state (several: failed,lost)")
+    ls.add_argument("--notebook", help="only jobs of this notebook (its file name or path)")
+    ls.add_argument("--kind", help="only jobs of this kind: notebook, cell, trial, session, pack")
     ls.add_argument("--json", action="store_true")
     ls.set_defaults(func=cmd_ls)
     lg = sub.add_parser("logs", help="print a job's log")
@@ -39,13 +44,42 @@ def add_parsers(sub: Any) -> None:
     m.set_defaults(func=cmd_merge)
 
 
+def _choices(text: str | None, allowed: tuple[str, ...], name: str) -> tuple[str, ...]:
+    values = tuple(v.strip() for v in (text or "").split(",") if v.strip())
+    for v in values:
+        if v not in allowed:
+            raise UsageError(f"unknown {name} {v!r}", field=name, hint=f"one of {', '.join(allowed)}")
+    return values
+
+
 def cmd_ls(args: argparse.Namespace) -> int:
-    rows = list_jobs(store=store_arg(args), refresh=args.refresh, limit=args.limit)
+    """One pass over each known store (new and active jobs only; --refresh: every job), then
+    one page from the index."""
+    store = store_arg(args)
+    stores = [store] if store is not None else known_stores()
+    for st in stores:
+        sync_store(st, full=args.refresh)
+    notebooks: tuple[str, ...] = ()
+    if args.notebook:
+        notebooks = (args.notebook, os.path.abspath(args.notebook), os.path.basename(args.notebook))
+    where = index.Filter(states=_choices(args.state, tuple(STATES), "state"), notebooks=notebooks,
+                         kinds=_choices(args.kind, KINDS, "kind"))
+    if args.limit < 1:
+        raise UsageError(f"-n must be at least 1, not {args.limit}", field="limit")
+    rows: list[dict[str, Any]] = []
+    cursor = None
+    while True:  # pages of at most index.MAX_PAGE up to -n
+        page = index.page(store.url if store is not None else None, limit=min(args.limit - len(rows), index.MAX_PAGE),
+                          cursor=cursor, where=where)
+        rows += page.rows
+        cursor = page.next_cursor
+        if cursor is None or len(rows) >= args.limit:
+            break
     if args.json:
         print(json.dumps(rows, indent=1, default=str))
         return 0
     if not rows:
-        print("no jobs yet: `offload run NOTEBOOK` starts one")
+        print("no jobs match" if args.state or args.notebook or args.kind else "no jobs yet: `offload run NOTEBOOK` starts one")
         return 0
     header = ("ID", "NOTEBOOK", "STATE", "PROGRESS", "DURATION", "METRICS")
     table = [header]
@@ -58,6 +92,8 @@ def cmd_ls(args: argparse.Namespace) -> int:
         if row is not header:
             cells[2] = color(cells[2], STATE_STYLE.get(row[2]))
         print("  ".join(cells + [str(row[-1])]).rstrip())
+    if page.total > len(rows):
+        print(f"({len(rows)} of {page.total}; -n N shows more, --state/--notebook narrow the list)", file=sys.stderr)
     return 0
 
 
@@ -102,8 +138,8 @@ def cmd_show(args: argparse.Namespace) -> int:
         "resources": spec.resources.__dict__,
         "env": {"mode": spec.env_mode, "hash": spec.env_hash, "python": env.get("python"),
                 "requirements": len(env.get("requirements", []))},
-        "timings": {"created_at": spec.created_at, "started_at": st.get("started_at"),
-                    "finished_at": st.get("finished_at"), "duration_s": st.get("duration_s"), **(st.get("timings") or {})},
+        "timings": job.timings(),
+        "env_cache": st.get("env_cache"),
         "error": st.get("error"),
         "handle": job.handle,
         "attempts": job.store.get_json(job.key("attempts.json"), None),
@@ -127,7 +163,12 @@ def cmd_show(args: argparse.Namespace) -> int:
         print("metrics    " + fmt_metrics(info["metrics"], limit=20))
     r = spec.resources
     print(f"resources  gpu={r.gpu or '-'} machine={r.machine or '-'} spot={r.spot} max_runtime={duration(r.max_runtime_s)}")
-    print(f"env        {spec.env_mode}, python {info['env']['python']}, {info['env']['requirements']} pinned packages, hash {spec.env_hash}")
+    print(f"env        {spec.env_mode}, python {info['env']['python']}, {info['env']['requirements']} pinned packages, hash {spec.env_hash}"
+          + (f", env_cache: {info['env_cache']}" if info["env_cache"] else ""))
+    phases = [(k[:-2], v) for k, v in info["timings"].items()
+              if k in ("provision_s", "boot_s", "env_s", "data_s", "kernel_s", "first_cell_s") and v is not None]
+    if phases:
+        print("timings    " + "  ".join(f"{k} {v:.1f}s" for k, v in phases))
     if info["attempts"]:
         for a in info["attempts"] if isinstance(info["attempts"], list) else info["attempts"].get("attempts", []):
             print(f"attempt    {a}")

@@ -17,7 +17,7 @@ from typing import Any
 import nbformat
 
 from offload.backends.base import BackendPhase, get_backend
-from offload.config import backend_options, backend_store, load_config
+from offload.config import backend_options
 from offload.errors import BackendError, JobFailed, JobNotFound, OffloadError, UsageError
 from offload.jobs import index
 from offload.jobs.collect import merge_job
@@ -332,61 +332,3 @@ class Job:
             "created_at": spec.created_at, "started_at": st.get("started_at"), "finished_at": st.get("finished_at"),
             "parameters": spec.parameters, "metrics": self.last_metrics(), "labels": spec.labels,
         }
-
-
-def list_jobs(*, store: Store | str | None = None, refresh: bool = False, limit: int | None = None) -> list[dict[str, Any]]:
-    """Newest first, from the index; active jobs are re-read from the store on every call.
-
-    Without ``store``: the jobs of every store this machine knows (the default one and those
-    configured for backends), so `offload ls` shows local and cloud jobs together.
-    """
-    stores = [as_store(store)] if store is not None else _known_stores(load_config())
-    for st in stores:
-        if refresh or not index.ids(st.url):
-            if refresh:
-                index.forget(st.url)
-            for job_id in st.list_dirs("jobs"):
-                try:
-                    _reindex(job_id, st)
-                except OffloadError:
-                    continue
-    rows = index.rows(stores[0].url if store is not None else None, limit=limit)
-    by_url = {st.url: st for st in stores}
-    for row in rows:
-        if row["state"] in ACTIVE_STATES or row["state"] is None:
-            try:
-                st = by_url.get(row["store"]) or by_url.setdefault(row["store"], Store(row["store"]))
-                job = Job(row["id"], store=st, spec=JobSpec.from_dict(st.get_json(layout.job_key(row["id"], "spec.json"))))
-                row.update(job.summary())
-            except (KeyError, OffloadError):
-                continue
-    return rows
-
-
-def _known_stores(cfg: dict[str, Any]) -> list[Store]:
-    urls = [Store().url]
-    for name in cfg.get("backends", {}):
-        url = backend_store(name)
-        if url and url not in urls:
-            urls.append(url)
-    out = []
-    for url in urls:
-        try:
-            out.append(Store(url))
-        except OffloadError:
-            continue  # a backend's store without its driver installed: skip, `offload ls --store` says why
-    return out
-
-
-def _reindex(job_id: str, store: Store) -> None:
-    try:
-        spec = JobSpec.from_dict(store.get_json(layout.job_key(job_id, "spec.json")))
-    except KeyError:
-        return
-    job = Job(job_id, store=store, spec=spec)
-    status = store.get_json(layout.job_key(job_id, "status.json"), None)
-    if status and status.get("state") in FINAL_STATES:
-        job._status = status
-        job._index()
-    else:
-        job.refresh()

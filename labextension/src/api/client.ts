@@ -13,7 +13,8 @@ import {
   IInspection,
   IBackends,
   IJobDetail,
-  IJobSummary,
+  IJobPage,
+  IJobQuery,
   ILogChunk,
   IMergePlan,
   IMetricRecord,
@@ -90,12 +91,8 @@ export const api = {
   backends: () => request<IBackends>('backends'),
   inspect: (path: string) => request<IInspection>('notebook', {}, { path }),
   submit: (req: ISubmitRequest) => post<IJobDetail>('jobs', req),
-  jobs: (notebook?: string) =>
-    request<{ jobs: IJobSummary[]; seq: number; watcher_error: string | null }>(
-      'jobs',
-      {},
-      { notebook }
-    ),
+  /** One page of jobs, newest first; pass the previous page's next_cursor for the next one. */
+  jobs: (q: IJobQuery = {}) => request<IJobPage>('jobs', {}, { ...q }),
   job: (id: string) => request<IJobDetail>(`jobs/${id}`),
   log: (id: string, cursor: number) =>
     request<ILogChunk>(`jobs/${id}/log`, {}, { cursor }),
@@ -111,8 +108,8 @@ export const api = {
     post<IMergePlan>(`jobs/${id}/merge-plan`, { cells }),
   mergeFile: (id: string, path?: string) =>
     post<any>(`jobs/${id}/merge`, path ? { path } : {}),
-  gallery: (q: { notebook?: string; state?: string; sort?: string; order?: string }) =>
-    request<IGallery>('gallery', {}, q),
+  gallery: (q: IJobQuery & { sort?: string; order?: string }) =>
+    request<IGallery>('gallery', {}, { ...q }),
   compare: (a: string, b: string) => request<ICompare>('compare', {}, { a, b }),
   thumbnailUrl: (id: string) => apiUrl('jobs', id, 'thumbnail')
 };

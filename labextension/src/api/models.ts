@@ -143,8 +143,35 @@ export interface IGalleryCard {
 
 export interface IGallery {
   cards: IGalleryCard[];
+  /** Every notebook and numeric metric among all cards (not only this page), for the filters. */
   notebooks: string[];
   metrics: string[];
+  /** null on the last page */
+  next_cursor: string | null;
+  total: number;
+}
+
+/** What GET /jobs and GET /gallery are filtered and paged by (the server does both). */
+export interface IJobQuery {
+  notebook?: string;
+  /** one state or several separated by commas */
+  state?: string;
+  kind?: string;
+  /** 1-500, default 50 */
+  limit?: number;
+  cursor?: string;
+}
+
+export interface IJobPage {
+  jobs: IJobSummary[];
+  /** null on the last page */
+  next_cursor: string | null;
+  /** jobs matching the filters, all pages together */
+  total: number;
+  /** jobs queued, provisioning or running */
+  active: number;
+  seq: number;
+  watcher_error: string | null;
 }
 
 export interface ICompare {

@@ -1,13 +1,17 @@
 /**
  * The gallery: every executed notebook as a card (thumbnail = first image output, parameters,
  * metrics, state, cost, date), filtered by notebook and state, sorted by any metric; tick two
- * to compare them. Nothing is written to the user's files.
+ * to compare them. The server filters, sorts and pages: 40 cards at first, "Show more" for the
+ * next page. Nothing is written to the user's files.
  */
 import { Widget } from '@lumino/widgets';
 
-import { api, IGallery, IGalleryCard } from '../api';
-import { el, stateBadge } from '../util/dom';
+import { api, IGallery, IGalleryCard, IJobQuery } from '../api';
+import { el, htmlSelect, selectBox, stateBadge } from '../util/dom';
 import { formatMoney, formatValue } from '../util/format';
+
+/** Cards per page (the server caps a page at 500). */
+const CARDS_PER_PAGE = 40;
 
 export class GalleryWidget extends Widget {
   constructor(options: {
@@ -21,10 +25,10 @@ export class GalleryWidget extends Widget {
     this.title.label = 'Offload gallery';
     this.title.closable = true;
     this._opts = options;
-    this._notebook = el('select', { class: 'jp-mod-styled', 'aria-label': 'filter by notebook' });
-    this._state = el('select', { class: 'jp-mod-styled', 'aria-label': 'filter by state' });
-    this._sort = el('select', { class: 'jp-mod-styled', 'aria-label': 'sort by' });
-    this._order = el('select', { class: 'jp-mod-styled', 'aria-label': 'order' });
+    this._notebook = htmlSelect({ 'aria-label': 'filter by notebook' });
+    this._state = htmlSelect({ 'aria-label': 'filter by state' });
+    this._sort = htmlSelect({ 'aria-label': 'sort by' });
+    this._order = htmlSelect({ 'aria-label': 'order' });
     for (const s of ['', 'succeeded', 'failed', 'cancelled', 'lost', 'running']) {
       this._state.append(el('option', { value: s }, s || 'any state'));
     }
@@ -40,14 +44,17 @@ export class GalleryWidget extends Widget {
     const bar = el(
       'div',
       { class: 'jp-offload-gallery-bar' },
-      el('label', {}, 'Notebook ', this._notebook),
-      el('label', {}, 'State ', this._state),
-      el('label', {}, 'Sort by ', this._sort),
-      this._order,
+      el('label', {}, 'Notebook ', selectBox(this._notebook)),
+      el('label', {}, 'State ', selectBox(this._state)),
+      el('label', {}, 'Sort by ', selectBox(this._sort)),
+      selectBox(this._order),
       this._compareBtn
     );
     this._grid = el('div', { class: 'jp-offload-cards', role: 'list' });
-    this.node.append(bar, this._grid);
+    this._more = el('button', { class: 'jp-mod-styled jp-offload-more', 'aria-label': 'show more cards' }, 'Show more');
+    this._more.hidden = true;
+    this._more.addEventListener('click', () => void this._loadMore());
+    this.node.append(bar, this._grid, this._more);
     for (const s of [this._notebook, this._state, this._sort, this._order]) {
       s.addEventListener('change', () => void this.refresh());
     }
@@ -57,29 +64,68 @@ export class GalleryWidget extends Widget {
     void this.refresh();
   }
 
+  /** The first page again, for the current filters and sort. */
   async refresh(): Promise<void> {
+    const gen = ++this._gen;
     let data: IGallery;
     try {
-      data = await api.gallery({
-        notebook: this._notebook.value || undefined,
-        state: this._state.value || undefined,
-        sort: this._sort.value || undefined,
-        order: this._order.value
-      });
+      data = await api.gallery(this._query());
     } catch (err) {
       this._grid.textContent = `Cannot load the gallery: ${(err as Error).message ?? err}`;
+      this._more.hidden = true;
       return;
+    }
+    if (gen !== this._gen) {
+      return; // the filters changed meanwhile: a newer answer counts
     }
     this._fill(this._notebook, ['', ...data.notebooks], 'all notebooks');
     this._fill(this._sort, ['', 'cost', ...data.metrics], 'newest');
     this._grid.textContent = '';
+    this._shown = 0;
     if (!data.cards.length) {
       this._grid.append(el('div', { class: 'jp-offload-empty' }, 'No executed notebooks yet.'));
     }
+    this._append(data);
+    this._updateCompare();
+  }
+
+  private _query(cursor?: string): IJobQuery & { sort?: string; order?: string } {
+    return {
+      notebook: this._notebook.value || undefined,
+      state: this._state.value || undefined,
+      sort: this._sort.value || undefined,
+      order: this._order.value,
+      limit: CARDS_PER_PAGE,
+      cursor
+    };
+  }
+
+  private _append(data: IGallery): void {
     for (const c of data.cards) {
       this._grid.append(this._card(c));
     }
-    this._updateCompare();
+    this._shown += data.cards.length;
+    this._cursor = data.next_cursor;
+    this._more.hidden = !data.next_cursor;
+    this._more.disabled = false;
+    this._more.textContent = `Show more (${this._shown} of ${data.total})`;
+  }
+
+  private async _loadMore(): Promise<void> {
+    if (!this._cursor) {
+      return;
+    }
+    const gen = this._gen;
+    this._more.disabled = true;
+    try {
+      const data = await api.gallery(this._query(this._cursor));
+      if (gen === this._gen) {
+        this._append(data);
+      }
+    } catch (err) {
+      this._more.disabled = false;
+      this._more.textContent = `Cannot load more: ${(err as Error).message ?? err}`;
+    }
   }
 
   private _fill(select: HTMLSelectElement, values: string[], emptyLabel: string): void {
@@ -167,4 +213,8 @@ export class GalleryWidget extends Widget {
   private _order: HTMLSelectElement;
   private _compareBtn: HTMLButtonElement;
   private _grid: HTMLDivElement;
+  private _more: HTMLButtonElement;
+  private _cursor: string | null = null;
+  private _shown = 0;
+  private _gen = 0;
 }

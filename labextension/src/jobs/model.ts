@@ -1,12 +1,13 @@
 /**
- * JobsModel: the live list of jobs, polled from the server (every 1.5 s while a job is active,
+ * JobsModel: the live list of the newest jobs (a page of 50, more on demand: the server pages and
+ * filters, so 10,000 jobs cost the same as 50), polled from the server (every 1.5 s while a job is active,
  * 5 s when all is quiet, not at all in a hidden tab), with a signal per change and one per state
  * transition (used for the finish notification and the automatic merge).
  */
 import { Poll } from '@lumino/polling';
 import { ISignal, Signal } from '@lumino/signaling';
 
-import { api, IJobSummary, isActive } from '../api';
+import { api, IJobPage, IJobSummary, isActive } from '../api';
 import { createPoll, pollNow, setPollInterval } from '../util/poll';
 
 export interface ITransition {
@@ -17,6 +18,9 @@ export interface ITransition {
 
 /** Polling interval (ms) while no job is active. */
 const IDLE_INTERVAL = 5000;
+/** Jobs shown at first, and added by each "Show more"; the server pages at most 500 a request. */
+export const PAGE_SIZE = 50;
+const MAX_PAGE = 500;
 
 export class JobsModel {
   constructor(options: { interval?: number } = {}) {
@@ -40,6 +44,21 @@ export class JobsModel {
     return this._error;
   }
 
+  /** Jobs in the store (all pages); ``jobs`` holds the newest of them. */
+  get total(): number {
+    return this._total;
+  }
+
+  get hasMore(): boolean {
+    return this._jobs.length < this._total;
+  }
+
+  /** Show the next page of older jobs as well (kept live with the others). */
+  loadMore(): Promise<void> {
+    this._limit = Math.min(this._jobs.length, this._limit) + PAGE_SIZE;
+    return this.refresh();
+  }
+
   /** Ids submitted from this browser session: their success merges into the open notebook. */
   readonly submittedHere = new Set<string>();
 
@@ -59,9 +78,16 @@ export class JobsModel {
   /** One poll: read the jobs; fast while something is active, slower when all is quiet. */
   private async _fetch(): Promise<void> {
     const seq = ++this._seq;
-    let data;
+    let data: IJobPage;
+    const jobs: IJobSummary[] = [];
     try {
-      data = await api.jobs();
+      // the newest ``_limit`` jobs, a page (at most 500) at a time: the server pages and filters
+      let cursor: string | undefined;
+      do {
+        data = await api.jobs({ limit: Math.min(this._limit - jobs.length, MAX_PAGE), cursor });
+        jobs.push(...data.jobs);
+        cursor = data.next_cursor ?? undefined;
+      } while (cursor && jobs.length < this._limit);
     } catch (err) {
       if (seq === this._seq) {
         this._error = String((err as Error).message ?? err);
@@ -73,8 +99,9 @@ export class JobsModel {
       return; // a newer request was sent meanwhile (refresh): its answer counts
     }
     this._error = data.watcher_error;
-    this._absorb(data.jobs);
-    const busy = this._jobs.some(j => isActive(j.state));
+    this._total = data.total;
+    this._absorb(jobs);
+    const busy = data.active > 0 || this._jobs.some(j => isActive(j.state));
     setPollInterval(this._poll, busy ? this._interval : IDLE_INTERVAL);
   }
 
@@ -97,6 +124,8 @@ export class JobsModel {
   }
 
   private _jobs: IJobSummary[] = [];
+  private _total = 0;
+  private _limit = PAGE_SIZE;
   private _loaded = false;
   private _error: string | null = null;
   private _interval: number;

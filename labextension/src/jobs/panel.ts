@@ -1,12 +1,13 @@
 /**
  * The jobs side panel: this notebook's jobs first, then all, live; a row opens the job detail.
+ * The newest 50 are shown; "Show more" loads older ones a page at a time.
  */
 import { Widget } from '@lumino/widgets';
 
 import { IJobSummary, isActive } from '../api';
 import { el, stateBadge } from '../util/dom';
 import { formatDuration, formatMoney, formatValue } from '../util/format';
-import { JobsModel } from './model';
+import { JobsModel, PAGE_SIZE } from './model';
 
 export function progressOf(j: { cell: number | null; n_cells: number | null; state: string }): string {
   if (j.n_cells) {
@@ -73,6 +74,19 @@ export class JobsListWidget extends Widget {
     const ul = el('ul', { class: 'jp-offload-jobs', 'aria-label': 'all jobs' });
     others.forEach(j => ul.append(this._row(j)));
     this.node.append(ul);
+    if (this._model.hasMore) {
+      // the server pages: older jobs load on demand, a page at a time
+      const more = el(
+        'button',
+        { class: 'jp-mod-styled jp-offload-more', 'aria-label': 'show older jobs' },
+        `Show ${Math.min(PAGE_SIZE, this._model.total - jobs.length)} more (${jobs.length} of ${this._model.total})`
+      );
+      more.addEventListener('click', () => {
+        more.disabled = true;
+        void this._model.loadMore();
+      });
+      this.node.append(more);
+    }
   }
 
   private _row(j: IJobSummary): HTMLLIElement {
