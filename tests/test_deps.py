@@ -184,8 +184,12 @@ def test_sys_path_additions_and_project_root(tmp_path):
     env = snapshot(nb, project_root=root)
     assert {"scikit-learn", "pyyaml"} <= names(env)
     assert {"lib/mylib/__init__.py", "shared/__init__.py"} <= set(env.local_files)
-    # without the project root the package cannot ship: reported, not guessed
-    env2 = snapshot(nb)
+    # the default root is found: the sys.path literal and the repo's package widen it (issue 16)
+    env_default = snapshot(nb)
+    assert Path(env_default.project_root) == root.resolve() and not env_default.unresolved
+    assert {"lib/mylib/__init__.py", "shared/__init__.py"} <= set(env_default.local_files)
+    # a root given too narrow: the package cannot ship; reported, not guessed
+    env2 = snapshot(nb, project_root=nb.parent)
     assert [u["module"] for u in env2.unresolved] == ["mylib", "shared"]
     assert "outside the project root" in env2.unresolved[0]["hint"]
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import yaml
 
+from offload.snapshot.deps.conda import pypi_name
 from offload.snapshot.deps.model import (
     InvalidRequirement,
     canonicalize_name,
@@ -46,23 +47,6 @@ DEPENDENCY_FILES = (
 )
 _VCS = re.compile(r"^(git|hg|svn|bzr)\+")
 _EGG = re.compile(r"#egg=([\w.\-]+)")
-# conda package names that differ on PyPI (None: not a Python package, never installed by pip)
-_CONDA_TO_PYPI = {
-    "pytorch": "torch",
-    "py-opencv": "opencv-python",
-    "pytorch-cuda": None,
-    "cudatoolkit": None,
-    "python": None,
-    "pip": None,
-    "libgdal": None,
-    "tensorflow-gpu": "tensorflow",
-    "pytables": "tables",
-    "graphviz": None,
-    "nodejs": None,
-    "cudnn": None,
-    "mkl": None,
-    "blas": None,
-}
 
 
 @dataclass
@@ -231,7 +215,7 @@ def _from_environment_yml(path: Path, label: str) -> list[Declared]:
         if not m:
             continue
         cname, rest = m.group(1).lower(), m.group(2).strip()
-        pname = _CONDA_TO_PYPI.get(cname, cname)
+        pname = pypi_name(cname)
         if pname is None:
             continue
         version = None

@@ -11,6 +11,7 @@ kernel's extra modules, the user's additions, and what the dependency files decl
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -19,6 +20,8 @@ import nbformat
 
 from offload.errors import NotebookError, UsageError
 from offload.notebook import code_cells, read_notebook
+from offload.snapshot.deps.conda import pypi_name
+from offload.snapshot.deps.data import data_files
 from offload.snapshot.deps.declared import (
     Declared,
     DeclaredFiles,
@@ -38,6 +41,7 @@ from offload.snapshot.deps.model import (
 from offload.snapshot.deps.pins import apply_lock, requirement_from_dist
 from offload.snapshot.deps.pip import pip_token
 from offload.snapshot.deps.resolve import NEUTRAL_TOP, ImportWalk, closure
+from offload.snapshot.deps.root import find_project_root
 from offload.snapshot.deps.scan import Found
 
 __all__ = ["snapshot"]
@@ -85,6 +89,16 @@ _KERNEL_DISTS = {
     "jupyter-offload",
 }
 
+# Recorded in every snapshot: the versions of the kernel the notebook ran in.
+_KERNEL_RECORD = (
+    "ipython", "ipykernel", "jupyter-client", "jupyter-core", "traitlets", "comm", "matplotlib-inline",
+    "pyzmq", "tornado", "ipython-genutils", "debugpy",
+)
+# Pinned to those versions in an isolated environment (the kernel the notebook ran in), plus any
+# other kernel-provided distribution the code imports.
+_KERNEL_PINNED = ("ipykernel", "ipython", "matplotlib-inline")
+_KERNEL_IMPORTS = {"IPython": "ipython", "ipykernel": "ipykernel", "ipython_genutils": "ipython-genutils"}
+
 PipRequests = dict[str, tuple[str, str, str]]  # canonical name -> (spec, where, source)
 
 
@@ -96,12 +110,16 @@ def snapshot(
     python: str | os.PathLike | None = None,
     kernel_modules: Iterable[str] | None = None,
     overrides: dict | None = None,
+    server_root: str | os.PathLike | None = None,
 ) -> EnvSpec:
     """Detect what ``notebook`` needs.
 
     ``nb`` is the notebook held in memory (nothing is read from or written to disk for it):
     ``notebook`` is then the path it would have, relative paths taken under ``project_root``;
-    ``project_root`` (default: the notebook's directory) bounds the local files that ship;
+    ``project_root`` bounds the local files that ship (default: found by
+    :func:`~offload.snapshot.deps.root.find_project_root`: the nearest folder with a VCS or
+    packaging marker, else ``server_root`` (the Jupyter server's root), else the notebook's folder,
+    widened by the notebook's ``sys.path`` literals);
     ``python`` is the interpreter whose environment runs the notebook (default: this one);
     ``kernel_modules`` are ``sys.modules`` names from a live kernel, merged with the static
     result; ``overrides`` (merged over ``[tool.offload.deps]`` of the project's pyproject.toml):
@@ -115,6 +133,12 @@ def snapshot(
         nb_path, root = _locate_in_memory(notebook, project_root)
         cells = code_cells(nb)
     env = load_environment(python)
+    root_why = "given (--project-root)"
+    if not project_root:
+        root, root_why = find_project_root(
+            nb_path, cells, server_root=server_root,
+            installed=lambda top: env.is_stdlib(top) or env.resolve(top)[1] != "none",
+        )
     declared = collect_declared(nb_path.parent, root)
     options = {**declared.overrides, **(overrides or {})}
 
@@ -135,6 +159,10 @@ def snapshot(
     _environment_notes(walk, env, reqs)
 
     nb_rel = relative_to(nb_path, root)
+    pins = _kernel_pins(walk, env, reqs)
+    data = data_files(
+        walk.data_refs, nb_dir=nb_path.parent, root=root, shipped=set(walk.local_files) | {nb_rel or ""}
+    )
     spec = EnvSpec(
         python=env.python,
         requirements=sorted(reqs.values(), key=lambda r: r.name),
@@ -146,6 +174,12 @@ def snapshot(
         neutral=sorted(walk.neutral),
         platform=env.info.get("platform", ""),
         conda=bool(env.info.get("conda")),
+        project_root=str(root),
+        project_root_why=root_why,
+        data_files=data,
+        kernel=_kernel_versions(env),
+        kernel_pins=pins,
+        not_in_kernel=walk.not_in_kernel,
     )
     spec._elapsed = time.perf_counter() - t0  # type: ignore[attr-defined]
     return spec
@@ -215,6 +249,14 @@ def _pip_requests(walk: ImportWalk, root: Path) -> PipRequests:
         if pl.uninstall:
             continue
         for raw in pl.requirements:
+            if pl.tool == "conda":  # conda names: python-graphviz is PyPI's graphviz
+                cname, _, ver = raw.split("::")[-1].strip("'\"").partition("=")
+                pname = pypi_name(re.split(r"[<>!~ ]", cname)[0])
+                if pname:
+                    ver = ver.lstrip("=")
+                    exact = ver if re.fullmatch(r"[\w.]+", ver or "") else ""
+                    pip_named.setdefault(pname, (f"{pname}=={exact}" if exact else pname, pl.where, "pypi"))
+                continue
             name, spec, src = pip_token(raw)
             if name:
                 pip_named.setdefault(name, (spec, pl.where, src))
@@ -304,6 +346,8 @@ def _add_missing(
                 f"'{module}' is not installed in {env.info.get('executable')}; "
                 f"using {dec.spec!r} from {dec.file}"
             )
+            if not optional:
+                walk.not_in_kernel.append({"module": module, "where": sites[0].where, "dist": dec.name})
             continue
         if pip is not None:
             spec, where, src = pip
@@ -311,14 +355,35 @@ def _add_missing(
             reasons = dedupe(reasons + [f"pip install in {where}"])
             src = src if src != "pypi" else "declared"
             reqs[name] = Requirement(name, None, reasons, optional, src, spec)
-            continue
+            continue  # (the notebook installs it itself before the import)
         where = sites[0].where
+        if all(s.py2_fallback for s in sites):
+            walk.notes.append(
+                f"'{module}' ({where}) is the Python 2 fallback of a try/except ImportError: "
+                "not needed on Python 3"
+            )
+            continue
         if optional:
             walk.optional_unresolved.setdefault(module, []).append(where)
             continue
-        walk.unresolved.setdefault(
-            module, {"module": module, "where": where, "hint": _missing_hint(env, top)}
-        )
+        entry = {"module": module, "where": where, "hint": _missing_hint(env, top)}
+        also = [
+            s for m, ss in walk.missing.items() if m.split(".")[0] == top for s in ss if s.optional
+        ]
+        dead = {walk.unreachable(s) for s in sites if not s.optional}
+        if also:
+            entry.update(
+                optional=True,
+                why=f"also imported under try/except ImportError ({also[0].where}): "
+                "the notebook is written to run without it",
+            )
+        elif None not in dead:
+            fns = ", ".join(f"{fn}()" for fn in sorted(dead))
+            entry.update(
+                optional=True,
+                why=f"only imported inside {fns}, which the notebook never calls",
+            )
+        walk.unresolved.setdefault(module, entry)
 
 
 def _declared_match(
@@ -438,10 +503,9 @@ def _environment_notes(walk: ImportWalk, env: EnvIndex, reqs: dict[str, Requirem
                 else ""
             )
         )
-    if walk.neutral:
-        walk.notes.append(
-            f"provided by the kernel, not installed: {', '.join(sorted(walk.neutral))}"
-        )
+    other = sorted(walk.neutral - walk.kernel_imports)
+    if other:
+        walk.notes.append(f"provided by the kernel, not installed: {', '.join(other)}")
     for module, wheres in sorted(walk.optional_unresolved.items()):
         walk.notes.append(
             f"optional import '{module}' ({wheres[0]}) is not installed here; the "
@@ -483,6 +547,30 @@ def _merge_kernel(
         reqs[d] = r
 
 
+def _kernel_versions(env: EnvIndex) -> dict[str, str]:
+    return {d: env.dists[d]["version"] for d in _KERNEL_RECORD if d in env.dists and env.dists[d].get("version")}
+
+
+def _kernel_pins(walk: ImportWalk, env: EnvIndex, reqs: dict[str, Requirement]) -> list[str]:
+    """``dist==version`` of the kernel's own distributions an isolated environment reproduces
+    (the notebook's ``from IPython.display import ...`` behaves as it did here)."""
+    wanted = list(_KERNEL_PINNED) + [_KERNEL_IMPORTS[t] for t in sorted(walk.kernel_imports) if t in _KERNEL_IMPORTS]
+    pins = []
+    for d in dict.fromkeys(wanted):
+        info = env.dists.get(d)
+        if d in reqs or not info or not info.get("version"):
+            continue
+        pins.append(f"{d}=={info['version'].split('+')[0]}")
+    if walk.kernel_imports:
+        used = ", ".join(sorted(walk.kernel_imports))
+        walk.notes.append(
+            f"provided by the kernel: {used}; an isolated environment pins "
+            + (", ".join(pins) if pins else "nothing (no kernel packages in this environment)")
+            + " to this kernel's versions"
+        )
+    return pins
+
+
 def _reason(f: Found) -> str:
     verb = {
         "load_ext": "%load_ext",
@@ -495,4 +583,6 @@ def _reason(f: Found) -> str:
     if f.kind == "matplotlib":
         return f"%matplotlib {place}"
     extra = " (optional: under try/except ImportError)" if f.optional else ""
+    if f.py2_fallback:
+        extra = " (Python 2 fallback under except ImportError: not needed on Python 3)"
     return f"{verb} {place}{extra}"

@@ -18,6 +18,7 @@ from pathlib import Path
 from offload.errors import UsageError
 from offload.paths import data_dir
 from offload.snapshot.deps import probe
+from offload.snapshot.deps.conda import pypi_name
 from offload.snapshot.deps.model import canonicalize_name
 
 __all__ = ["EnvIndex", "load_environment", "forget_environments"]
@@ -73,6 +74,11 @@ class EnvIndex:
         self.dists: dict[str, dict] = {}
         self.modules: dict[str, list[tuple[str, int]]] = {}
         for d in info.get("dists", []):
+            if d.get("conda_name"):  # conda-only package: its PyPI name, or none (not Python)
+                pname = pypi_name(d["conda_name"])
+                if pname is None:
+                    continue
+                d = {**d, "name": pname}
             key = canonicalize_name(d["name"])
             if key in self.dists:  # shadowed duplicate (earlier path entry wins, as for import)
                 continue

@@ -77,6 +77,10 @@ class Requirement:
             self.spec = f"{self.name}=={self.version}" if self.version else self.name
 
 
+def _mib(n: int | None) -> str:
+    return f"{(n or 0) / 1024 / 1024:.1f} MiB"
+
+
 @dataclass
 class EnvSpec:
     """The environment a notebook needs; JSON round-trips through ``to_dict``/``from_dict``."""
@@ -92,8 +96,41 @@ class EnvSpec:
     platform: str = ""
     conda: bool = False
     version: int = SPEC_VERSION
+    project_root: str = ""  # the folder local files are relative to (absolute, on the client)
+    project_root_why: str = ""  # how it was found: --project-root, a marker, sys.path literals
+    data_files: list[dict] = field(default_factory=list)  # {path, status, size, where, call}
+    kernel: dict[str, str] = field(default_factory=dict)  # the kernel's own distributions: version
+    kernel_pins: list[str] = field(default_factory=list)  # installed with them in isolated envs
+    not_in_kernel: list[dict] = field(default_factory=list)  # {module, where, dist}: declared, not installed
 
     # ---------------------------------------------------------------------------------------
+    def shipped_data(self) -> list[str]:
+        """Data paths (relative to the project root) that ship with the job by themselves."""
+        return [d["path"] for d in self.data_files if d.get("status") == "ship"]
+
+    def data_warnings(self) -> list[str]:
+        """What to tell the user before submit about the data the notebook reads."""
+        out = []
+        for d in self.data_files:
+            where = f"{d.get('where')} ({d.get('call')})"
+            if d.get("status") == "large":
+                out.append(
+                    f"{d['path']} ({_mib(d.get('size'))}) is read by {where} but is too large to ship "
+                    f"by itself: pass --data {d['path']} to ship it, or make it available remotely"
+                )
+            elif d.get("status") == "missing":
+                out.append(
+                    f"{d['path']} is read by {where} but does not exist here: the job will fail "
+                    "there unless the notebook creates or downloads it first"
+                )
+            elif d.get("status") == "outside":
+                out.append(
+                    f"{d['path']} is read by {where} but is outside the project root "
+                    f"{self.project_root}: it does not ship; move it under the project or pass "
+                    "--project-root"
+                )
+        return out
+
     def requirement_lines(self, include_optional: bool = False) -> list[str]:
         """pip requirement lines of the install set (sorted, one per distribution)."""
         reqs = [r for r in self.requirements if include_optional or not r.optional]
@@ -112,9 +149,10 @@ class EnvSpec:
         """Identity of the environment to build: the canonical install set + Python major.minor.
         Reasons, notes and local files do not change what gets installed, so they are left out."""
         major_minor = ".".join(self.python.split(".")[:2])
-        payload = json.dumps(
-            {"python": major_minor, "install": self.requirement_lines()}, sort_keys=True
-        )
+        canon: dict[str, Any] = {"python": major_minor, "install": self.requirement_lines()}
+        if self.kernel_pins:  # (absent from older snapshots: their hashes stay what they were)
+            canon["kernel"] = sorted(self.kernel_pins)
+        payload = json.dumps(canon, sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()
 
     def to_dict(self) -> dict[str, Any]:

@@ -161,6 +161,7 @@ def probe() -> dict:
                 "location": location,
             }
         )
+    dists += _conda_only(sys.prefix)
     stdlib = sorted(getattr(sys, "stdlib_module_names", ()))
     if not stdlib:  # Python < 3.10: list the stdlib directory
         import sysconfig  # (only needed on old interpreters)
@@ -183,6 +184,37 @@ def probe() -> dict:
         "stdlib": stdlib,
         "dists": dists,
     }
+
+
+def _conda_only(prefix: str) -> list[dict]:
+    """Packages conda installed without Python metadata (no dist-info): their modules, read from
+    ``conda-meta/*.json`` file lists, under the conda name (mapped to PyPI's by the caller)."""
+    meta = os.path.join(prefix, "conda-meta")
+    if not os.path.isdir(meta):
+        return []
+    out = []
+    site = re.compile(r"^(?:lib/python\d+\.\d+|Lib)/site-packages/(.+)$")
+    for fn in sorted(os.listdir(meta)):
+        if not fn.endswith(".json"):
+            continue
+        try:
+            with open(os.path.join(meta, fn), encoding="utf-8") as fh:
+                rec = json.load(fh)
+        except (OSError, ValueError):
+            continue
+        inside = [m.group(1) for f in rec.get("files") or [] if (m := site.match(f))]
+        if not inside or any(".dist-info/" in f or ".egg-info" in f for f in inside):
+            continue  # no Python modules, or metadata that importlib already read
+        mods: dict[str, int] = {}
+        for f in inside:
+            res = _module_parts(f)
+            if res:
+                mods.setdefault(res[0][0], 1)
+        if mods:
+            out.append({"name": rec.get("name", fn), "version": rec.get("version", ""), "modules": mods,
+                        "direct_url": None, "requires": [], "installer": "conda", "location": prefix,
+                        "conda_name": rec.get("name", fn)})
+    return out
 
 
 def fingerprint() -> dict:

@@ -27,7 +27,8 @@ def render(env: EnvSpec, fmt: str = "text") -> str:
             lines.append("# optional (not installed by default):")
             lines += [f"# {r.spec}  # {'; '.join(r.reasons[:1])}" for r in opt]
         for u in env.unresolved:
-            lines.append(f"# UNRESOLVED {u['module']} ({u['where']}): {u['hint']}")
+            tag = "UNRESOLVED (not blocking)" if u.get("optional") else "UNRESOLVED"
+            lines.append(f"# {tag} {u['module']} ({u['where']}): {u.get('why') or u['hint']}")
         return "\n".join(lines) + "\n"
     if fmt == "pyproject":
         mm = ".".join(env.python.split(".")[:2])
@@ -48,6 +49,13 @@ def render(env: EnvSpec, fmt: str = "text") -> str:
         + (" (conda)" if env.conda else "")
         + f"   source: {env.source}   env hash: {env.env_hash[:12]}"
     ]
+    if env.project_root:
+        out.append(f"Project root: {env.project_root} ({env.project_root_why})")
+    if env.kernel:
+        out.append(
+            "Kernel: " + ", ".join(f"{k} {v}" for k, v in env.kernel.items() if k in ("ipython", "ipykernel"))
+            + (f"   (isolated environments pin {', '.join(env.kernel_pins)})" if env.kernel_pins else "")
+        )
     req = [r for r in env.requirements if not r.optional]
     opt = [r for r in env.requirements if r.optional]
     out.append(f"\nRequired ({len(req)}):")
@@ -66,10 +74,24 @@ def render(env: EnvSpec, fmt: str = "text") -> str:
         out += [f"  {f}" for f in env.local_files[:50]]
         if len(env.local_files) > 50:
             out.append(f"  ... and {len(env.local_files) - 50} more")
-    if env.unresolved:
-        out.append(f"\nUnresolved ({len(env.unresolved)}):")
-        for u in env.unresolved:
+    if env.data_files:
+        out.append(f"\nData files the notebook reads ({len(env.data_files)}):")
+        label = {"ship": "shipped", "large": "too large to ship by itself: --data to ship it",
+                 "missing": "MISSING here", "outside": "outside the project root: not shipped"}
+        for d in env.data_files:
+            size = f"{d['size'] / 1024 / 1024:.1f} MiB, " if d.get("size") is not None else ""
+            out.append(f"  {d['path']}   ({size}{label.get(d.get('status'), d.get('status'))}; "
+                       f"{d.get('where')}: {d.get('call')})")
+    blocking = [u for u in env.unresolved if not u.get("optional")]
+    if blocking:
+        out.append(f"\nUnresolved ({len(blocking)}):")
+        for u in blocking:
             out.append(f"  {u['module']} ({u['where']}): {u['hint']}")
+    soft = [u for u in env.unresolved if u.get("optional")]
+    if soft:
+        out.append(f"\nUnresolved, not blocking ({len(soft)}):")
+        for u in soft:
+            out.append(f"  {u['module']} ({u['where']}): {u.get('why')}")
     if env.notes:
         out.append("\nNotes:")
         out += [f"  - {n}" for n in env.notes]

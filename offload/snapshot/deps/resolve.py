@@ -20,7 +20,7 @@ from offload.snapshot.deps.model import (
     relative_to,
 )
 from offload.snapshot.deps.pip import PipLine
-from offload.snapshot.deps.scan import Found, ScanResult, scan_cell, scan_python
+from offload.snapshot.deps.scan import DataRef, Found, ScanResult, scan_cell, scan_python
 
 __all__ = ["ImportWalk", "closure", "NEUTRAL_TOP", "NEUTRAL_PREFIX", "IPYTHON_EXTENSIONS"]
 
@@ -66,6 +66,11 @@ class ImportWalk:
         self.pip_lines: list[PipLine] = []
         self.pending: list[tuple[Found, Path | None]] = []  # (import, importing file or None)
         self.missing: dict[str, list[Found]] = {}  # module no installed distribution provides
+        self.refs: set[str] = set()  # names read or called anywhere (notebook and local code)
+        self.entry_points: set[str] = set()
+        self.data_refs: list[DataRef] = []
+        self.kernel_imports: set[str] = set()  # kernel-provided modules the code imports
+        self.not_in_kernel: list[dict] = []  # imports a dependency file declares, not installed here
 
     # ------------------------------------------------------------------ scanning
     def scan_cells(self, cells: list[tuple[int, str]], where_prefix: str = "") -> None:
@@ -84,6 +89,9 @@ class ImportWalk:
                 self.sys_path_front.append(d)
         self.pip_lines += result.pip_lines
         self.notes += result.errors
+        self.refs |= result.refs
+        self.entry_points |= result.entry_points
+        self.data_refs += result.data
         for path_arg, body, where in result.written:
             target = self.nb_dir / path_arg
             if target.suffix == ".py":
@@ -268,6 +276,8 @@ class ImportWalk:
             return
         if top in NEUTRAL_TOP or f.module.startswith(NEUTRAL_PREFIX):
             self.neutral.add(top if top in NEUTRAL_TOP else f.module)
+            if top in NEUTRAL_TOP:
+                self.kernel_imports.add(top)
             return
         if top in self.written:
             return
@@ -317,6 +327,14 @@ class ImportWalk:
                 return
         # 5. declared by the user (dependency files, pip lines): safe to name, not a guess
         self.missing.setdefault(f.module, []).append(f)
+
+    def unreachable(self, f: Found) -> str | None:
+        """The function ``f`` sits in when the code never calls or names it (so the import never
+        runs), else None."""
+        for fn in f.scope:
+            if fn not in self.refs and fn not in self.entry_points:
+                return fn
+        return None
 
     def _pick(self, dists: list[str], module: str) -> list[str]:
         """Several distributions own the same module (opencv-python and opencv-contrib-python):

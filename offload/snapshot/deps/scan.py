@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from offload.notebook.ipython import Magic, transform_cell
 from offload.snapshot.deps.pip import PipLine, shell_pip
 
-__all__ = ["Found", "ScanResult", "scan_cell", "scan_python"]
+__all__ = ["DataRef", "Found", "ScanResult", "scan_cell", "scan_python", "PY2_ONLY"]
 
 # Cell magics whose body is not Python (their imports are not imports).
 _NON_PYTHON_CELL_MAGICS = {
@@ -55,7 +55,41 @@ _SHELL_CELL_MAGICS = {"sh", "bash", "script", "system", "cmd"}
 # Line magics whose argument is a Python statement.
 _STMT_LINE_MAGICS = {"time", "timeit", "prun", "memit", "debug"}
 _IMPORT_ERRORS = {"ImportError", "ModuleNotFoundError"}
+# Python 2 names of modules Python 3 renamed or dropped: under ``except ImportError`` they are
+# the fallback of a py2/py3 compatibility import, never needed on Python 3.
+PY2_ONLY = {
+    "StringIO", "cStringIO", "urllib2", "urlparse", "ConfigParser", "Queue", "cPickle", "HTMLParser",
+    "httplib", "Tkinter", "tkMessageBox", "tkFileDialog", "tkSimpleDialog", "ttk", "__builtin__",
+    "commands", "cookielib", "Cookie", "SocketServer", "xmlrpclib", "SimpleXMLRPCServer",
+    "BaseHTTPServer", "SimpleHTTPServer", "CGIHTTPServer", "copy_reg", "dummy_thread", "thread",
+    "md5", "sha", "sets", "exceptions", "anydbm", "dbhash", "whichdb", "gdbm", "dumbdbm",
+    "htmlentitydefs", "robotparser", "UserDict", "UserList", "UserString", "future_builtins",
+    "repr", "markupbase", "mimetools", "rfc822", "popen2", "new", "dircache", "sgmllib", "htmllib",
+    "urllib2_file", "itertools_py2", "cStringIO_py2",
+}
+# Calls that read the path they are given (by the last part of their dotted name). "Strong":
+# the call fails when the file is missing, so a missing literal path is worth a warning.
+_STRONG_READERS = {
+    "open", "loadtxt", "genfromtxt", "fromfile", "load", "loadmat", "imread", "open_dataset",
+    "open_mfdataset", "open_zarr", "read_image", "load_img", "File", "load_workbook", "read_file",
+    "safe_load_file", "memmap", "Dataset", "read_video", "open_rasterio", "load_npz",
+}
+_WEAK_READERS = {"Path", "PurePath", "glob", "iglob", "listdir", "scandir", "walk", "exists", "isfile", "isdir"}
+_PATH_KWARGS = {"path", "filepath", "filepath_or_buffer", "file", "fname", "filename", "io", "path_or_buf", "uri"}
+_NOT_READS = {"read_sql", "read_sql_query", "read_sql_table", "read_gbq", "read_clipboard"}
+_SHELL_NON_READERS = {"wget", "curl", "mkdir", "rm", "rmdir", "touch", "pip", "pip3", "conda", "mamba", "echo", "cd",
+                      "git", "apt", "apt-get", "export", "kill", "nvidia-smi", "which"}
 _BROAD_ERRORS = {"Exception", "BaseException"}
+
+
+@dataclass
+class DataRef:
+    """A literal path the code reads (``pd.read_csv('data/x.csv')``, ``open(...)``, ``!head f``)."""
+
+    value: str  # as written, or absolute when built from ``__file__``
+    where: str
+    call: str  # the reading call ("pandas.read_csv", "open", "!head", "Path")
+    strong: bool  # a reader that fails when the file is missing (a weak one only names a path)
 
 
 @dataclass
@@ -70,6 +104,8 @@ class Found:
     optional: bool = False  # only under try/except ImportError
     nested: bool = False  # inside a function, class, loop or conditional
     kind: str = "import"  # import | dynamic | load_ext | matplotlib
+    scope: tuple[str, ...] = ()  # enclosing functions (outermost first); () at top level
+    py2_fallback: bool = False  # a Python-2-only module under ``except ImportError``
 
 
 @dataclass
@@ -81,6 +117,10 @@ class ScanResult:
     sys_path: list[tuple[str, bool, str]] = field(default_factory=list)  # (abs dir, front, where)
     errors: list[str] = field(default_factory=list)
     chdirs: list[tuple[str, str]] = field(default_factory=list)
+    refs: set[str] = field(default_factory=set)  # names and attributes the code reads or calls
+    entry_points: set[str] = field(default_factory=set)  # decorated functions (called by a framework)
+    data: list[DataRef] = field(default_factory=list)  # literal paths read by common calls
+    consts: dict[str, str] = field(default_factory=dict)  # NAME = "literal" (shared by a notebook's cells)
 
     def extend(self, other: ScanResult) -> None:
         self.imports += other.imports
@@ -90,6 +130,9 @@ class ScanResult:
         self.sys_path += other.sys_path
         self.errors += other.errors
         self.chdirs += other.chdirs
+        self.refs |= other.refs
+        self.entry_points |= other.entry_points
+        self.data += other.data
 
 
 # --------------------------------------------------------------------------------------------
@@ -100,6 +143,7 @@ def _record_magic(m: Magic, where: str, base_dir: str, result: ScanResult) -> No
     """Record what one magic or shell line installs, runs, writes or imports."""
     if m.kind == "shell":
         _record_pip(shell_pip(m.args, where), result)
+        _record_shell_paths(m.args, where, result)
     elif m.kind == "cell":
         _record_cell_magic(m, where, base_dir, result)
     elif m.kind == "line":
@@ -119,6 +163,7 @@ def _record_cell_magic(m: Magic, where: str, base_dir: str, result: ScanResult) 
     elif m.name in _SHELL_CELL_MAGICS:
         for ln in _join_continuations(m.body.splitlines()):
             _record_pip(shell_pip(ln, where), result)
+            _record_shell_paths(ln, where, result)
     elif m.name not in _NON_PYTHON_CELL_MAGICS:  # %%time, %%capture...: the body is a cell
         body = f"{m.args}\n{m.body}" if m.name == "timeit" and m.args else m.body
         scan_cell(body, where, base_dir, result)
@@ -156,6 +201,31 @@ def _record_line_magic(m: Magic, where: str, base_dir: str, result: ScanResult) 
         _Visitor(where, result, base_dir, None).visit(ast.parse(stmt))
         for f in result.imports[first:]:
             f.line = m.line
+
+
+def _record_shell_paths(cmd: str, where: str, result: ScanResult) -> None:
+    """Path-looking arguments of a shell line (``!head data/x.csv``): data the notebook reads.
+    Only existing paths count (checked later), so these never raise a missing-file warning."""
+    for part in re.split(r"\s*(?:&&|;|\|\|?)\s*", cmd.strip()):
+        toks = _safe_split(part)
+        if not toks or toks[0] in _SHELL_NON_READERS or "=" in toks[0]:
+            continue
+        for tok in toks[1:]:
+            if tok.startswith(("-", "$", "{", ">", "<")) or "://" in tok or tok in (".", ".."):
+                continue
+            if _looks_like_path(tok, loose=True):
+                result.data.append(DataRef(tok, where, f"!{toks[0]}", False))
+
+
+def _looks_like_path(v: str, *, loose: bool = False) -> bool:
+    """A relative or absolute file-system path, not a URL, a format string or prose."""
+    if not v or len(v) > 260 or "\n" in v or "://" in v or v.startswith(("{", "%", "-")):
+        return False
+    if re.search(r"[\s{}<>|\"']", v):
+        return False
+    if "/" in v or re.search(r"\.[A-Za-z0-9]{1,8}$", v):
+        return True
+    return loose and bool(re.match(r"^[\w.\-]+$", v))
 
 
 def _join_continuations(lines: list[str]) -> list[str]:
@@ -212,6 +282,8 @@ class _Visitor(ast.NodeVisitor):
         self.nested = 0
         self.type_checking = 0
         self.aliases: dict[str, str] = {}  # local name -> dotted module it refers to
+        self.import_handler = 0  # inside ``except ImportError``
+        self.scope: list[str] = []  # enclosing function names
 
     # structure ------------------------------------------------------------------------------
     def visit_Try(self, node: ast.Try) -> None:
@@ -229,7 +301,10 @@ class _Visitor(ast.NodeVisitor):
         if guards:
             self.optional -= 1
         for h in node.handlers:
+            fallback = bool(_handler_names(h) & _IMPORT_ERRORS)
+            self.import_handler += fallback
             self.visit(h)
+            self.import_handler -= fallback
         for s in node.orelse + node.finalbody:
             self.visit(s)
         self.nested -= 1
@@ -256,7 +331,30 @@ class _Visitor(ast.NodeVisitor):
         self.generic_visit(node)
         self.nested -= 1
 
-    visit_FunctionDef = visit_AsyncFunctionDef = visit_ClassDef = _nested
+    def visit_FunctionDef(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
+        if node.decorator_list or node.name.startswith("__"):
+            self.result.entry_points.add(node.name)  # called by a framework or by Python itself
+        self.scope.append(node.name)
+        self._nested(node)
+        self.scope.pop()
+
+    visit_AsyncFunctionDef = visit_FunctionDef
+    visit_ClassDef = _nested
+
+    def visit_Name(self, node: ast.Name) -> None:
+        if not isinstance(node.ctx, ast.Store):
+            self.result.refs.add(node.id)
+
+    def visit_Attribute(self, node: ast.Attribute) -> None:
+        self.result.refs.add(node.attr)
+        self.generic_visit(node)
+
+    def visit_Assign(self, node: ast.Assign) -> None:
+        v = node.value
+        if (not self.scope and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)
+                and isinstance(v, ast.Constant) and isinstance(v.value, str) and _looks_like_path(v.value)):
+            self.result.consts[node.targets[0].id] = v.value
+        self.generic_visit(node)
     visit_For = visit_AsyncFor = visit_While = visit_With = visit_AsyncWith = _nested
     visit_Lambda = _nested
 
@@ -264,6 +362,7 @@ class _Visitor(ast.NodeVisitor):
     def _add(self, module: str, level: int, names: tuple[str, ...], line: int, kind="import"):
         if self.type_checking:
             return
+        py2 = bool(self.import_handler) and not level and module.split(".")[0] in PY2_ONLY
         self.result.imports.append(
             Found(
                 module,
@@ -271,9 +370,11 @@ class _Visitor(ast.NodeVisitor):
                 names,
                 self.where,
                 line,
-                optional=self.optional > 0,
+                optional=self.optional > 0 or py2,
                 nested=self.nested > 0,
                 kind=kind,
+                scope=tuple(self.scope),
+                py2_fallback=py2,
             )
         )
 
@@ -323,7 +424,29 @@ class _Visitor(ast.NodeVisitor):
             elif full == "os.chdir" and node.args:
                 for p in _eval_paths(node.args[0], self.base_dir, self.file_dir):
                     self.result.chdirs.append((p, self.where))
+            else:
+                self._data_ref(node, fn, full)
         self.generic_visit(node)
+
+    def _data_ref(self, node: ast.Call, fn: str, full: str) -> None:
+        last = fn.rsplit(".", 1)[-1]
+        if last in _NOT_READS:
+            return
+        strong = last in _STRONG_READERS or last.startswith("read_") or last.startswith("open_")
+        if not strong and last not in _WEAK_READERS:
+            return
+        if last == "open" and len(node.args) > 1:  # open(path, "w"): a write, not a read
+            mode = node.args[1]
+            if isinstance(mode, ast.Constant) and isinstance(mode.value, str) and set(mode.value) & set("wax"):
+                return
+        args = node.args[:1] + [k.value for k in node.keywords if k.arg in _PATH_KWARGS]
+        for a in args:
+            if isinstance(a, ast.Name) and a.id in self.result.consts:
+                value = self.result.consts[a.id]
+            else:
+                value = _eval_path(a, self.base_dir, self.file_dir)
+            if isinstance(value, str) and _looks_like_path(value, loose=not strong):
+                self.result.data.append(DataRef(value, self.where, full, strong))
 
 
 def _dotted(node: ast.AST) -> str | None:
