@@ -96,18 +96,31 @@ def _watch(job, *, quiet: bool = False) -> None:
         if tty:
             st = job.last_status
             width = shutil.get_terminal_size((100, 20)).columns
-            line = f"{st.get('state', '?')}  cell {st.get('cell', 0)}/{st.get('n_cells', 0)}  {duration(time.time() - start)}  {last_line}"
+            state = st.get("state", "?")
+            if state != JobState.RUNNING and st.get("phase") == "environment":
+                state = f"{state} (building environment)"
+            line = f"{state}  cell {st.get('cell', 0)}/{st.get('n_cells', 0)}  {duration(time.time() - start)}  {last_line}"
             sys.stderr.write("\r\x1b[K" + line[: width - 1])
             sys.stderr.flush()
     if tty:
         sys.stderr.write("\r\x1b[K")
 
 
+def _phases(st: dict) -> str:
+    """" (environment build 5:09, notebook 0:06)" when building the environment took a while."""
+    env_s = (st.get("timings") or {}).get("env_s")
+    if not env_s or env_s < 1:
+        return ""
+    nb_start = st.get("notebook_started_at")
+    nb_s = (st.get("finished_at") or time.time()) - nb_start if nb_start else None
+    return f" (environment build {duration(env_s)}" + (f", notebook {duration(nb_s)})" if nb_s is not None else ")")
+
+
 def _final_report(job) -> int:
     st = job.status
     state = st["state"]
     print(f"job {job.id} {color(state, STATE_STYLE.get(state))} in {duration(st.get('duration_s') or job_duration(st))}"
-          + (f": {st.get('reason')}" if st.get("reason") and state != JobState.SUCCEEDED else ""))
+          + _phases(st) + (f": {st.get('reason')}" if st.get("reason") and state != JobState.SUCCEEDED else ""))
     metrics = job.last_metrics()
     if metrics:
         print("metrics: " + fmt_metrics(metrics, limit=10))

@@ -7,6 +7,7 @@ half-written job behind.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import time
@@ -21,11 +22,19 @@ from offload.config import backend_options, backend_store, default_backend
 from offload.errors import ConflictError, UsageError
 from offload.jobs.job import Job
 from offload.jobs.launch import launch_spec
-from offload.notebook import cell_hash, check_parameters, ensure_cell_ids
+from offload.notebook import (
+    cell_hash,
+    check_parameters,
+    ensure_cell_ids,
+    read_notebook,
+    with_cell_ids,
+)
 from offload.snapshot.bundle import build_bundle, stage
 from offload.snapshot.deps import snapshot
 from offload.spec import DataMount, JobSpec, Resources, new_job_id, parse_duration
 from offload.store import Store, as_store, layout
+
+log = logging.getLogger("offload")
 
 IN_MEMORY_NAME = "notebook.ipynb"  # the bundle path of a notebook submitted as an object
 
@@ -58,23 +67,33 @@ def submit(
     allow_secrets: list[str | os.PathLike] = (),
     env_spec: Any = None,
     on_progress: Any = None,
+    server_root: str | os.PathLike | None = None,
 ) -> Job:
     """Snapshot, stage and launch ``notebook``; return the :class:`Job` at once.
 
     ``notebook`` is a path, or a notebook object (``nbformat.NotebookNode``) that ships from
     memory as ``name`` (default ``notebook.ipynb``) under ``project_root`` (default: the current
-    folder): nothing is written into the user's folder for it. A file named in ``include`` or
+    folder): nothing is written into the user's folder for it. A notebook file is never
+    rewritten either: cell ids it lacks go into the submitted copy. ``project_root`` (default:
+    found from the notebook's place, see :func:`offload.snapshot.deps.snapshot`; ``server_root``
+    is the Jupyter server's root) bounds the files that ship. A file named in ``include`` or
     ``data`` that looks like a secret is an error unless listed in ``allow_secrets``.
     """
     say = on_progress or (lambda msg: None)
-    if isinstance(notebook, nbformat.NotebookNode):
+
+    def warn(msg: str) -> None:
+        (say if on_progress else log.warning)(f"warning: {msg}")
+
+    from_object = isinstance(notebook, nbformat.NotebookNode)
+    if from_object:
         root = Path(project_root or os.getcwd()).expanduser().resolve()
         nb_path, nb = root / (name or IN_MEMORY_NAME), ensure_cell_ids(notebook)
         in_memory = nb
     else:
         nb_path = Path(notebook).expanduser().resolve()
-        root = Path(project_root).expanduser().resolve() if project_root else nb_path.parent
-        nb, in_memory = ensure_cell_ids(nb_path), None
+        nb = read_notebook(nb_path)
+        # Ids go into the submitted copy only: the user's file is never rewritten by a run.
+        in_memory = nb if with_cell_ids(nb) else None
     params = dict(parameters or {})
     check_parameters(nb, params, notebook=nb_path.name)
     backend_name = backend or default_backend()
@@ -86,16 +105,17 @@ def submit(
         cpus=cpus, memory_gb=memory_gb,
     ).validate()
     if env_spec is None:
-        env_spec = snapshot(nb_path, nb=in_memory, project_root=root, python=python)
-    missing = [u for u in env_spec.unresolved if not u.get("optional")]
-    if missing and not allow_unresolved and (env == "isolated" or backend_name != "local"):
-        lines = "; ".join(f"{u['module']} ({u.get('where', '?')})" for u in missing)
-        raise UsageError(
-            f"cannot resolve import(s) to an installed package: {lines}",
-            hint="install them in this environment, add them to requirements.txt, or pass --allow-unresolved",
-        )
+        env_spec = snapshot(nb_path, nb=in_memory, project_root=root if from_object else project_root,
+                            python=python, server_root=server_root)
+    if not from_object:
+        root = Path(project_root or env_spec.project_root or nb_path.parent).expanduser().resolve()
+    _check_environment(env_spec, env=env, backend_name=backend_name, python=python,
+                       allow_unresolved=allow_unresolved, warn=warn)
+    for line in env_spec.data_warnings():
+        warn(line)
     bundle = build_bundle(root, nb_path, nb=in_memory, include=list(include), data=list(data),
-                          modules=list(env_spec.local_files), allow_secrets=list(allow_secrets))
+                          modules=[*env_spec.local_files, *env_spec.shipped_data()],
+                          allow_secrets=list(allow_secrets))
     bundle.env = env_spec.to_dict()
     store.check_writable()
     spec = JobSpec(
@@ -111,6 +131,37 @@ def submit(
     say(f"staged {report.files} files ({report.bytes} bytes), uploaded {report.uploaded_blobs} new blob(s)")
     handle = launch_spec(spec, store=store, env=bundle.env, backend=be)
     return Job(spec.id, store=store, spec=spec, handle=handle)
+
+
+def _check_environment(env_spec: Any, *, env: str, backend_name: str, python: str | None,
+                       allow_unresolved: bool, warn: Any) -> None:
+    """Before anything is uploaded: an import nothing provides is an error where the job builds
+    its environment from the snapshot (isolated, or a remote backend), and a warning where it runs
+    in this kernel (it fails at that cell); an import a dependency file declares but this kernel
+    lacks is a warning in kernel mode (isolated installs it)."""
+    kernel = python or sys.executable
+    missing = [u for u in env_spec.unresolved if not u.get("optional")]
+    builds = env == "isolated" or backend_name != "local"
+    if missing and not allow_unresolved and builds:
+        lines = "; ".join(f"{u['module']} ({u.get('where', '?')})" for u in missing)
+        raise UsageError(
+            f"cannot resolve import(s) to an installed package: {lines}. The "
+            + ("isolated environment" if env == "isolated" else "remote environment")
+            + f" is built from the packages of {kernel}, which does not have them",
+            hint="install them in the notebook's kernel (pip install ...), add them to requirements.txt, "
+            "or pass --allow-unresolved", field="notebook",
+        )
+    if env == "kernel" and backend_name == "local":
+        for u in missing:
+            warn(f"{u['module']} ({u.get('where', '?')}) is not installed in this kernel ({kernel}): the job runs "
+                 "in this kernel and will fail at that cell; install it, or run with --env isolated")
+        for m in env_spec.not_in_kernel:
+            warn(f"{m['module']} ({m['where']}) is not installed in this kernel ({kernel}) although "
+                 f"{m['dist']} is declared: the job runs in this kernel and will fail at that cell; "
+                 f"install it (pip install {m['dist']}) or run with --env isolated")
+    for u in env_spec.unresolved:
+        if u.get("optional"):
+            warn(f"{u['module']} ({u.get('where', '?')}) is not installed, not blocking: {u.get('why')}")
 
 
 def rerun(

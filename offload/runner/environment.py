@@ -220,24 +220,28 @@ def _build(
     if target.exists():  # a build that died half-way
         shutil.rmtree(target, ignore_errors=True)
     lines, reused = _install_lines(env, include_optional, base, reuse_base)
-    say(f"building environment {target.name} ({len(lines)} packages, Python {env.python})")
+    kernel = list(env.kernel_pins) or list(KERNEL_PACKAGES)  # the kernel the notebook ran in
+    if not any(k.split("==")[0] == "ipykernel" for k in kernel):
+        kernel.append("ipykernel")
+    say(f"building environment (uv): {len(lines)} packages + {', '.join(kernel)}, Python {env.python} "
+        f"[{target.name[:12]}]")
     cmd = [*uv, "venv", "--quiet", "--python", base, str(target)]
     if reuse_base:
         cmd.insert(3, "--system-site-packages")
     _run(cmd, "create the virtual environment")
     py = target / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
     req_file = target / "offload-requirements.txt"
-    req_file.write_text("\n".join(lines + list(KERNEL_PACKAGES)) + "\n")
-    install = [*uv, "pip", "install", "--quiet", "--python", str(py), "-r", str(req_file)]
+    req_file.write_text("\n".join(lines + kernel) + "\n")
+    install = [*uv, "pip", "install", "--python", str(py), "-r", str(req_file)]
     if os.environ.get("PYTHONDONTWRITEBYTECODE"):
         # Python will never cache what it compiles here, so every job's kernel and runner would
         # compile every module again: compile once now. Otherwise the first import caches only the
         # modules a job uses, far cheaper than compiling all (16 s vs 1 s measured on the
         # scientific stack of bench_env.py) on a VM that lives for one job.
-        install.insert(4, "--compile-bytecode")
+        install.append("--compile-bytecode")
     if accelerator:
         install += ["--torch-backend", accelerator]
-    _run(install, "install the snapshot's packages")
+    _run(install, "install the snapshot's packages", say=say)
     _install_offload(_site_packages(py))
     (target / READY).write_text(
         json.dumps(
@@ -256,10 +260,20 @@ def _build(
     return py
 
 
-def _run(cmd: list[str], what: str) -> None:
-    out = subprocess.run(cmd, capture_output=True, text=True)
-    if out.returncode != 0:
-        err = [ln for ln in (out.stderr or out.stdout).splitlines() if ln.strip()]
+def _run(cmd: list[str], what: str, say: Callable[[str], None] | None = None) -> None:
+    if say is None:
+        out = subprocess.run(cmd, capture_output=True, text=True)
+        code, text = out.returncode, out.stderr or out.stdout
+    else:  # stream uv's progress lines ("Resolved 12 packages in 1.2s") into the job's log
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        seen: list[str] = []
+        for ln in proc.stdout or []:
+            seen.append(ln)
+            if re.match(r"^\s*(Resolved|Prepared|Installed|Uninstalled|Audited|Downloading|Built)\b", ln):
+                say(f"  uv: {ln.strip()}")
+        code, text = proc.wait(), "".join(seen)
+    if code != 0:
+        err = [ln for ln in text.splitlines() if ln.strip()]
         err = [re.sub(r"^[\s×╰─▶│|]+", "", ln).strip() for ln in err]
         detail = next((ln for ln in err if re.search(r"because|not found", ln, re.I)), "") or next(
             (ln for ln in err if re.search(r"error", ln, re.I)), ""

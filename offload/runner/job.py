@@ -60,19 +60,26 @@ class NotebookJob(JobProgram):
 
     # the job ----------------------------------------------------------------------------------
     def execute(self, work: Path) -> Outcome:
+        # started_at is when the runner began: a job's duration counts the environment build,
+        # and the phases (materialize, environment, notebook) are shown apart in its timings.
         t0 = time.time()
+        self.set_status(started_at=t0, phase="materialize")
         self.say(f"job {self.job_id} on {socket.gethostname()}: materializing bundle {self.spec.bundle_id}")
         manifest = materialize(self.store, self.spec.bundle_id, work / "project")
         t1 = time.time()
-        python = self.prepare_env(manifest)
-        t2 = time.time()
+        self.set_status(phase="environment", timings={"materialize_s": t1 - t0})
+        try:
+            python = self.prepare_env(manifest)
+        finally:
+            t2 = time.time()
+            self.set_status(timings={"materialize_s": t1 - t0, "env_s": t2 - t1})
         if self.stop_reason:
             raise Stop
         (work / "outputs").mkdir(exist_ok=True)
         (work / "checkpoints").mkdir(exist_ok=True)
         self.restore_checkpoints(work / "checkpoints")
         os.environ.update({**self.job_environ(work), "PYTHONUNBUFFERED": "1"})  # the kernel inherits them
-        self.set_status(state=JobState.RUNNING, started_at=time.time(),
+        self.set_status(state=JobState.RUNNING, phase="notebook", notebook_started_at=time.time(),
                         timings={"materialize_s": t1 - t0, "env_s": t2 - t1}, python=python)
         return self.run_papermill(work, python)
 
