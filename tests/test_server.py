@@ -153,9 +153,10 @@ async def test_inspect_shows_parameters_deps_and_files(jp_fetch, train_nb, jp_ro
     assert params["lr"]["help"] == "learning rate"
     assert params["epochs"]["default"] == 2 and params["epochs"]["type"] == "int"
     files = {f["path"]: f["size"] for f in data["files"]}
-    assert files["train.ipynb"] == train_nb.stat().st_size
-    assert ".env" not in files
-    assert data["total_bytes"] >= files["train.ipynb"]
+    # the project root is the server's root here (no marker folder above the notebook): issue 16
+    assert data["deps"]["project_root"] == "." and files["proj/train.ipynb"] == train_nb.stat().st_size
+    assert ".env" not in files and "proj/.env" not in files
+    assert data["total_bytes"] >= files["proj/train.ipynb"]
     assert data["deps"] is not None and data["deps"]["python"]
 
 

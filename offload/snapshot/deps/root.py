@@ -52,8 +52,8 @@ def find_project_root(
     ``installed(top)`` says whether the kernel's environment provides an import."""
     nb_dir = nb_path.parent
     top_dir = Path(server_root).expanduser().resolve() if server_root else None
-    if top_dir is not None and not _inside(nb_dir, top_dir):
-        top_dir = None
+    if top_dir is not None and (not _inside(nb_dir, top_dir) or _too_wide(top_dir)):
+        top_dir = None  # (a server started in the home folder is no project)
     root, why = nb_dir, "the notebook's folder (no version-control or packaging marker above it)"
     d = nb_dir
     while not _too_wide(d):
