@@ -207,3 +207,12 @@ def test_cli_deps_shows_root_data_and_kernel(tmp_path):
     out = subprocess.run([sys.executable, "-m", "offload.cli", "deps", str(nb)], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert "Project root:" in out.stdout and "heights.csv" in out.stdout and "Kernel: ipython" in out.stdout
+
+
+def test_final_line_shows_the_environment_build_phase():
+    from offload.cli.run import _phases
+
+    # the job: 315 s, nearly all of it the environment build, used to read "failed in 0:06"
+    st = {"timings": {"env_s": 309.0}, "notebook_started_at": 1000.0, "finished_at": 1006.0}
+    assert _phases(st) == " (environment build 5:09, notebook 0:06)"
+    assert _phases({"timings": {"env_s": 0.01}}) == ""  # a reused environment is not worth a word
