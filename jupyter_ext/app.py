@@ -8,6 +8,7 @@ Configure it like any Jupyter app, e.g. in ``jupyter_server_config.py``::
     c.OffloadExtensionApp.backend_options = {"gce": {"project": "my-project", "zone": "us-central1-a"}}
     c.OffloadExtensionApp.default_machine = "g2-standard-8"
     c.OffloadExtensionApp.max_active_jobs = 4
+    c.OffloadExtensionApp.max_active_jobs_per_user = 2
     c.OffloadExtensionApp.budget = 50.0
 
 Unset traits fall back to the user's ``offload`` config file, as the CLI does.
@@ -50,6 +51,9 @@ class OffloadExtensionApp(ExtensionApp):
     max_sweep_parallel = Int(SWEEP_CAPS["parallel"], config=True, help="The most trials a sweep may run at once (400 beyond).")
     max_per_gpu = Int(SWEEP_CAPS["per_gpu"], config=True, help="The most trials a sweep may pack on one GPU (400 beyond).")
     max_active_jobs = Int(0, config=True, help="Refuse new jobs (409) while this many are active; 0: no limit.")
+    max_active_jobs_per_user = Int(
+        0, config=True, help="Refuse a user's new job (409) while that user has this many active; 0: no limit.",
+    )
     budget = Float(0.0, config=True, help="Budget in dollars shown in the Run dialog; 0: none.")
     poll_interval = Float(1.0, config=True, help="Seconds between job watcher passes.")
     worker_threads = Int(4, config=True, help="Threads for store and backend calls.")
@@ -70,6 +74,7 @@ class OffloadExtensionApp(ExtensionApp):
             sweep_caps={"trials": self.max_sweep_trials, "parallel": self.max_sweep_parallel,
                         "per_gpu": self.max_per_gpu},
             max_active_jobs=self.max_active_jobs,
+            max_active_jobs_per_user=self.max_active_jobs_per_user,
             budget=self.budget or None,
         )
         self.executor = ThreadPoolExecutor(max_workers=self.worker_threads, thread_name_prefix="offload")

@@ -60,10 +60,16 @@ class JobNotFound(OffloadError):
 
 
 class StoreError(OffloadError):
-    """The store cannot be read or written."""
+    """The store cannot be read or written; ``reason`` is the store's own words (for a write that
+    failed every retry: what the runner records as "store not writable: <reason>")."""
 
     exit_code = 4
     http_status = 503
+
+    def __init__(self, message: str, *, hint: str | None = None, field: str | None = None,
+                 reason: str | None = None):
+        super().__init__(message, hint=hint, field=field)
+        self.reason = reason or message
 
 
 class BackendError(OffloadError):

@@ -17,6 +17,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from jupyter_server.auth.identity import IdentityProvider, PasswordIdentityProvider
 from jupyter_server.base.handlers import APIHandler
 from tornado import web
 
@@ -56,6 +57,14 @@ def _text(s: str, where: str, field: str) -> None:
 
 class OffloadHandler(APIHandler):
     auth_resource = AUTH_RESOURCE
+
+    def user_key(self) -> str:
+        """Who is asking, for per-user limits: the user's name where the server knows its users
+        (JupyterHub, a deployment's identity provider); ``owner`` on a single-user server, where
+        token or password login makes each new client an anonymous user of its own."""
+        if type(self.identity_provider) in (IdentityProvider, PasswordIdentityProvider):
+            return "owner"
+        return self.current_user.username
 
     @property
     def ext(self) -> Any:  # the OffloadExtensionApp

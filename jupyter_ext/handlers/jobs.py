@@ -33,7 +33,7 @@ class JobsHandler(OffloadHandler):
     async def post(self) -> None:
         req = await self.call(JobRequest.parse, self.body())
         await self.watcher.ready()
-        job = await self.call(jobs.submit, req, active_count=self.watcher.active)
+        job = await self.call(jobs.submit, req, active_count=self.watcher.active, user=self.user_key())
         await self.watcher.refresh()
         self.set_header("Location", url_path_join(self.base_url, "offload/api/jobs", job["id"]))
         self.reply(job, 201)

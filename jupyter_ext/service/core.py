@@ -22,7 +22,8 @@ from jupyter_ext.service.models import job_id_arg
 from offload import config
 from offload.backends.base import get_backend, user_backends
 from offload.errors import JobNotFound, OffloadError, UsageError
-from offload.jobs import Job
+from offload.jobs import Job, index
+from offload.spec import ACTIVE_STATES
 from offload.store import Store
 
 # What a sweep started through the server may ask for at most (OffloadExtensionApp overrides).
@@ -45,6 +46,7 @@ class OffloadService:
         max_runtime_limit: str = "7d",
         sweep_caps: dict[str, int] | None = None,
         max_active_jobs: int = 0,
+        max_active_jobs_per_user: int = 0,
         budget: float | None = None,
     ):
         self.root_dir = str(Path(root_dir).resolve())
@@ -56,6 +58,7 @@ class OffloadService:
         self.max_runtime_limit = max_runtime_limit
         self.sweep_caps = {**SWEEP_CAPS, **(sweep_caps or {})}
         self.max_active_jobs = max_active_jobs
+        self.max_active_jobs_per_user = max_active_jobs_per_user
         self.budget = budget
         self._default_backend = default_backend
         # first image output of a finished job, by job id (None: it has none)
@@ -102,11 +105,25 @@ class OffloadService:
         }
 
     # jobs ----------------------------------------------------------------------------------
+    def check_user_cap(self, user: str | None) -> None:
+        """409 when ``user`` already has ``max_active_jobs_per_user`` jobs active (counted from
+        the index the watcher keeps: jobs this server submitted carry their user's label)."""
+        cap = self.max_active_jobs_per_user
+        if not cap or not user:
+            return
+        mine = [r for r in index.rows(self.store.url)
+                if r.get("state") in ACTIVE_STATES and (r.get("labels") or {}).get("user") == user]
+        if len(mine) >= cap:
+            raise ApiError(409, f"you have {len(mine)} active jobs, the most this server allows one user "
+                                f"(max_active_jobs_per_user = {cap})",
+                           hint="wait for one to finish or cancel one, or raise "
+                                "OffloadExtensionApp.max_active_jobs_per_user")
+
     def job(self, job_id: str) -> Job:
         """The job ``job_id`` in the store: 400 for an id that cannot be one, 404 for none."""
         job_id_arg(job_id)
         try:
-            return Job(job_id, store=self.store)
+            return Job(job_id, store=self.store, record=False)  # a read never writes to the store
         except JobNotFound:
             raise
         except UsageError as exc:  # ambiguous or malformed reference

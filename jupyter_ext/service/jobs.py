@@ -29,16 +29,20 @@ from offload.store import layout
 # submit and rerun
 
 
-def submit(service: OffloadService, req: JobRequest, *, active_count: int = 0) -> dict[str, Any]:
-    """Snapshot and launch the notebook; 409 when the server's limit of active jobs is reached."""
+def submit(service: OffloadService, req: JobRequest, *, active_count: int = 0,
+           user: str | None = None) -> dict[str, Any]:
+    """Snapshot and launch the notebook as ``user``; 409 when the server's limit of active jobs,
+    or this user's, is reached."""
     if service.max_active_jobs and active_count >= service.max_active_jobs:
         raise ApiError(409, f"{active_count} jobs are already running (limit {service.max_active_jobs})",
-                       hint="wait for one to finish or cancel one")
+                       hint="wait for one to finish or cancel one, or raise OffloadExtensionApp.max_active_jobs")
+    service.check_user_cap(user)
     folder = req.notebook.parent
     job = core_jobs.submit(
         req.notebook, parameters=req.parameters, backend=req.backend, gpu=req.gpu, gpu_count=req.gpu_count,
         machine=req.machine, spot=req.spot, max_runtime=req.max_runtime, data=[folder / d for d in req.data],
-        include=[folder / i for i in req.include], env=req.env, labels={"source": "jupyterlab"},
+        include=[folder / i for i in req.include], env=req.env,
+        labels={"source": "jupyterlab", **({"user": user} if user else {})},
         backend_options_=service.backend_options.get(req.backend), store=service.store, project_root=folder,
     )
     return job_detail(service, job.id)

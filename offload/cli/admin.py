@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+from pathlib import Path
 from typing import Any
 
 from offload.cli._format import backend_arg, backend_name
 from offload.config import config_path, effective_config, set_values
-from offload.snapshot.bundle import collect_garbage
+from offload.snapshot.bundle import build_bundle, collect_garbage, human_size
 from offload.snapshot.deps import render, snapshot
 
 
@@ -18,6 +20,9 @@ def add_parsers(sub: Any) -> None:
     d.add_argument("--format", choices=["text", "requirements", "pyproject", "json"], default="text")
     d.add_argument("--project-root")
     d.add_argument("--python", help="interpreter whose packages to inspect (default: this one)")
+    d.add_argument("--data", action="append", metavar="PATH", help="as for offload run: list what of it would ship")
+    d.add_argument("--include", action="append", metavar="PATH", help="as for offload run")
+    d.add_argument("--allow-secret", action="append", metavar="PATH", help="as for offload run")
     d.set_defaults(func=cmd_deps)
     cf = sub.add_parser("config", help="show or set configuration")
     cf.add_argument("action", choices=["show", "set"])
@@ -38,7 +43,23 @@ def add_parsers(sub: Any) -> None:
 
 def cmd_deps(args: argparse.Namespace) -> int:
     env = snapshot(args.notebook, project_root=args.project_root, python=args.python)
+    nb = Path(args.notebook).expanduser().resolve()
+    bundle = build_bundle(Path(args.project_root).expanduser() if args.project_root else nb.parent, nb,
+                          data=args.data or [], include=args.include or [], modules=list(env.local_files),
+                          allow_secrets=args.allow_secret or [])
+    if args.format == "json":
+        out = json.loads(render(env, "json"))
+        out["files"] = [{"path": e.path, "size": e.size} for e in sorted(bundle.files.values(), key=lambda e: e.path)]
+        out["left_out"] = [{"path": p, "why": why} for p, why in bundle.excluded]
+        print(json.dumps(out, indent=1))
+        return 0
     print(render(env, args.format))
+    # what ships with it, and what is left out and why (stderr for the machine-readable formats)
+    where = sys.stdout if args.format == "text" else sys.stderr
+    prefix = "" if args.format == "text" else "# "
+    print(f"\n{prefix}files to ship: {len(bundle.files)}, {human_size(bundle.total_bytes)}", file=where)
+    for line in bundle.left_out():
+        print(f"{prefix}{line}", file=where)
     return 0
 
 

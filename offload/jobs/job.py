@@ -63,7 +63,10 @@ class Job:
     """A handle on one job, attachable from any process: ``offload.Job("20261122-...")``."""
 
     def __init__(self, job_id: str, *, store: Store | str | None = None, spec: JobSpec | None = None,
-                 handle: dict | None = None):
+                 handle: dict | None = None, record: bool = True):
+        """``record=False`` for a reader (the server's GET paths): the conclusions reconciliation
+        reaches (lost, a retry after preemption) are shown, not written; a recording client (the
+        watcher, the CLI) writes them."""
         if store is None and spec is None:
             found = {url for _, url in index.find(job_id.strip())}
             if len(found) == 1:  # the index knows which store the job lives in (gs://, file://)
@@ -74,6 +77,7 @@ class Job:
         self._handle: dict | None = handle
         self._status: dict | None = None
         self._backend = None
+        self.record = record
 
     def __repr__(self) -> str:
         return f"<Job {self.id} {self.state}>"
@@ -130,7 +134,7 @@ class Job:
     def _retry_if_allowed(self, status: dict[str, Any]) -> dict[str, Any]:
         """A preempted job is run again (same bundle, checkpoints restored) up to ``retries``."""
         done = self.store.get_json(self.key("retry.json"), None)
-        if done is None and self.spec.attempt < self.spec.retries:
+        if done is None and self.spec.attempt < self.spec.retries and self.record:
             retry = self._launch_retry()
             done = {"job_id": retry.id, "at": time.time()}
             self.store.put_json(self.key("retry.json"), done)
@@ -211,7 +215,8 @@ class Job:
 
     def _conclude(self, status: dict, state: str, reason: str) -> dict:
         record = {"state": state, "reason": reason, "at": time.time(), "finished_at": time.time()}
-        self.store.put_json(self.key("reconciled.json"), record)
+        if self.record:
+            self.store.put_json(self.key("reconciled.json"), record)
         return {**status, **record}
 
     def _index(self) -> None:

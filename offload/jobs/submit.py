@@ -117,6 +117,8 @@ def submit(
                           modules=[*env_spec.local_files, *env_spec.shipped_data()],
                           allow_secrets=list(allow_secrets))
     bundle.env = env_spec.to_dict()
+    for line in bundle.left_out():  # before anything is uploaded: what stays here, and why
+        say(line)
     store.check_writable()
     spec = JobSpec(
         id=new_job_id(), notebook=bundle.notebook, bundle_id=bundle.id, kind=kind, backend=backend_name,

@@ -11,6 +11,12 @@ A program subclasses :class:`JobProgram` and fills in named hooks:
 ``before_finish()``    release what ``execute`` left running, before the final upload
 
 Everything the program knows is in the store when ``run()`` returns, whichever way it ended.
+
+Store faults: a write that fails (after the store's own retries) is kept and sent again with the
+next flush, so nothing is lost while the store is down. When the store stays unwritable for
+``OFFLOAD_STORE_GRACE_S`` (default 60 s) the job is stopped, and it ends ``failed`` with "store not
+writable: <reason>" as soon as the store takes writes again: the outputs and the final status are
+tried with backoff for up to ``OFFLOAD_STORE_WAIT_S`` (default 15 min).
 """
 
 from __future__ import annotations
@@ -33,13 +39,16 @@ import nbformat
 
 from offload._version import __version__
 from offload.backends.base import Backend, backend_class
-from offload.errors import OffloadError
+from offload.errors import OffloadError, StoreError
 from offload.metrics import last_values
 from offload.paths import METRICS_FILE_ENV
 from offload.spec import JobSpec, JobState
 from offload.store import Store, layout
 
 HEARTBEAT_S = float(os.environ.get("OFFLOAD_HEARTBEAT_S", "3"))
+STORE_GRACE_S = float(os.environ.get("OFFLOAD_STORE_GRACE_S", "60"))
+STORE_WAIT_S = float(os.environ.get("OFFLOAD_STORE_WAIT_S", "900"))
+STORE = "store"  # the stop reason when the store cannot be written
 TICK_S = 0.25
 log = logging.getLogger("offload.runner")
 
@@ -103,6 +112,8 @@ class JobProgram:
         self.current_cell_id: str | None = None
         self.deadline = time.time() + spec.resources.max_runtime_s
         self.done = threading.Event()
+        self.store_failing_since: float | None = None  # first failed flush of the current outage
+        self.store_failure: str | None = None  # "store not writable: <reason>" once that stopped the job
 
     def key(self, name: str) -> str:
         return layout.job_key(self.job_id, name)
@@ -174,17 +185,29 @@ class JobProgram:
                 self.status_dirty = False
                 self.last_status_write = status["heartbeat"]
             snapshot, self.output_snapshot = self.output_snapshot, None
-        if chunk:
-            self.store.put_text(layout.log_chunk_key(self.job_id, self.log_seq), chunk)
-            self.log_seq += 1
-        self.read_metrics()
-        if self.metrics_dirty:
-            self.metrics_dirty = False
-            self.store.put_text(self.key("metrics.jsonl"), "".join(json.dumps(m) + "\n" for m in self.metrics))
-        if snapshot is not None:
-            self.store.put_text(self.key("output.ipynb"), snapshot)
-        if status is not None:
-            self.store.put_json(self.key("status.json"), status)
+        try:
+            if chunk:
+                self.store.put_text(layout.log_chunk_key(self.job_id, self.log_seq), chunk)
+                self.log_seq += 1
+                chunk = ""
+            self.read_metrics()
+            if self.metrics_dirty:
+                self.store.put_text(self.key("metrics.jsonl"), "".join(json.dumps(m) + "\n" for m in self.metrics))
+                self.metrics_dirty = False
+            if snapshot is not None:
+                self.store.put_text(self.key("output.ipynb"), snapshot)
+                snapshot = None
+            if status is not None:
+                self.store.put_json(self.key("status.json"), status)
+        except Exception:
+            with self.lock:  # nothing is lost: what was not written goes with the next flush
+                if chunk:
+                    self.log_buf.insert(0, chunk)
+                if snapshot is not None and self.output_snapshot is None:
+                    self.output_snapshot = snapshot
+                if status is not None:
+                    self.status_dirty = True
+            raise
 
     def read_metrics(self) -> None:
         """Tail the metrics file the notebook's ``log_metric`` appends to (whole lines only)."""
@@ -232,8 +255,38 @@ class JobProgram:
                     with self.lock:
                         self.output_snapshot = text
                 self.flush()
+                self.store_failing_since = None
+            except StoreError as exc:
+                self.store_trouble(exc)
             except Exception as exc:  # a store hiccup must not kill the job; say it and go on
                 log.warning("monitor: %s", exc)
+
+    def store_trouble(self, exc: StoreError) -> None:
+        """A flush failed after the store's retries: go on while the outage is shorter than
+        STORE_GRACE_S (what was not written is kept), then stop the job."""
+        now = time.time()
+        if self.store_failing_since is None:
+            self.store_failing_since = now
+            log.warning("store not writable, retrying: %s", exc.reason)
+        if now - self.store_failing_since >= STORE_GRACE_S and not self.stop_reason:
+            self.store_failure = f"store not writable: {exc.reason}"
+            self.stop(STORE, f"{self.store_failure} (for {now - self.store_failing_since:.0f} s); stopping the job")
+
+    def until_recorded(self, write: Any, what: str) -> None:
+        """``write()`` until the store takes it (backoff, up to STORE_WAIT_S): the end of a job
+        is recorded as soon as the store can take it."""
+        deadline = time.time() + STORE_WAIT_S
+        delay = 1.0
+        while True:
+            try:
+                write()
+                return
+            except StoreError as exc:
+                if time.time() + delay > deadline:
+                    raise
+                log.warning("cannot record the %s yet, retrying in %.0f s: %s", what, delay, exc.reason)
+            time.sleep(delay)
+            delay = min(delay * 2, 30.0)
 
     def stop(self, reason: str, message: str) -> None:
         if self.stop_reason or self.finished:
@@ -263,6 +316,8 @@ class JobProgram:
             return JobState.PREEMPTED, "the machine was preempted", None
         if reason == "timeout":
             return JobState.FAILED, f"max runtime of {self.spec.resources.max_runtime_s} s exceeded", None
+        if reason == STORE:
+            return JobState.FAILED, self.store_failure, None
         return JobState.FAILED, f"terminated ({reason})", None
 
     # the run ----------------------------------------------------------------------------------
@@ -304,22 +359,25 @@ class JobProgram:
     def finish(self, work: Path, state: JobState, reason: str | None, error: dict | None) -> None:
         finished_at = time.time()
         self.read_metrics()
-        try:
+
+        def save_outputs() -> None:
             text = self.final_notebook(work, state)
             if text is not None:
                 self.store.put_text(self.key("output.ipynb"), text)
             self._upload_dir(work / "outputs", "outputs")
             self._upload_dir(work / "checkpoints", "checkpoints")
+
+        try:
+            self.until_recorded(save_outputs, "outputs")
         except Exception as exc:
             self.say(f"could not save every output: {exc}")
         started = self.status.get("started_at")
         self.set_status(state=state, reason=reason, error=error, finished_at=finished_at,
                         duration_s=(finished_at - started) if started else None)
         self.say(f"job {state}" + (f": {reason}" if reason else ""))
-        self.flush(force=True)
-        self.store.put_json(self.key("result.json"), {
-            "state": state, "reason": reason, "metrics": last_values(self.metrics), "finished_at": finished_at,
-        })
+        result = {"state": state, "reason": reason, "metrics": last_values(self.metrics), "finished_at": finished_at}
+        self.until_recorded(lambda: (self.flush(force=True), self.store.put_json(self.key("result.json"), result)),
+                            "final status")
         if not os.environ.get("OFFLOAD_KEEP_WORK"):
             shutil.rmtree(work, ignore_errors=True)
         try:

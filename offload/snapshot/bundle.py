@@ -60,6 +60,7 @@ JUNK_PATTERNS = [
 DEFAULT_IGNORES = SECRET_PATTERNS + JUNK_PATTERNS
 _SECRET_SPEC = pathspec.PathSpec.from_lines("gitwildmatch", SECRET_PATTERNS)
 _WHEELS = layout.WHEELS
+_IGNORED = "ignore rule"  # why a file matched by DEFAULT_IGNORES or .offloadignore is left out
 
 
 @dataclass
@@ -106,9 +107,19 @@ class Bundle:
             lines.append(f"  {human_size(e.size):>9}  {e.path}")
         if len(self.files) > 10:
             lines.append(f"  ... and {len(self.files) - 10} more")
-        for path, why in self.excluded:
-            lines.append(f"  excluded  {path}  ({why})")
+        lines += [f"  {line}" for line in self.left_out()]
         return "\n".join(lines)
+
+    def left_out(self, *, limit: int = 10) -> list[str]:
+        """What is left out and why, one line each, secrets first and all of them; files left out
+        by ignore rules (caches, checkpoints) up to ``limit``, then a count."""
+        secrets = [(p, why) for p, why in self.excluded if why != _IGNORED]
+        ignored = [p for p, why in self.excluded if why == _IGNORED]
+        lines = [f"left out {p}: {why}" for p, why in secrets]
+        lines += [f"left out {p}: {_IGNORED}" for p in ignored[:limit]]
+        if len(ignored) > limit:
+            lines.append(f"... and {len(ignored) - limit} more left out by ignore rules")
+        return lines
 
 
 @dataclass
@@ -194,7 +205,7 @@ def build_bundle(
             secret = _secret_name(rel)
             if secret and named:
                 _refuse_secret(rel, "its name looks like a credential", named)
-            bundle.excluded.append((rel, "looks like a secret" if secret else "ignore rule"))
+            bundle.excluded.append((rel, "its name looks like a credential" if secret else _IGNORED))
             return False
         return True
 
@@ -208,7 +219,7 @@ def build_bundle(
             raise UsageError(f"cannot read {rel}: {exc.strerror}", hint="check its permissions, or leave it out") from None
         if secret and rel != bundle.notebook and rel not in allowed:  # the notebook being run is the user's own
             if named:
-                _refuse_secret(rel, secret.why().replace("contains", "it contains", 1), named)
+                _refuse_secret(rel, f"it {secret.why()}", named)
             bundle.excluded.append((rel, secret.why()))
             return
         bundle.files[rel] = FileEntry(rel, sha, size, stat.S_IMODE(p.stat().st_mode))
@@ -248,7 +259,7 @@ def build_bundle(
 
 def _refuse_secret(rel: str, why: str, field: str) -> None:
     """A file the user named explicitly is never dropped in silence: say so, and how to ship it."""
-    raise UsageError(f"{rel} looks like a secret ({why}), so it is not shipped", field=field,
+    raise UsageError(f"{rel} looks like a secret, so it is not shipped: {why}", field=field,
                      hint=f"leave it out, or ship it on purpose with --allow-secret {rel}")
 
 

@@ -4,13 +4,19 @@ Every fact about a job lives under the store root (see DESIGN.md for the layout)
 is deliberately object-shaped (whole-object put/get, list by prefix, no append, no rename) so
 that ``file://``, ``memory://`` and ``gs://`` behave the same. On local disk, whole-object
 writes go through a temporary file and ``os.replace`` so a reader never sees half an object.
+
+A write that fails is tried again with exponential backoff (``OFFLOAD_STORE_RETRIES`` attempts
+after the first, default 5: about 6 s in all) before it raises a :class:`StoreError` whose
+``reason`` says why; reads are never retried here (the caller polls again).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import random
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +26,16 @@ import fsspec
 from offload.config import default_store_url
 from offload.errors import StoreError
 from offload.store import layout
+
+_BACKOFF_S = 0.2  # first pause between two tries of a write; doubled each time, with jitter
+_BACKOFF_MAX_S = 3.0
+
+
+def write_retries() -> int:
+    try:
+        return max(0, int(os.environ.get("OFFLOAD_STORE_RETRIES", "5")))
+    except ValueError:
+        return 5
 
 
 class Store:
@@ -48,27 +64,43 @@ class Store:
         return f"{self.root}/{key}" if key else self.root
 
     # writing ----------------------------------------------------------------------------------
+    def _write(self, key: str, write: Any) -> None:
+        """``write()``, tried again with backoff while it fails; then a StoreError with the reason."""
+        delay = _BACKOFF_S
+        for attempt in range(write_retries() + 1):
+            try:
+                write()
+                return
+            except Exception as exc:  # OSError, gcsfs' HttpError, aiohttp's errors: the store's reasons
+                if isinstance(exc, StoreError):
+                    raise
+                reason = f"{type(exc).__name__}: {exc}" if not isinstance(exc, OSError) else str(exc)
+                reason = " ".join(reason.split())[:300]
+                if attempt == write_retries():
+                    raise StoreError(
+                        f"cannot write {key} to store {self.url}: {reason}", reason=reason,
+                        hint="check that the store location exists and is writable, or set OFFLOAD_STORE",
+                    ) from None
+            time.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 2, _BACKOFF_MAX_S)
+
     def put_bytes(self, key: str, data: bytes) -> None:
         target = self.path(key)
+        self._write(key, (lambda: self._replace_local(target, data)) if self.local
+                    else (lambda: self.fs.pipe_file(target, data)))
+
+    @staticmethod
+    def _replace_local(target: str, data: bytes) -> None:
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(target), prefix=".tmp-")
         try:
-            if self.local:
-                os.makedirs(os.path.dirname(target), exist_ok=True)
-                fd, tmp = tempfile.mkstemp(dir=os.path.dirname(target), prefix=".tmp-")
-                try:
-                    with os.fdopen(fd, "wb") as fh:
-                        fh.write(data)
-                    os.replace(tmp, target)
-                except BaseException:
-                    if os.path.exists(tmp):
-                        os.unlink(tmp)
-                    raise
-            else:
-                self.fs.pipe_file(target, data)
-        except OSError as exc:
-            raise StoreError(
-                f"cannot write {key} to store {self.url}: {exc}",
-                hint="check that the store location exists and is writable, or set OFFLOAD_STORE",
-            ) from None
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            os.replace(tmp, target)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
 
     def put_text(self, key: str, text: str) -> None:
         self.put_bytes(key, text.encode())
@@ -81,10 +113,7 @@ class Store:
             with open(local_path, "rb") as fh:
                 self.put_bytes(key, fh.read())
         else:
-            try:
-                self.fs.put_file(os.fspath(local_path), self.path(key))
-            except OSError as exc:
-                raise StoreError(f"cannot upload {local_path} to {self.url}/{key}: {exc}") from None
+            self._write(key, lambda: self.fs.put_file(os.fspath(local_path), self.path(key)))
 
     # reading ----------------------------------------------------------------------------------
     def get_bytes(self, key: str) -> bytes:

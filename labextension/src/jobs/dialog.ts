@@ -117,13 +117,19 @@ export class RunDialogBody extends Widget implements Dialog.IBodyWidget<ISubmitR
 
     // files -----------------------------------------------------------------------------------
     const files = el('details', { class: 'jp-offload-section jp-offload-details' });
+    // left out by the secret scanner (name or content) vs by ignore rules (caches, checkpoints)
+    const secrets = this._inspection.excluded.filter(x => x.why !== 'ignore rule');
+    const leftOut = this._inspection.excluded.length ? `, ${this._inspection.excluded.length} left out` : '';
     files.append(
       el(
         'summary',
         {},
-        `Files to upload: ${this._inspection.files.length}, ${formatBytes(this._inspection.total_bytes)}`
+        `Files to upload: ${this._inspection.files.length}, ${formatBytes(this._inspection.total_bytes)}${leftOut}`
       )
     );
+    if (secrets.length) {
+      files.open = true; // a secret left out is shown without a click
+    }
     const flist = el('ul', { class: 'jp-offload-list jp-offload-files' });
     for (const f of this._inspection.files) {
       flist.append(
@@ -131,7 +137,8 @@ export class RunDialogBody extends Widget implements Dialog.IBodyWidget<ISubmitR
       );
     }
     for (const x of this._inspection.excluded) {
-      flist.append(el('li', { class: 'jp-offload-muted' }, `${x.path}: left out (${x.why})`));
+      const cls = secrets.includes(x) ? 'jp-offload-warning' : 'jp-offload-muted';
+      flist.append(el('li', { class: cls }, `${x.path}: left out (${x.why})`));
     }
     files.append(
       flist,
