@@ -26,6 +26,9 @@ def render(env: EnvSpec, fmt: str = "text") -> str:
         if opt:
             lines.append("# optional (not installed by default):")
             lines += [f"# {r.spec}  # {'; '.join(r.reasons[:1])}" for r in opt]
+        if env.kernel_pins:
+            lines.append("# the kernel's own packages, pinned to its versions in isolated environments:")
+            lines += [f"# {k}" for k in env.kernel_pins]
         for u in env.unresolved:
             tag = "UNRESOLVED (not blocking)" if u.get("optional") else "UNRESOLVED"
             lines.append(f"# {tag} {u['module']} ({u['where']}): {u.get('why') or u['hint']}")
