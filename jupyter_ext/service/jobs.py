@@ -21,7 +21,7 @@ from offload import jobs as core_jobs
 from offload.errors import OffloadError
 from offload.jobs import Job, index
 from offload.jobs.listing import SyncReport
-from offload.notebook import SKIP_TAGS, cell_hash, provenance_of
+from offload.notebook import align_cells, provenance_of
 from offload.spec import ACTIVE_STATES, FINAL_STATES, JobSpec
 from offload.store import layout
 
@@ -43,7 +43,8 @@ def submit(service: OffloadService, req: JobRequest, *, active_count: int = 0,
         machine=req.machine, spot=req.spot, max_runtime=req.max_runtime, data=[folder / d for d in req.data],
         include=[folder / i for i in req.include], env=req.env,
         labels={"source": "jupyterlab", **({"user": user} if user else {})},
-        backend_options_=service.backend_options.get(req.backend), store=service.store, project_root=folder,
+        backend_options_=service.backend_options.get(req.backend), store=service.store,
+        server_root=service.root_dir,  # the project root: a marker folder above the notebook, else the server's root
     )
     return job_detail(service, job.id)
 
@@ -195,21 +196,19 @@ def merge_plan(service: OffloadService, job_id: str, cells: dict[str, str]) -> d
     if executed is None:
         raise ApiError(409, f"job {job.id} has no executed notebook ({job.state})")
     plan: dict[str, Any] = {"job_id": job.id, "state": job.state, "merged": [], "edited": [], "deleted": []}
-    hashes = job.spec.cell_hashes
-    for cell in executed.cells:
-        cid = cell.get("id")
-        tags = set(cell.get("metadata", {}).get("tags", []))
-        if not cid or tags & SKIP_TAGS or cell.cell_type != "code":
-            continue
-        if cid not in cells:
-            plan["deleted"].append(cid)
-        elif hashes.get(cid) is None or cell_hash(cells[cid]) != hashes[cid]:
-            plan["edited"].append(cid)
+    # By id; cells whose ids differ from the job's (a notebook saved without ids, or opened from a
+    # clone: JupyterLab gives it ids of its own) are aligned by position and source instead.
+    target = [{"id": cid, "source": src, "cell_type": "code"} for cid, src in cells.items()]
+    for m in align_cells(target, executed.cells, job.spec.cell_hashes):
+        if m.action == "deleted":
+            plan["deleted"].append(m.executed["id"])
+        elif m.action == "edited":
+            plan["edited"].append(target[m.target]["id"])
         else:
             plan["merged"].append({
-                "id": cid,
-                "outputs": nbformat.from_dict(cell.get("outputs", [])),
-                "execution_count": cell.get("execution_count"),
+                "id": target[m.target]["id"],
+                "outputs": nbformat.from_dict(m.executed.get("outputs", [])),
+                "execution_count": m.executed.get("execution_count"),
             })
     plan["provenance"] = jsonable(provenance_of(job))
     return jsonable(plan)

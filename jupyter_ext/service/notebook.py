@@ -3,11 +3,12 @@ detected, and the files that would be uploaded (with what was left out, and why)
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from jupyter_ext.service.core import OffloadService, jsonable
 from jupyter_ext.service.errors import ApiError
-from jupyter_ext.service.paths import resolve_notebook
+from jupyter_ext.service.paths import api_path_of, resolve_notebook
 from offload.errors import OffloadError
 from offload.notebook import declared_parameters, parameters_cell, read_notebook
 from offload.snapshot.bundle import build_bundle
@@ -34,9 +35,11 @@ def inspect(service: OffloadService, api_path: str) -> dict[str, Any]:
         "notes": [],
     }
     local_files: list[str] = []
+    root = path.parent
     try:
-        env = snapshot(path, project_root=path.parent)
+        env = snapshot(path, server_root=service.root_dir)
         env_d = env.to_dict()
+        root = Path(env.project_root or path.parent)
         result["deps"] = {
             "python": env_d.get("python"),
             "packages": [{k: r.get(k) for k in _PACKAGE_KEYS} for r in env_d.get("requirements") or []
@@ -46,12 +49,16 @@ def inspect(service: OffloadService, api_path: str) -> dict[str, Any]:
             "unresolved": env_d.get("unresolved") or [],
             "source": env_d.get("source"),
             "env_hash": env.env_hash,
+            "project_root": api_path_of(service.root_dir, str(root)),
+            "data_files": env_d.get("data_files") or [],
+            "kernel": env_d.get("kernel") or {},
         }
-        local_files = [str(p) for p in env.local_files]
+        local_files = [str(p) for p in env.local_files] + env.shipped_data()
+        result["notes"] += env.data_warnings()
     except OffloadError as exc:
         result["notes"].append(f"dependency detection failed: {exc}")
     try:
-        bundle = build_bundle(path.parent, path, modules=local_files)
+        bundle = build_bundle(root, path, modules=local_files)
         result["files"] = [{"path": e.path, "size": e.size}
                            for e in sorted(bundle.files.values(), key=lambda e: (-e.size, e.path))]
         result["excluded"] = [{"path": p, "why": why} for p, why in bundle.excluded]
