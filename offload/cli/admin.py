@@ -44,8 +44,9 @@ def add_parsers(sub: Any) -> None:
 def cmd_deps(args: argparse.Namespace) -> int:
     env = snapshot(args.notebook, project_root=args.project_root, python=args.python)
     nb = Path(args.notebook).expanduser().resolve()
-    bundle = build_bundle(Path(args.project_root).expanduser() if args.project_root else nb.parent, nb,
-                          data=args.data or [], include=args.include or [], modules=list(env.local_files),
+    bundle = build_bundle(Path(args.project_root or env.project_root or nb.parent).expanduser(), nb,
+                          data=args.data or [], include=args.include or [],
+                          modules=[*env.local_files, *env.shipped_data()],
                           allow_secrets=args.allow_secret or [])
     if args.format == "json":
         out = json.loads(render(env, "json"))
