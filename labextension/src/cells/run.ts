@@ -10,6 +10,8 @@ import { CodeCell } from '@jupyterlab/cells';
 import { NotebookPanel } from '@jupyterlab/notebook';
 import { OutputArea } from '@jupyterlab/outputarea';
 
+import { el } from '../util/dom';
+
 /** A Python string literal for any text (JSON's escapes are all valid in Python). */
 export function pyString(text: string): string {
   // Lone surrogates cannot be encoded; everything else JSON.stringify writes is a valid Python literal.
@@ -34,6 +36,16 @@ export async function runCellOnGpu(panel: NotebookPanel, cell: CodeCell, line: s
   cell.model.clearExecution();
   cell.setPrompt('*');
   cell.addClass('jp-offload-cellrun-running');
+  // immediate feedback: a status line under the cell until the kernel's first output replaces it
+  const where = line.trim() ? ` (${line.trim()})` : '';
+  const status = el('div', { class: 'jp-offload-cellrun-status', role: 'status', 'aria-live': 'polite' }, `Running on GPU${where}: preparing the cell\u2026`);
+  cell.node.querySelector('.jp-Cell-inputWrapper')?.after(status);
+  const onOutput = () => {
+    if (cell.outputArea.model.length) {
+      status.remove();
+    }
+  };
+  cell.outputArea.model.changed.connect(onOutput);
   let count: number | null = null;
   try {
     const reply = await OutputArea.execute(cellRunCode(source, line), cell.outputArea, ctx, {
@@ -48,6 +60,8 @@ export async function runCellOnGpu(panel: NotebookPanel, cell: CodeCell, line: s
       Notification.error(`Run cell on GPU: ${(err as Error)?.message ?? err}`);
     }
   } finally {
+    cell.outputArea.model.changed.disconnect(onOutput);
+    status.remove();
     cell.removeClass('jp-offload-cellrun-running');
     cell.model.executionCount = count;
     cell.setPrompt(count === null ? '' : String(count));

@@ -17,6 +17,7 @@ import {
   tableRowsIcon
 } from '@jupyterlab/ui-components';
 import { ReadonlyPartialJSONObject } from '@lumino/coreutils';
+import { Widget } from '@lumino/widgets';
 
 import { api, errorText, FINAL_STATES, IJobDetail, isActive } from '../api';
 import { CommandIDs } from '../tokens';
@@ -28,6 +29,7 @@ import { RerunDialogBody, RunDialogBody } from './dialog';
 import { ExecutedNotebookWidget } from './executed';
 import { GalleryWidget } from './gallery';
 import { mergeJob } from './merge';
+import { saveBeforeSubmit } from './save';
 
 export function registerJobCommands(ctx: IJobsContext): void {
   const { commands, shell } = ctx.app;
@@ -35,37 +37,34 @@ export function registerJobCommands(ctx: IJobsContext): void {
   const stateOf = (args: ReadonlyPartialJSONObject) => knownState(ctx, args);
 
   // the Run dialog --------------------------------------------------------------------------
-  let loadingDialog = false; // reading the notebook: no second dialog from a double click
+  let dialogOpen = false; // no second dialog from a double click
   async function runNotebook(panel: NotebookPanel): Promise<void> {
     const path = panel.context.path;
-    if (panel.context.model.dirty && !panel.context.model.readOnly) {
-      await panel.context.save(); // the server snapshots the file: send what the user sees
-    }
-    let backends, inspection;
-    loadingDialog = true;
+    // The dialog opens at once and fills in: the backends are read meanwhile, the notebook is
+    // saved (after any autosave in flight, only when dirty) and then inspected.
+    const saved = saveBeforeSubmit(panel.context);
+    const backends = api.backends();
+    const inspection = saved.then(() => api.inspect(path));
+    const body = new RunDialogBody(path, backends, inspection);
+    dialogOpen = true;
     commands.notifyCommandChanged(CommandIDs.runNotebook);
-    document.body.classList.add('jp-offload-busy');
+    let result;
     try {
-      [backends, inspection] = await Promise.all([api.backends(), api.inspect(path)]);
-    } catch (err) {
-      await showErrorMessage('Run on GPU', errorText(err));
-      return;
+      result = await showDialog({
+        title: `Run on GPU: ${path.split('/').pop()}`,
+        body,
+        buttons: [Dialog.cancelButton(), Dialog.okButton({ label: 'Run', ariaLabel: 'Run on GPU' })],
+        focusNodeSelector: 'select'
+      });
     } finally {
-      loadingDialog = false;
-      document.body.classList.remove('jp-offload-busy');
+      dialogOpen = false;
       commands.notifyCommandChanged(CommandIDs.runNotebook);
     }
-    const body = new RunDialogBody(path, backends, inspection);
-    const result = await showDialog({
-      title: `Run on GPU: ${path.split('/').pop()}`,
-      body,
-      buttons: [Dialog.cancelButton(), Dialog.okButton({ label: 'Run', ariaLabel: 'Run on GPU' })],
-      focusNodeSelector: 'select'
-    });
     if (!result.button.accept || !result.value) {
       return;
     }
     try {
+      await saved;
       const job = await api.submit(result.value);
       jobs.submittedHere.add(job.id);
       states.set(job.id, job);
@@ -80,12 +79,21 @@ export function registerJobCommands(ctx: IJobsContext): void {
     }
   }
 
+  /** A view of a job that no longer exists (restored from an earlier session): close it, say so. */
+  function closeGone(widget: Widget, what: string, id: string): void {
+    if (widget.isDisposed) {
+      return;
+    }
+    widget.dispose();
+    Notification.info(`${what} ${id.slice(-6)} no longer exists; its view was closed.`, { autoClose: 5000 });
+  }
+
   // commands --------------------------------------------------------------------------------
   commands.addCommand(CommandIDs.runNotebook, {
     label: 'Run on GPU',
     caption: 'Run a parametrized copy of this notebook on a GPU machine (jupyter-offload)',
     icon: gpuIcon,
-    isEnabled: () => !!tracker.currentWidget && !loadingDialog,
+    isEnabled: () => !!tracker.currentWidget && !dialogOpen,
     execute: async () => {
       const panel = tracker.currentWidget;
       if (panel) {
@@ -114,6 +122,7 @@ export function registerJobCommands(ctx: IJobsContext): void {
       }
       const content = new JobDetailWidget(id);
       const widget = new MainAreaWidget({ content });
+      content.onGone = () => closeGone(widget, 'Job', id);
       widget.id = `jp-offload-job-main-${id}`;
       widget.title.label = content.title.label;
       widget.title.icon = gpuIcon;
@@ -135,7 +144,9 @@ export function registerJobCommands(ctx: IJobsContext): void {
         }
       };
       void detailTracker.add(widget);
-      shell.add(widget, 'main', { mode: 'split-right' });
+      // a tab in the main area, next to the current one: the notebook keeps its width; the user
+      // splits by dragging the tab
+      shell.add(widget, 'main', { mode: 'tab-after' });
       return widget;
     }
   });
@@ -217,11 +228,19 @@ export function registerJobCommands(ctx: IJobsContext): void {
     isEnabled: args => !!stateOf(args) && stateOf(args)!.state !== 'queued',
     execute: args => {
       const id = String(args.id);
-      const content = new ExecutedNotebookWidget(id, rendermime);
+      const existing = Array.from(shell.widgets('main')).find(w => w.id === `jp-offload-executed-main-${id}`);
+      if (existing) {
+        shell.activateById(existing.id);
+        return existing;
+      }
+      const content = new ExecutedNotebookWidget(id, rendermime, ctx.notebookFactory);
       const widget = new MainAreaWidget({ content });
+      widget.id = `jp-offload-executed-main-${id}`;
       widget.title.label = content.title.label;
+      widget.title.caption = content.title.caption;
       widget.title.icon = notebookIcon;
-      shell.add(widget, 'main');
+      content.onGone = () => closeGone(widget, 'The executed notebook of job', id);
+      shell.add(widget, 'main', { mode: 'tab-after' });
       return widget;
     }
   });
@@ -270,7 +289,7 @@ export function registerJobCommands(ctx: IJobsContext): void {
         new CommandToolbarButton({ commands, id: CommandIDs.openGallery, icon: refreshIcon, label: 'Refresh' })
       );
       void galleryTracker.add(widget);
-      shell.add(widget, 'main');
+      shell.add(widget, 'main', { mode: 'tab-after' });
       return widget;
     }
   });
@@ -279,10 +298,18 @@ export function registerJobCommands(ctx: IJobsContext): void {
     label: 'Compare Two Offload Runs',
     isEnabled: args => !!args.a && !!args.b,
     execute: args => {
-      const content = new CompareWidget(String(args.a), String(args.b));
+      const [a, b] = [String(args.a), String(args.b)];
+      const existing = Array.from(shell.widgets('main')).find(w => w.id === `jp-offload-compare-main-${a}-${b}`);
+      if (existing) {
+        shell.activateById(existing.id);
+        return existing;
+      }
+      const content = new CompareWidget(a, b);
       const widget = new MainAreaWidget({ content });
+      widget.id = `jp-offload-compare-main-${a}-${b}`;
       widget.title.label = content.title.label;
-      shell.add(widget, 'main');
+      widget.title.icon = tableRowsIcon;
+      shell.add(widget, 'main', { mode: 'tab-after' });
       return widget;
     }
   });

@@ -6,7 +6,7 @@
 import { JupyterFrontEnd } from '@jupyterlab/application';
 import { MainAreaWidget, WidgetTracker } from '@jupyterlab/apputils';
 import { IDocumentManager } from '@jupyterlab/docmanager';
-import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
+import { INotebookTracker, NotebookPanel, NotebookWidgetFactory } from '@jupyterlab/notebook';
 import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
 import { ReadonlyPartialJSONObject } from '@lumino/coreutils';
 import { Widget } from '@lumino/widgets';
@@ -24,6 +24,8 @@ export interface IJobsContext {
   tracker: INotebookTracker;
   rendermime: IRenderMimeRegistry;
   docManager: IDocumentManager | null;
+  /** The notebook widget factory: the executed-notebook view renders with its parts. */
+  notebookFactory: NotebookWidgetFactory.IFactory | null;
   jobs: JobsModel;
   /** By job id; the commands' isEnabled reads it (no request). */
   states: Map<string, KnownJob>;

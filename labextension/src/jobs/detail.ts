@@ -5,7 +5,7 @@
  */
 import { Widget } from '@lumino/widgets';
 
-import { api, IJobDetail, ILogChunk, IMetricRecord, isActive } from '../api';
+import { api, ApiError, IJobDetail, ILogChunk, IMetricRecord, isActive } from '../api';
 import { el, stateBadge } from '../util/dom';
 import { formatDuration, formatMoney, formatValue } from '../util/format';
 import { createPoll, pollNow, setPollInterval } from '../util/poll';
@@ -49,6 +49,9 @@ export class JobDetailWidget extends Widget {
 
   /** Called after each refresh (the toolbar updates which actions apply). */
   onUpdate: (d: IJobDetail) => void = () => undefined;
+
+  /** Called when the server says the job does not exist (a view restored after it was removed). */
+  onGone: () => void = () => undefined;
 
   protected onAfterAttach(): void {
     void this._logPoll.start();
@@ -112,6 +115,12 @@ export class JobDetailWidget extends Widget {
       this._render(d, m.records);
       this.onUpdate(d);
     } catch (err) {
+      if (err instanceof ApiError && err.status === 404) {
+        void this._detailPoll.stop();
+        void this._logPoll.stop();
+        this.onGone();
+        return;
+      }
       this._header.textContent = `Cannot load job ${this.jobId}: ${(err as Error).message ?? err}`;
       throw err; // the poll backs off
     }

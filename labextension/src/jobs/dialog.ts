@@ -3,13 +3,17 @@
  * detected dependencies, files to upload with sizes, extra files and data paths.
  *
  * Invalid input is flagged next to its field and disables Run, so a typo never costs a GPU run;
- * the server checks everything again (and names the field) on submit.
+ * Enter on an invalid form shows the errors, focuses the first invalid field and keeps the dialog
+ * open. The server checks everything again (and names the field) on submit.
+ *
+ * The dialog opens at once: the backends and the notebook's inspection arrive as promises, and
+ * each part fills in when its answer comes (Run stays disabled until both have).
  */
 import { Dialog } from '@jupyterlab/apputils';
 import { Widget } from '@lumino/widgets';
 
-import { IBackends, IInspection, IMachine, IParameter, ISubmitRequest } from '../api';
-import { el } from '../util/dom';
+import { errorText, IBackends, IInspection, IMachine, IParameter, ISubmitRequest } from '../api';
+import { el, htmlSelect, selectBox } from '../util/dom';
 import { formatBytes, formatMoney } from '../util/format';
 import { parseDuration } from '../util/parse';
 import { ParametersForm } from './form';
@@ -24,32 +28,94 @@ function setAcceptEnabled(node: HTMLElement, enabled: boolean): void {
   }
 }
 
+/**
+ * Enter in a dialog accepts it (JupyterLab's Dialog, listening on its own node): while the form
+ * is invalid, catch Enter first (capture phase on the document), show what is wrong, focus the
+ * first invalid field and keep the dialog and its edits. Returns the remover.
+ */
+export function guardEnter(body: HTMLElement, isValid: () => boolean): () => void {
+  const onKey = (e: KeyboardEvent) => {
+    if (e.key !== 'Enter' || e.isComposing || !body.isConnected) {
+      return;
+    }
+    const dialog = body.closest('.jp-Dialog');
+    const target = e.target as HTMLElement | null;
+    if (!dialog || !target || !dialog.contains(target)) {
+      return;
+    }
+    if (target.closest('.jp-Dialog-button') && !target.closest('.jp-mod-accept')) {
+      return; // Enter on Cancel cancels
+    }
+    if (isValid()) {
+      return;
+    }
+    e.preventDefault();
+    e.stopPropagation();
+    const first = body.querySelector<HTMLElement>('.jp-offload-invalid, [aria-invalid="true"]');
+    (first ?? body).focus();
+  };
+  document.addEventListener('keydown', onKey, true);
+  return () => document.removeEventListener('keydown', onKey, true);
+}
+
+/** Only user-facing backends (the server lists no other; an internal one is never offered). */
+export function userBackends(b: IBackends): IBackends {
+  return { ...b, backends: b.backends.filter(x => !(x as any).internal && x.name !== 'sweep-pack') };
+}
+
 export class RunDialogBody extends Widget implements Dialog.IBodyWidget<ISubmitRequest | null> {
-  constructor(path: string, backends: IBackends, inspection: IInspection) {
+  constructor(path: string, backends: Promise<IBackends>, inspection: Promise<IInspection>) {
     super();
     this.addClass('jp-offload-RunDialog');
     this._path = path;
-    this._backends = backends;
-    this._inspection = inspection;
-    this._build();
+    this._machinePart = el('div', { class: 'jp-offload-loading', 'aria-busy': 'true' }, 'Reading the backends and their machines\u2026');
+    this._notebookPart = el('div', { class: 'jp-offload-loading', 'aria-busy': 'true' }, 'Reading the notebook\u2026');
+    this.node.append(el('div', { class: 'jp-offload-path' }, this._path), this._machinePart, this._notebookPart);
+    this.node.tabIndex = -1;
+    const failed = (part: HTMLElement, what: string) => (err: unknown) => {
+      part.className = 'jp-offload-field-error';
+      part.removeAttribute('aria-busy');
+      part.setAttribute('role', 'alert');
+      part.textContent = `Cannot read ${what}: ${errorText(err)}`;
+      this._validate();
+    };
+    this.ready = Promise.all([
+      backends.then(b => {
+        this._backends = userBackends(b);
+        this._buildMachine();
+        this._validate();
+      }, failed(this._machinePart, 'the backends')),
+      inspection.then(i => {
+        this._inspection = i;
+        this._buildNotebook();
+        this._validate();
+      }, failed(this._notebookPart, 'the notebook'))
+    ]).then(() => undefined);
   }
+
+  /** Settles once both answers have been shown (or their errors). */
+  readonly ready: Promise<void>;
 
   getValue(): ISubmitRequest | null {
     return this._collect();
   }
 
   protected onAfterAttach(): void {
+    this._unguard = guardEnter(this.node, () => this._validate());
     this._validate();
-    this._backendSelect.focus();
+    (this._backendSelect ?? this.node).focus();
   }
 
-  private _build(): void {
-    const b = this._backends;
-    const node = this.node;
+  protected onBeforeDetach(): void {
+    this._unguard();
+  }
+
+  private _buildMachine(): void {
+    const b = this._backends!;
 
     // machine -------------------------------------------------------------------------------
     const machine = el('fieldset', { class: 'jp-offload-section' }, el('legend', {}, 'Machine'));
-    this._backendSelect = el('select', { class: 'jp-mod-styled', 'aria-label': 'backend' });
+    this._backendSelect = htmlSelect({ 'aria-label': 'backend' });
     for (const be of b.backends) {
       const o = el('option', { value: be.name }, be.available ? be.name : `${be.name} (unavailable)`);
       o.disabled = !be.available;
@@ -58,7 +124,7 @@ export class RunDialogBody extends Widget implements Dialog.IBodyWidget<ISubmitR
     this._backendSelect.value = b.backends.some(x => x.name === b.default_backend && x.available)
       ? b.default_backend
       : b.backends.find(x => x.available)?.name ?? '';
-    this._machineSelect = el('select', { class: 'jp-mod-styled', 'aria-label': 'machine' });
+    this._machineSelect = htmlSelect({ 'aria-label': 'machine' });
     this._spot = el('input', { type: 'checkbox', 'aria-label': 'spot' });
     this._runtime = el('input', {
       class: 'jp-mod-styled jp-offload-input',
@@ -70,9 +136,9 @@ export class RunDialogBody extends Widget implements Dialog.IBodyWidget<ISubmitR
     this._estimate = el('div', { class: 'jp-offload-estimate', 'aria-live': 'polite' });
     this._backendError = el('div', { class: 'jp-offload-field-error' });
     machine.append(
-      el('label', { class: 'jp-offload-row' }, el('span', {}, 'Backend'), this._backendSelect),
+      el('label', { class: 'jp-offload-row' }, el('span', {}, 'Backend'), selectBox(this._backendSelect)),
       this._backendError,
-      el('label', { class: 'jp-offload-row' }, el('span', {}, 'Machine'), this._machineSelect),
+      el('label', { class: 'jp-offload-row' }, el('span', {}, 'Machine'), selectBox(this._machineSelect)),
       el('label', { class: 'jp-offload-row' }, el('span', {}, 'Spot (preemptible)'), this._spot),
       el('label', { class: 'jp-offload-row' }, el('span', {}, 'Max runtime'), this._runtime),
       this._runtimeError,
@@ -87,16 +153,24 @@ export class RunDialogBody extends Widget implements Dialog.IBodyWidget<ISubmitR
     }
     this._runtime.addEventListener('input', () => this._validate());
     this._fillMachines();
+    this._machinePart.replaceWith(machine);
+    this._machinePart = machine;
+    if (document.activeElement === this.node || !this.node.contains(document.activeElement)) {
+      this._backendSelect.focus();
+    }
+  }
 
+  private _buildNotebook(): void {
+    const inspection = this._inspection!;
     // parameters ------------------------------------------------------------------------------
     const params = el('fieldset', { class: 'jp-offload-section' }, el('legend', {}, 'Parameters'));
-    this._params = new ParametersForm(this._inspection.parameters);
+    this._params = new ParametersForm(inspection.parameters);
     this._params.onChange = () => this._validate();
     params.append(this._params.node);
 
     // environment -----------------------------------------------------------------------------
     const envSec = el('details', { class: 'jp-offload-section jp-offload-details' });
-    const deps = this._inspection.deps;
+    const deps = inspection.deps;
     const pkgs = deps?.packages ?? [];
     envSec.append(
       el('summary', {}, `Dependencies: Python ${deps?.python ?? '?'}, ${pkgs.length} package(s)`)
@@ -110,7 +184,7 @@ export class RunDialogBody extends Widget implements Dialog.IBodyWidget<ISubmitR
         el('li', { class: 'jp-offload-warning' }, `unresolved import ${u.module} (${u.where ?? '?'})`)
       );
     }
-    for (const n of [...(deps?.notes ?? []), ...this._inspection.notes]) {
+    for (const n of [...(deps?.notes ?? []), ...inspection.notes]) {
       list.append(el('li', { class: 'jp-offload-muted' }, n));
     }
     envSec.append(list);
@@ -118,25 +192,25 @@ export class RunDialogBody extends Widget implements Dialog.IBodyWidget<ISubmitR
     // files -----------------------------------------------------------------------------------
     const files = el('details', { class: 'jp-offload-section jp-offload-details' });
     // left out by the secret scanner (name or content) vs by ignore rules (caches, checkpoints)
-    const secrets = this._inspection.excluded.filter(x => x.why !== 'ignore rule');
-    const leftOut = this._inspection.excluded.length ? `, ${this._inspection.excluded.length} left out` : '';
+    const secrets = inspection.excluded.filter(x => x.why !== 'ignore rule');
+    const leftOut = inspection.excluded.length ? `, ${inspection.excluded.length} left out` : '';
     files.append(
       el(
         'summary',
         {},
-        `Files to upload: ${this._inspection.files.length}, ${formatBytes(this._inspection.total_bytes)}${leftOut}`
+        `Files to upload: ${inspection.files.length}, ${formatBytes(inspection.total_bytes)}${leftOut}`
       )
     );
     if (secrets.length) {
       files.open = true; // a secret left out is shown without a click
     }
     const flist = el('ul', { class: 'jp-offload-list jp-offload-files' });
-    for (const f of this._inspection.files) {
+    for (const f of inspection.files) {
       flist.append(
         el('li', {}, el('span', {}, f.path), el('span', { class: 'jp-offload-size' }, formatBytes(f.size)))
       );
     }
-    for (const x of this._inspection.excluded) {
+    for (const x of inspection.excluded) {
       const cls = secrets.includes(x) ? 'jp-offload-warning' : 'jp-offload-muted';
       flist.append(el('li', { class: cls }, `${x.path}: left out (${x.why})`));
     }
@@ -160,36 +234,35 @@ export class RunDialogBody extends Widget implements Dialog.IBodyWidget<ISubmitR
       el('label', { class: 'jp-offload-row' }, el('span', {}, 'Extra files'), this._include),
       el('p', { class: 'jp-offload-muted' }, 'Comma-separated, relative to the notebook\u2019s folder.')
     );
-    node.append(
-      el('div', { class: 'jp-offload-path' }, this._path),
-      machine,
-      params,
-      paths,
-      envSec,
-      files
-    );
+    const part = el('div', { class: 'jp-offload-notebook-part' }, params, paths, envSec, files);
+    this._notebookPart.replaceWith(part);
+    this._notebookPart = part;
   }
 
   private _machines(): IMachine[] {
-    return this._backends.backends.find(b => b.name === this._backendSelect.value)?.machines ?? [];
+    return this._backends?.backends.find(b => b.name === this._backendSelect.value)?.machines ?? [];
   }
 
   private _fillMachines(): void {
     this._machineSelect.textContent = '';
-    const be = this._backends.backends.find(b => b.name === this._backendSelect.value);
+    const be = this._backends!.backends.find(b => b.name === this._backendSelect.value);
     this._backendError.textContent = be && !be.available ? be.error ?? 'unavailable' : '';
     for (const m of this._machines()) {
       const price = m.price_per_hour !== null ? ` \u2013 ${formatMoney(m.price_per_hour)}/h` : '';
       const gpu = m.gpu ? ` \u2013 ${m.gpu_count}\u00d7 ${m.gpu}` : '';
       this._machineSelect.append(el('option', { value: m.name }, `${m.name}${gpu}${price}`));
     }
-    const preferred = this._backends.default_machine;
+    const preferred = this._backends!.default_machine;
     if (preferred && this._machines().some(m => m.name === preferred)) {
       this._machineSelect.value = preferred;
     }
   }
 
   private _validate(): boolean {
+    if (!this._backends || !this._inspection) {
+      setAcceptEnabled(this.node, false); // still loading, or a part failed
+      return false;
+    }
     let ok = true;
     const runtime = parseDuration(this._runtime.value);
     this._runtimeError.textContent = runtime ? '' : 'write it like 90m, 4h, 1d or 4:00:00';
@@ -243,8 +316,11 @@ export class RunDialogBody extends Widget implements Dialog.IBodyWidget<ISubmitR
   }
 
   private _path: string;
-  private _backends: IBackends;
-  private _inspection: IInspection;
+  private _backends: IBackends | null = null;
+  private _inspection: IInspection | null = null;
+  private _machinePart: HTMLElement;
+  private _notebookPart: HTMLElement;
+  private _unguard: () => void = () => undefined;
   private _backendSelect!: HTMLSelectElement;
   private _backendError!: HTMLDivElement;
   private _machineSelect!: HTMLSelectElement;
@@ -272,5 +348,16 @@ export class RerunDialogBody extends Widget implements Dialog.IBodyWidget<Record
   getValue(): Record<string, any> | null {
     return this._form.values();
   }
+  protected onAfterAttach(): void {
+    this._unguard = guardEnter(this.node, () => {
+      const ok = this._form.values() !== null;
+      setAcceptEnabled(this.node, ok);
+      return ok;
+    });
+  }
+  protected onBeforeDetach(): void {
+    this._unguard();
+  }
   private _form: ParametersForm;
+  private _unguard: () => void = () => undefined;
 }

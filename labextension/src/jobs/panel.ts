@@ -7,6 +7,7 @@ import { Widget } from '@lumino/widgets';
 import { IJobSummary, isActive } from '../api';
 import { el, stateBadge } from '../util/dom';
 import { formatDuration, formatMoney, formatValue } from '../util/format';
+import { groupJobs, groupRow, IJobGroup } from './groups';
 import { JobsModel, PAGE_SIZE } from './model';
 
 export function progressOf(j: { cell: number | null; n_cells: number | null; state: string }): string {
@@ -48,8 +49,14 @@ export class JobsListWidget extends Widget {
   render(): void {
     const jobs = this._model.jobs;
     const current = this._currentPath();
-    const mine = current ? jobs.filter(j => j.source_path === current) : [];
-    const others = jobs.filter(j => !mine.includes(j));
+    // trials under their sweep, cell runs and sessions under their notebook (jobs/groups.ts)
+    const paths = [current, ...jobs.map(j => j.source_path)].filter((p): p is string => !!p);
+    const { rows, groups } = groupJobs(jobs, paths);
+    const mine = current ? rows.filter(j => j.source_path === current) : [];
+    const others = rows.filter(j => !mine.includes(j));
+    const myGroups = current ? groups.filter(g => g.path === current) : [];
+    const otherGroups = groups.filter(g => !myGroups.includes(g));
+    const group = (g: IJobGroup) => groupRow(g, jobs, this._open, j => this._row(j), () => this.render());
     this.node.textContent = '';
     if (this._model.error) {
       this.node.append(el('div', { class: 'jp-offload-warning' }, this._model.error));
@@ -65,13 +72,15 @@ export class JobsListWidget extends Widget {
       return;
     }
     if (current) {
-      this.node.append(el('h3', { class: 'jp-offload-heading' }, `This notebook (${mine.length})`));
+      this.node.append(el('h3', { class: 'jp-offload-heading' }, `This notebook (${mine.length + myGroups.length})`));
       const ul = el('ul', { class: 'jp-offload-jobs', 'aria-label': 'jobs of this notebook' });
+      myGroups.forEach(g => ul.append(group(g)));
       mine.forEach(j => ul.append(this._row(j)));
       this.node.append(ul);
     }
     this.node.append(el('h3', { class: 'jp-offload-heading' }, current ? 'Other jobs' : 'All jobs'));
     const ul = el('ul', { class: 'jp-offload-jobs', 'aria-label': 'all jobs' });
+    otherGroups.forEach(g => ul.append(group(g)));
     others.forEach(j => ul.append(this._row(j)));
     this.node.append(ul);
     if (this._model.hasMore) {
@@ -140,6 +149,8 @@ export class JobsListWidget extends Widget {
     return li;
   }
 
+  /** Keys of the groups the user opened (kept across renders). */
+  private _open = new Set<string>();
   private _model: JobsModel;
   private _currentPath: () => string | null;
   private _onOpen: (id: string) => void;

@@ -11,7 +11,7 @@ import {
 } from '@jupyterlab/application';
 import { ICommandPalette, MainAreaWidget, Notification, WidgetTracker } from '@jupyterlab/apputils';
 import { IDocumentManager } from '@jupyterlab/docmanager';
-import { INotebookTracker } from '@jupyterlab/notebook';
+import { INotebookTracker, INotebookWidgetFactory, NotebookWidgetFactory } from '@jupyterlab/notebook';
 import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
 import { SidePanel } from '@jupyterlab/ui-components';
 
@@ -23,6 +23,7 @@ import { IJobsContext, KnownJob, panelFor } from './context';
 import { JobDetailWidget } from './detail';
 import { GalleryWidget } from './gallery';
 import { mergeJob } from './merge';
+import { followSaves } from './save';
 import { JobsModel } from './model';
 import { JobsListWidget } from './panel';
 
@@ -34,7 +35,7 @@ export const jobsPlugin: JupyterFrontEndPlugin<IOffload> = {
   autoStart: true,
   provides: IOffload,
   requires: [INotebookTracker, IRenderMimeRegistry],
-  optional: [ILayoutRestorer, ICommandPalette, ILabShell, IDocumentManager],
+  optional: [ILayoutRestorer, ICommandPalette, ILabShell, IDocumentManager, INotebookWidgetFactory],
   activate: (
     app: JupyterFrontEnd,
     tracker: INotebookTracker,
@@ -42,12 +43,14 @@ export const jobsPlugin: JupyterFrontEndPlugin<IOffload> = {
     restorer: ILayoutRestorer | null,
     palette: ICommandPalette | null,
     labShell: ILabShell | null,
-    docManager: IDocumentManager | null
+    docManager: IDocumentManager | null,
+    notebookFactory: NotebookWidgetFactory.IFactory | null
   ): IOffload => {
     const { commands, shell } = app;
     const jobs = new JobsModel();
     const panels = new PanelRegistry();
     const states = new Map<string, KnownJob>();
+    followSaves(tracker); // saves of a notebook never overlap (no "File Changed" dialog)
 
     // side panel ------------------------------------------------------------------------------
     const side = new SidePanel();
@@ -107,6 +110,7 @@ export const jobsPlugin: JupyterFrontEndPlugin<IOffload> = {
       tracker,
       rendermime,
       docManager,
+      notebookFactory,
       jobs,
       states,
       side,
@@ -130,8 +134,10 @@ function notifyFinished(ctx: IJobsContext): void {
   const { jobs } = ctx;
   const { commands } = ctx.app;
   jobs.transitioned.connect((_, { job, to }) => {
-    if (!FINAL_STATES.includes(to) || job.kind === 'trial') {
-      return; // sweep trials: the sweep panel shows them, one toast each would bury the page
+    if (!FINAL_STATES.includes(to) || ['trial', 'pack', 'cell', 'session'].includes(job.kind)) {
+      // sweep trials: the sweep panel shows them and the sweep's end notifies; cell runs and
+      // sessions: the cell's own output says how it went
+      return;
     }
     const name = (job.source_path ?? job.notebook).split('/').pop();
     const show = { label: 'Show job', callback: () => void commands.execute(CommandIDs.openJob, { id: job.id }) };

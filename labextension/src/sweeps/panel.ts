@@ -17,7 +17,7 @@ import {
   ISweepState,
   sweepApi
 } from '../api';
-import { el } from '../util/dom';
+import { el, htmlSelect, selectBox } from '../util/dom';
 import { createPoll, pollNow } from '../util/poll';
 import { historyPlot, importanceBars, parallelCoordinates } from './plots';
 import { loggedMetrics, SweepSetupForm } from './setup';
@@ -53,6 +53,14 @@ export class SweepWidget extends Widget {
   sweepId: string | null;
   /** Called when the shown sweep changes (for the layout restorer). */
   onSweepChanged: () => void = () => undefined;
+  /** Called once a sweep has been started from this panel (the sweep-finished watch). */
+  onSweepStarted: () => void = () => undefined;
+  /** Called when the shown sweep, or its state, changes (the toolbar's Stop follows it). */
+  onStateChanged: () => void = () => undefined;
+  /** Whether the shown sweep may still start trials (Stop applies). */
+  get running(): boolean {
+    return !!this.sweepId && !!this._state && this._state.summary.id === this.sweepId && ['created', 'running'].includes(this._state.summary.state);
+  }
   get state(): ISweepState | null {
     return this._state;
   }
@@ -84,6 +92,7 @@ export class SweepWidget extends Widget {
     this.sweepId = id;
     this._state = null;
     this.onSweepChanged();
+    this.onStateChanged();
     this._renderBar();
     if (id) {
       this._body.textContent = '';
@@ -158,7 +167,11 @@ export class SweepWidget extends Widget {
     if (seq !== this._seq || id !== this.sweepId) {
       return; // a newer request, or another sweep, was asked for meanwhile
     }
+    const changed = this._state?.summary.state !== s.summary.state || this._state?.summary.id !== s.summary.id;
     this._state = s;
+    if (changed) {
+      this.onStateChanged();
+    }
     const item = this._list.find(x => x.id === s.summary.id);
     const done = doneCount(s.summary.counts);
     if (item && (item.state !== s.summary.state || item.done !== done)) {
@@ -174,7 +187,7 @@ export class SweepWidget extends Widget {
 
   private _renderBar(): void {
     this._bar.textContent = '';
-    const select = el('select', { class: 'jp-mod-styled', 'aria-label': 'sweep' });
+    const select = htmlSelect({ 'aria-label': 'sweep' });
     select.append(el('option', { value: '' }, 'New sweep\u2026'));
     for (const s of this._list) {
       const when = new Date(s.created_at * 1000).toLocaleString();
@@ -184,7 +197,7 @@ export class SweepWidget extends Widget {
     select.addEventListener('change', () => this.showSweep(select.value || null));
     this._bar.append(
       el('span', { class: 'jp-offload-sweep-path' }, this.path),
-      el('label', { class: 'jp-offload-row' }, el('span', {}, 'Sweep'), select)
+      el('label', { class: 'jp-offload-row' }, el('span', {}, 'Sweep'), selectBox(select))
     );
   }
 
@@ -214,6 +227,7 @@ export class SweepWidget extends Widget {
       this._forceNew = false;
       this.sweepId = s.summary.id;
       this.onSweepChanged();
+      this.onSweepStarted();
       await this.reload();
     });
     this._body.textContent = '';

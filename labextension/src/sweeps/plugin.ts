@@ -6,14 +6,30 @@
  */
 import { ILayoutRestorer, JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
 import { ICommandPalette, MainAreaWidget, Notification, WidgetTracker } from '@jupyterlab/apputils';
+import { IDocumentManager } from '@jupyterlab/docmanager';
 import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
 import { refreshIcon, stopIcon, ToolbarButton } from '@jupyterlab/ui-components';
 
-import { errorText, ISweepState, sweepApi } from '../api';
+import { ACTIVE_SWEEP_STATES, errorText, ISweepListItem, ISweepState, sweepApi } from '../api';
+import { saveBeforeSubmit } from '../jobs/save';
 import { CommandIDs, IOffload, SweepCommandIDs } from '../tokens';
 import { formatValue } from '../util/format';
+import { createPoll, pollNow } from '../util/poll';
 import { gpuIcon } from '../util/icons';
 import { SweepWidget } from './panel';
+
+/**
+ * The lines of a parameters cell that set these names, as written (`lr = 0.010005268542378308`):
+ * what the notification quotes, so it says exactly what the cell now holds.
+ */
+export function writtenLines(source: string, names: string[]): string[] {
+  const lines = source.split('\n');
+  return names.map(n => {
+    const re = new RegExp(`^\\s*${n.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\s*(?::[^=]+)?=\\s*(.*?)\\s*(#.*)?$`);
+    const line = lines.find(l => re.test(l));
+    return line ? line.replace(/\s*#.*$/, '').trim() : n;
+  });
+}
 
 function parametersCell(panel: NotebookPanel) {
   for (const cell of panel.content.widgets) {
@@ -30,23 +46,32 @@ export const sweepPlugin: JupyterFrontEndPlugin<void> = {
   description: 'Sweep panel: Optuna sweeps over a notebook\u2019s parameters, live trials, plots, apply best.',
   autoStart: true,
   requires: [IOffload, INotebookTracker],
-  optional: [ICommandPalette, ILayoutRestorer],
+  optional: [ICommandPalette, ILayoutRestorer, IDocumentManager],
   activate: (
     app: JupyterFrontEnd,
     offload: IOffload,
     tracker: INotebookTracker,
     palette: ICommandPalette | null,
-    restorer: ILayoutRestorer | null
+    restorer: ILayoutRestorer | null,
+    docManager: IDocumentManager | null
   ) => {
     const { commands, shell } = app;
     const sweepTracker = new WidgetTracker<MainAreaWidget<SweepWidget>>({ namespace: 'offload-sweep' });
     const panelFor = (path: string | null) => (path ? tracker.find(p => p.context.path === path) ?? null : null);
 
-    async function applyBest(widget: SweepWidget, s: ISweepState): Promise<void> {
+    /** Write the best (or chosen) trial's parameters into the notebook: its model when open. */
+    async function applyBest(path: string, s: ISweepState): Promise<void> {
       const sum = s.summary;
-      const path = sum.source_path ?? widget.path;
+      path = sum.source_path ?? path;
       const trial = sum.best && sum.pareto.length === 0 ? sum.best.number : undefined;
-      const panel = panelFor(path);
+      let panel = panelFor(path);
+      if (!panel && docManager) {
+        const opened = docManager.openOrReveal(path);
+        if (opened instanceof NotebookPanel) {
+          await opened.context.ready;
+          panel = opened;
+        }
+      }
       try {
         if (panel) {
           const cell = parametersCell(panel);
@@ -56,11 +81,11 @@ export const sweepPlugin: JupyterFrontEndPlugin<void> = {
           }
           const before = cell.model.sharedModel.getSource();
           const r = await sweepApi.applyBest(sum.id, { source: before, trial });
-          cell.model.sharedModel.setSource(r.source ?? before);
+          const after = r.source ?? before;
+          cell.model.sharedModel.setSource(after);
+          // quote the lines as written: the exact values, not the table's 4 significant digits
           Notification.success(
-            `Trial ${r.trial} parameters applied to ${path.split('/').pop()} (not saved yet): ${Object.entries(r.params)
-              .map(([k, v]) => `${k}=${formatValue(v)}`)
-              .join(', ')}`,
+            `Trial ${r.trial} parameters applied to ${path.split('/').pop()} (not saved yet): ${writtenLines(after, Object.keys(r.params)).join('; ')}`,
             {
               autoClose: 8000,
               actions: [{ label: 'Undo', callback: () => cell.model.sharedModel.setSource(before) }]
@@ -94,7 +119,7 @@ export const sweepPlugin: JupyterFrontEndPlugin<void> = {
           panelFor(path)?.content.widgets.filter(c => c.model.type === 'code').map(c => c.model.sharedModel.getSource()) ?? [],
         openTrial: (jobId, finished) =>
           void commands.execute(finished ? CommandIDs.openExecuted : CommandIDs.openJob, { id: jobId }),
-        applyBest: s => applyBest(content, s)
+        applyBest: s => applyBest(content.path, s)
       });
       widget = new MainAreaWidget({ content });
       widget.id = `jp-offload-sweep-main-${path.replace(/[^\w-]/g, '_')}`;
@@ -103,6 +128,7 @@ export const sweepPlugin: JupyterFrontEndPlugin<void> = {
       widget.title.icon = gpuIcon;
       const w = widget;
       content.onSweepChanged = () => void sweepTracker.save(w);
+      content.onSweepStarted = () => void pollNow(sweepsPoll);
       widget.toolbar.addItem(
         'refresh',
         new ToolbarButton({
@@ -112,17 +138,21 @@ export const sweepPlugin: JupyterFrontEndPlugin<void> = {
           onClick: () => void content.reload()
         })
       );
-      widget.toolbar.addItem(
-        'stop',
-        new ToolbarButton({
-          icon: stopIcon,
-          label: 'Stop sweep',
-          tooltip: 'Cancel running trials; resume later with `offload sweep resume`',
-          onClick: () => void content.stop()
-        })
-      );
+      const stop = new ToolbarButton({
+        icon: stopIcon,
+        label: 'Stop sweep',
+        tooltip: 'Cancel running trials; resume later with `offload sweep resume`',
+        onClick: () => void content.stop(),
+        enabled: false
+      });
+      stop.addClass('jp-offload-sweep-stop');
+      content.onStateChanged = () => {
+        stop.enabled = content.running; // disabled when nothing runs
+      };
+      widget.toolbar.addItem('stop', stop);
       void sweepTracker.add(widget);
-      shell.add(widget, 'main', { mode: 'split-right' });
+      // a tab next to the notebook (the user splits by dragging the tab)
+      shell.add(widget, 'main', { mode: 'tab-after' });
       return widget;
     }
 
@@ -138,9 +168,7 @@ export const sweepPlugin: JupyterFrontEndPlugin<void> = {
           if (!panel) {
             return;
           }
-          if (panel.context.model.dirty && !panel.context.model.readOnly) {
-            await panel.context.save(); // the sweep runs the saved file
-          }
+          await saveBeforeSubmit(panel.context); // the sweep runs the saved file
           path = panel.context.path;
         }
         return open(path, args.id ? String(args.id) : null);
@@ -154,6 +182,55 @@ export const sweepPlugin: JupyterFrontEndPlugin<void> = {
       });
     }
     palette?.addItem({ command: SweepCommandIDs.open, category: 'Offload' });
-    void offload; // IOffload: required so this loads after the core plugin (icon, commands)
+
+    // a notification when a sweep ends ---------------------------------------------------------
+    // The list of sweeps is read while one is active (every 3 s; after a trial ends or a sweep
+    // starts, at once), and not at all while none is.
+    const known = new Map<string, string>();
+    let primed = false;
+    async function notifyEnded(item: ISweepListItem): Promise<void> {
+      const name = (item.source_path ?? item.notebook).split('/').pop();
+      const show = { label: 'Show sweep', callback: () => void commands.execute(SweepCommandIDs.open, { path: item.source_path ?? item.notebook, id: item.id }) };
+      let s: ISweepState | null = null;
+      try {
+        s = await sweepApi.state(item.id);
+      } catch {
+        s = null;
+      }
+      const best = s?.summary.best ?? null;
+      const text = `Sweep ${item.id.slice(-6)} (${name}) ${item.state}: ${item.done} of ${item.trials} trials` +
+        (best ? `, best ${item.objective} = ${formatValue(best.value)} (trial ${best.number})` : ', no complete trial');
+      const actions = best && s && item.source_path
+        ? [{ label: 'Apply best', callback: () => void applyBest(item.source_path!, s!) }, show]
+        : [show];
+      if (item.state === 'completed') {
+        Notification.success(text, { autoClose: false, actions });
+      } else if (item.state === 'failed' || item.state === 'interrupted') {
+        Notification.error(text, { autoClose: false, actions });
+      } else {
+        Notification.info(text, { autoClose: 8000, actions });
+      }
+    }
+    const sweepsPoll = createPoll('sweeps', 3000, async () => {
+      const list = (await sweepApi.list()).sweeps;
+      for (const item of list) {
+        const before = known.get(item.id);
+        known.set(item.id, item.state);
+        const ended = !ACTIVE_SWEEP_STATES.includes(item.state);
+        if (primed && ended && (before === undefined || ACTIVE_SWEEP_STATES.includes(before))) {
+          void notifyEnded(item);
+        }
+      }
+      primed = true;
+      if (!list.some(x => ACTIVE_SWEEP_STATES.includes(x.state))) {
+        void sweepsPoll.stop();
+      }
+    });
+    void sweepsPoll.start();
+    offload.jobs.transitioned.connect((_, { job }) => {
+      if (job.kind === 'trial') {
+        void pollNow(sweepsPoll);
+      }
+    });
   }
 };

@@ -4,9 +4,10 @@
  * and the machine. Bad fields are flagged in place; a 400 from the server names its field.
  */
 import { ApiError, errorText, IBackends, IParameter, ISpaceEntry, ISweepRequest } from '../api';
-import { el } from '../util/dom';
+import { el, htmlSelect, selectBox } from '../util/dom';
 import { formatMoney } from '../util/format';
 import { parseDuration } from '../util/parse';
+import { userBackends } from '../jobs/dialog';
 import { checkRow, IParamRow, markRow, paramRow } from './space';
 
 /** Metric names the notebook logs (``offload.log_metric("name", ...)``): objective suggestions. */
@@ -28,6 +29,7 @@ export class SweepSetupForm {
     metrics: string[],
     onStart: (req: ISweepRequest) => Promise<void>
   ) {
+    backends = userBackends(backends);
     this._backends = backends;
     this._onStart = onStart;
     this.node = el('form', { class: 'jp-offload-sweep-setup', 'aria-label': 'new sweep' });
@@ -68,7 +70,7 @@ export class SweepSetupForm {
     for (const m of metrics) {
       datalist.append(el('option', { value: m }));
     }
-    this._direction = el('select', { class: 'jp-mod-styled', 'aria-label': 'direction' });
+    this._direction = htmlSelect({ 'aria-label': 'direction' });
     this._direction.append(el('option', { value: 'maximize' }, 'maximize'), el('option', { value: 'minimize' }, 'minimize'));
     if (metrics[0] && /loss|err|latency|time|mse|mae|rmse/i.test(metrics[0])) {
       this._direction.value = 'minimize';
@@ -76,11 +78,11 @@ export class SweepSetupForm {
     this._trials = this._int('trials', 20);
     this._parallel = this._int('parallel', 2);
     this._perGpu = this._int('trials per GPU', 1);
-    this._sampler = el('select', { class: 'jp-mod-styled', 'aria-label': 'sampler' });
+    this._sampler = htmlSelect({ 'aria-label': 'sampler' });
     for (const s of ['tpe', 'random', 'grid', 'cmaes', 'gp']) {
       this._sampler.append(el('option', { value: s }, s));
     }
-    this._pruner = el('select', { class: 'jp-mod-styled', 'aria-label': 'pruner' });
+    this._pruner = htmlSelect({ 'aria-label': 'pruner' });
     for (const s of ['none', 'median', 'percentile', 'hyperband', 'successive-halving']) {
       this._pruner.append(el('option', { value: s }, s));
     }
@@ -88,19 +90,19 @@ export class SweepSetupForm {
     this._objError = el('div', { class: 'jp-offload-field-error', role: 'alert' });
     obj.append(
       el('label', { class: 'jp-offload-row' }, el('span', {}, 'Objective'), this._objective, datalist),
-      el('label', { class: 'jp-offload-row' }, el('span', {}, 'Direction'), this._direction),
+      el('label', { class: 'jp-offload-row' }, el('span', {}, 'Direction'), selectBox(this._direction)),
       el('label', { class: 'jp-offload-row' }, el('span', {}, 'Trials'), this._trials),
       el('label', { class: 'jp-offload-row' }, el('span', {}, 'Parallel'), this._parallel),
       el('label', { class: 'jp-offload-row' }, el('span', {}, 'Trials per GPU'), this._perGpu),
-      el('label', { class: 'jp-offload-row' }, el('span', {}, 'Sampler'), this._sampler),
-      el('label', { class: 'jp-offload-row' }, el('span', {}, 'Pruner'), this._pruner),
+      el('label', { class: 'jp-offload-row' }, el('span', {}, 'Sampler'), selectBox(this._sampler)),
+      el('label', { class: 'jp-offload-row' }, el('span', {}, 'Pruner'), selectBox(this._pruner)),
       el('label', { class: 'jp-offload-row' }, el('span', {}, 'Seed'), this._seed),
       this._objError
     );
 
     // machine ---------------------------------------------------------------------------------
     const machine = el('fieldset', { class: 'jp-offload-section' }, el('legend', {}, 'Machine'));
-    this._backend = el('select', { class: 'jp-mod-styled', 'aria-label': 'backend' });
+    this._backend = htmlSelect({ 'aria-label': 'backend' });
     for (const be of backends.backends) {
       const o = el('option', { value: be.name }, be.available ? be.name : `${be.name} (unavailable)`);
       o.disabled = !be.available;
@@ -109,15 +111,15 @@ export class SweepSetupForm {
     this._backend.value = backends.backends.some(b => b.name === backends.default_backend && b.available)
       ? backends.default_backend
       : backends.backends.find(b => b.available)?.name ?? '';
-    this._machine = el('select', { class: 'jp-mod-styled', 'aria-label': 'machine' });
+    this._machine = htmlSelect({ 'aria-label': 'machine' });
     this._spot = el('input', { type: 'checkbox', 'aria-label': 'spot' });
     this._runtime = el('input', { class: 'jp-mod-styled jp-offload-input', 'aria-label': 'max runtime per trial' });
     this._runtime.value = backends.max_runtime || '4h';
     this._backend.addEventListener('change', () => this._fillMachines());
     this._fillMachines();
     machine.append(
-      el('label', { class: 'jp-offload-row' }, el('span', {}, 'Backend'), this._backend),
-      el('label', { class: 'jp-offload-row' }, el('span', {}, 'Machine'), this._machine),
+      el('label', { class: 'jp-offload-row' }, el('span', {}, 'Backend'), selectBox(this._backend)),
+      el('label', { class: 'jp-offload-row' }, el('span', {}, 'Machine'), selectBox(this._machine)),
       el('label', { class: 'jp-offload-row' }, el('span', {}, 'Spot (preemptible)'), this._spot),
       el('label', { class: 'jp-offload-row' }, el('span', {}, 'Max runtime per trial'), this._runtime)
     );
@@ -184,9 +186,11 @@ export class SweepSetupForm {
     if (ok && !searched) {
       errs.push('Search at least one parameter (a range or choices).');
     }
-    if (!this._objective.value.trim()) {
+    const noObjective = !this._objective.value.trim();
+    if (noObjective) {
       errs.push('Name the objective: a metric the notebook logs with offload.log_metric.');
     }
+    this._objective.classList.toggle('jp-offload-invalid', noObjective);
     const ints: Record<string, number> = {};
     for (const [k, i] of [
       ['trials', this._trials],
@@ -209,11 +213,16 @@ export class SweepSetupForm {
         errs.push('seed must be a whole number.');
       }
     }
-    if (!parseDuration(this._runtime.value)) {
+    this._seed.classList.toggle('jp-offload-invalid', seed !== null && !Number.isInteger(seed));
+    const badRuntime = !parseDuration(this._runtime.value);
+    if (badRuntime) {
       errs.push('max runtime: write it like 30m, 4h or 1d.');
     }
+    this._runtime.classList.toggle('jp-offload-invalid', badRuntime);
     this._objError.textContent = errs.join(' ');
     if (!ok || errs.length) {
+      // Enter or Start on an invalid form: the first invalid field gets the focus
+      this.node.querySelector<HTMLElement>('.jp-offload-invalid, [aria-invalid="true"]')?.focus();
       return null;
     }
     return {

@@ -4,7 +4,7 @@
  * and its check into a space entry of the sweep request.
  */
 import { IParameter, ISpaceEntry } from '../api';
-import { el } from '../util/dom';
+import { el, htmlSelect, selectBox } from '../util/dom';
 import { parseParameter } from '../util/parse';
 
 export interface IParamRow {
@@ -49,7 +49,7 @@ function listText(values: any[]): string {
 /** One parameter's row: its mode (range, choices, fixed) and values, checked as they are typed. */
 export function paramRow(p: IParameter): IParamRow {
   const isNum = numeric(p);
-  const mode = el('select', { class: 'jp-mod-styled', 'aria-label': `${p.name} mode` });
+  const mode = htmlSelect({ 'aria-label': `${p.name} mode` });
   if (isNum) {
     mode.append(el('option', { value: 'range' }, 'range'));
   }
@@ -89,7 +89,7 @@ export function paramRow(p: IParameter): IParamRow {
     { class: 'jp-offload-sweep-param', role: 'row', 'data-param': p.name },
     el('span', { class: 'jp-offload-param-name', role: 'cell', title: p.help || p.name }, p.name),
     el('span', { class: 'jp-offload-param-type', role: 'cell' }, p.type),
-    mode,
+    selectBox(mode),
     el('span', { class: 'jp-offload-sweep-value', role: 'cell' }, range, choices, fixed),
     error
   );
@@ -172,4 +172,10 @@ export function checkRow(f: IParamRow): ISpaceEntry | null {
 export function markRow(f: IParamRow, err: string): void {
   f.error.textContent = err ? `${f.param.name}: ${err}` : '';
   f.row.classList.toggle('jp-offload-invalid-row', !!err);
+  // the first shown input of the row is the one to fix (Enter on the form focuses it)
+  const inputs = [f.low, f.high, f.step, f.choices, f.fixed];
+  inputs.forEach(i => i.removeAttribute('aria-invalid'));
+  if (err) {
+    inputs.find(i => i.offsetParent !== null)?.setAttribute('aria-invalid', 'true');
+  }
 }

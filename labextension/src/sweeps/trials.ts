@@ -5,7 +5,7 @@
  */
 import { ISweepState, ISweepSummary } from '../api';
 import { el, stateBadge } from '../util/dom';
-import { formatDuration, formatMoney, formatValue } from '../util/format';
+import { exactNumber, formatDuration, formatMoney, formatValue } from '../util/format';
 
 /** What the buttons and rows of a sweep view do. */
 export interface ISweepViewActions {
@@ -101,11 +101,16 @@ export function trialsTable(s: ISweepState, actions: ISweepViewActions): HTMLEle
     (badgeTd.firstChild as HTMLElement).textContent = t.state.toLowerCase() + (t.requeued ? ' (re-queued)' : '');
     tr.append(el('td', {}, String(t.number)), badgeTd);
     for (const n of names) {
-      tr.append(el('td', {}, n in t.params ? formatValue(t.params[n]) : '\u2013'));
+      const v = t.params[n];
+      tr.append(el('td', typeof v === 'number' ? { title: exactNumber(v) } : {}, n in t.params ? formatValue(v) : '\u2013'));
     }
     const dur = t.duration_s ?? (t.started_at && t.state === 'RUNNING' ? Date.now() / 1000 - t.started_at : null);
     tr.append(
-      el('td', { class: 'jp-offload-sweep-objective' }, t.value !== null ? formatValue(t.value) : t.error ? 'error' : '\u2013'),
+      el(
+        'td',
+        { class: 'jp-offload-sweep-objective', ...(t.value !== null ? { title: exactNumber(t.value) } : {}) },
+        t.value !== null ? formatValue(t.value) : t.error ? 'error' : '\u2013'
+      ),
       el('td', {}, formatDuration(dur)),
       el('td', {}, formatMoney(t.cost))
     );
