@@ -23,7 +23,7 @@ from jupyter_server.extension.application import ExtensionApp
 from traitlets import Dict, Float, Int, List, Unicode
 
 from jupyter_ext.routes import handlers
-from jupyter_ext.service import SWEEP_CAPS, OffloadService, jobs
+from jupyter_ext.service import SWEEP_CAPS, OffloadService, jobs, notebook
 from jupyter_ext.watcher import JobWatcher
 
 
@@ -85,6 +85,8 @@ class OffloadExtensionApp(ExtensionApp):
             scan_interval=0.0 if service.store.local else 10.0, indexed=lambda: jobs.indexed(service), log=self.log,
         )
         self.settings["offload_app"] = self
+        # the Run dialog's first-time work (dependency index, backend discovery), in the background
+        self.executor.submit(notebook.warm, service)
         self.log.info("jupyter-offload: store %s", self.service.store.url)
 
     def initialize_handlers(self) -> None:

@@ -12,9 +12,24 @@ from jupyter_ext.service.paths import api_path_of, resolve_notebook
 from offload.errors import OffloadError
 from offload.notebook import declared_parameters, parameters_cell, read_notebook
 from offload.snapshot.bundle import build_bundle
-from offload.snapshot.deps import snapshot
+from offload.snapshot.deps import load_environment, snapshot
 
 _PACKAGE_KEYS = ("name", "version", "spec", "optional", "reasons", "source")
+
+
+def warm(service: OffloadService) -> None:
+    """The Run dialog's first-time work, done once at server start (in the thread pool): the
+    index of installed distributions that dependency detection reads, and backend discovery
+    (entry points, backend modules, machine lists). The first dialog then opens as fast as the
+    next ones. Failures are left for the dialog to report."""
+    try:
+        load_environment()
+    except Exception:  # noqa: BLE001 (warming only; the dialog's own call reports the error)
+        pass
+    try:
+        service.backends()
+    except Exception:  # noqa: BLE001
+        pass
 
 
 def inspect(service: OffloadService, api_path: str) -> dict[str, Any]:
