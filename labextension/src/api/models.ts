@@ -52,7 +52,11 @@ export interface IInspection {
       reasons: string[];
     }[];
     local_modules: any[];
-    unresolved: { module: string; where?: string }[];
+    unresolved: { module: string; where?: string; optional?: boolean; why?: string }[];
+    /** Where the files that ship are relative to (API path; '.' is the server root). */
+    project_root?: string | null;
+    /** Files the notebook reads by literal paths: ship, large (suggested), missing, outside. */
+    data_files?: { path: string; status: string; size: number | null; where: string; call: string }[];
     notes: string[];
   } | null;
   files: { path: string; size: number }[];

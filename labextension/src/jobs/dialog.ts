@@ -180,9 +180,15 @@ export class RunDialogBody extends Widget implements Dialog.IBodyWidget<ISubmitR
       list.append(el('li', { title: (p.reasons || []).join('; ') }, p.spec));
     }
     for (const u of deps?.unresolved ?? []) {
-      list.append(
-        el('li', { class: 'jp-offload-warning' }, `unresolved import ${u.module} (${u.where ?? '?'})`)
-      );
+      // an import that is also optional, or only in a function nothing calls, does not block
+      const text = u.optional
+        ? `unresolved import ${u.module} (${u.where ?? '?'}), not blocking: ${u.why ?? ''}`
+        : `unresolved import ${u.module} (${u.where ?? '?'})`;
+      list.append(el('li', { class: u.optional ? 'jp-offload-muted' : 'jp-offload-warning' }, text));
+    }
+    if (deps?.project_root) {
+      const root = deps.project_root === '.' ? 'the server root' : deps.project_root;
+      list.append(el('li', { class: 'jp-offload-muted' }, `project root: ${root}`));
     }
     for (const n of [...(deps?.notes ?? []), ...inspection.notes]) {
       list.append(el('li', { class: 'jp-offload-muted' }, n));
