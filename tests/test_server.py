@@ -20,7 +20,9 @@ from tornado.httpclient import HTTPClientError
 
 from jupyter_ext.routes import ROUTES
 from jupyter_ext.service import ApiError, OffloadService
+from jupyter_ext.service.jobs import cli_command
 from jupyter_ext.service.models import JobRequest, SweepRequest
+from offload.spec import JobSpec, Resources
 from tests.notebooks import make_notebook
 
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
@@ -108,6 +110,18 @@ async def test_backends_lists_local_backend_with_its_machine(jp_fetch):
     local = data["backends"][0]
     assert local["available"] and local["machines"][0]["name"] == "local"
     assert local["machines"][0]["price_per_hour"] == 0.0
+
+
+async def test_jupyterlab_cache_buster_is_not_an_unknown_field(jp_fetch):
+    """JupyterLab's ServerConnection appends ``?<milliseconds>`` to every GET (cache 'no-store'):
+    the side panel's and the gallery's requests must not be refused for it; a misspelt argument
+    still is."""
+    page = json.loads((await call(jp_fetch, "jobs", params={"1796440560418": "", "limit": "5"})).body)
+    assert page["jobs"] == []
+    gallery = json.loads((await call(jp_fetch, "gallery", params={"1796440560418": ""})).body)
+    assert gallery["cards"] == []
+    code, err = await error_of(jp_fetch, "jobs", params={"limt": "5"})
+    assert (code, err["field"]) == (400, "limt")
 
 
 def test_internal_backends_are_never_offered(tmp_path, train_nb):
@@ -436,16 +450,14 @@ def test_server_killed_with_sigkill_picks_its_jobs_up_again(tmp_path, offload_ho
 
 
 async def test_machine_offer_with_gpu_is_split_into_shape_and_gpu(jp_fetch, train_nb):
-    """The dialog sends machine offers as listed ("n1-standard-8+t4"): the job asks for both."""
-    r = await call(jp_fetch, "jobs", method="POST",
-                   body={"path": "proj/train.ipynb", "machine": "n1-standard-8+t4", "max_runtime": "30m"})
-    job = json.loads(r.body)
-    try:
-        res = job["spec"]["resources"]
-        assert (res["machine"], res["gpu"], res["max_runtime_s"]) == ("n1-standard-8", "t4", 1800)
-        assert "--machine n1-standard-8 --gpu t4 --max-runtime 30m" in job["cli"]
-    finally:
-        try:
-            await call(jp_fetch, "jobs", job["id"], "cancel", method="POST")
-        except HTTPClientError as exc:  # 409: it had already ended
-            assert exc.code == 409
+    """The dialog sends machine offers as listed ("n1-standard-8+t4"): the job asks for both,
+    and a backend that has neither (local, here) refuses it naming the field, before staging."""
+    service = OffloadService(root_dir=str(train_nb.parents[1]), backends=["local"])
+    body = {"path": "proj/train.ipynb", "machine": "n1-standard-8+t4", "max_runtime": "30m"}
+    req = JobRequest.parse(service, body)
+    assert (req.machine, req.gpu, req.max_runtime) == ("n1-standard-8", "t4", "30m")
+    spec = JobSpec(id="20260101-000000-abcdef", notebook="train.ipynb", bundle_id="b", backend="gce",
+                   resources=Resources(machine=req.machine, gpu=req.gpu, max_runtime_s=1800))
+    assert "--machine n1-standard-8 --gpu t4 --max-runtime 30m" in cli_command(spec, service.root_dir)
+    code, err = await error_of(jp_fetch, "jobs", method="POST", body=body)
+    assert (code, err["field"]) == (400, "machine"), err

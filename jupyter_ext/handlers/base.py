@@ -117,8 +117,12 @@ class OffloadHandler(APIHandler):
             raise ApiError(400, f"query argument {name!r} must be an integer", field=name) from None
 
     def query_args(self) -> dict[str, str]:
-        """The query string as name -> last value (a repeated argument counts once)."""
-        return {k: self.get_query_argument(k) for k in self.request.query_arguments}
+        """The query string as name -> last value (a repeated argument counts once). A bare
+        number without a value is JupyterLab's cache-buster (``ServerConnection`` appends
+        ``?<milliseconds>`` to every request it makes with its default ``cache: 'no-store'``), not
+        a field: it is left out, so the lab's own requests are not refused as unknown fields."""
+        return {k: self.get_query_argument(k) for k in self.request.query_arguments
+                if not (k.isdigit() and not self.get_query_argument(k))}
 
     def required_arg(self, name: str, what: str = "") -> str:
         value = self.get_query_argument(name, None)
