@@ -268,6 +268,33 @@ def test_conda_environment_is_reported(fake_env, tmp_path):
         conda_meta.rmdir()
 
 
+def test_conda_only_package_read_from_conda_meta(fake_env, tmp_path):
+    """A package conda installed without Python metadata (no dist-info) resolves through
+    conda-meta's file list, under its PyPI name (python-graphviz -> graphviz); conda's non-Python
+    packages (the graphviz C program) are never taken for distributions (issue 16)."""
+    import shutil
+
+    prefix = fake_env.parent.parent
+    site = next(prefix.glob("lib/python*/site-packages"))
+    conda_meta = prefix / "conda-meta"
+    conda_meta.mkdir(exist_ok=True)
+    (site / "graphviz").mkdir()
+    (site / "graphviz" / "__init__.py").write_text("")
+    rel = site.relative_to(prefix).as_posix()
+    (conda_meta / "python-graphviz-0.20.1-pyh.json").write_text(json.dumps(
+        {"name": "python-graphviz", "version": "0.20.1", "files": [f"{rel}/graphviz/__init__.py"]}))
+    (conda_meta / "graphviz-9.0.0-h.json").write_text(json.dumps(
+        {"name": "graphviz", "version": "9.0.0", "files": ["bin/dot", "lib/libgvc.so"]}))
+    try:
+        nb = write_nb(tmp_path / "a.ipynb", "import graphviz")
+        env = snapshot(nb, python=fake_env)
+        assert not env.unresolved
+        assert req(env, "graphviz").spec == "graphviz==0.20.1"
+    finally:
+        shutil.rmtree(conda_meta)
+        shutil.rmtree(site / "graphviz")
+
+
 def test_kernel_modules_merged(tmp_path):
     nb = write_nb(tmp_path / "a.ipynb", "import yaml\nexec('import pandas')")
     kernel = ["yaml", "pandas", "pandas.core", "numpy", "json", "zmq", "IPython", "ipykernel"]
