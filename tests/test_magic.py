@@ -136,8 +136,10 @@ def test_values_out_and_back(kernel):
         "q = Point(p.norm() + 1)\n"
         "print('remote score', round(score, 2))\n"
     )
-    status = "".join(o["text"] for o in outs if o["type"] == "stream" and o["name"] == "stderr")
-    assert "sent" in status and "X (6.4 kB)" in status
+    # the status line is normal output (stdout), not stderr's red background
+    assert not any("[offload]" in o["text"] for o in outs if o["type"] == "stream" and o["name"] == "stderr")
+    status = stdout(outs)
+    assert "[offload] job" in status and "sent" in status and "X (6.4 kB)" in status
     assert "remote score" in stdout(outs)
     assert kernel.value("n2") == "83"
     assert kernel.value("df2.b.tolist()") == "[10, 20, 30]"

@@ -42,7 +42,13 @@ from offload.cells.namespace import (
     restore,
 )
 from offload.cells.remote import CELL_DIR, EXCEPTION, MANIFEST, RESULTS
-from offload.cells.session import CELL_NOTEBOOK, SessionClient, SessionGone, can_serve
+from offload.cells.session import (
+    CELL_NOTEBOOK,
+    SessionClient,
+    SessionGone,
+    can_serve,
+    client_labels,
+)
 from offload.errors import JobFailed, OffloadError, UsageError
 from offload.jobs import Job, list_jobs, submit
 from offload.snapshot.deps import snapshot
@@ -224,8 +230,8 @@ class OffloadMagics(Magics):
         self.jobs.append(job.id)
         sent = ", ".join(f"{n} ({human_size(cap.sizes[n])})" for n in cap.names) or "nothing"
         imports = f"; imports: {', '.join(i.split(' ', 1)[1] for i in cap.imports)}" if cap.imports else ""
-        print(f"[offload] job {job.id} on {job.spec.backend}: sent {sent}{imports}", file=sys.stderr)
-        sys.stderr.flush()  # before the cell's own output, in that order
+        # a status line, not an error: normal output (stderr is shown on a red background)
+        print(f"[offload] job {job.id} on {job.spec.backend}: sent {sent}{imports}", flush=True)
         if opts.detach:
             return CellJob(job)
         return self.finish(job)
@@ -237,6 +243,8 @@ class OffloadMagics(Magics):
             if self.session is None or not self.session.compatible(opts):
                 if self.session is not None:
                     self.session.stop()
+                where = f"{opts.backend or 'the default backend'}{f' ({opts.machine})' if opts.machine else ''}"
+                print(f"[offload] starting a session on {where}\u2026", flush=True)
                 self.session = SessionClient.start(store, opts, cwd=os.getcwd())
                 atexit.register(self.session.stop)
             try:
@@ -251,7 +259,7 @@ class OffloadMagics(Magics):
             nb, name=CELL_NOTEBOOK, kind="cell", backend=opts.backend, gpu=opts.gpu, gpu_count=opts.gpu_count or 1,
             machine=opts.machine, spot=bool(opts.spot), max_runtime=opts.max_runtime,
             data=list(opts.data or []), env=opts.env or "kernel", store=store, project_root=root,
-            env_spec=self._env_spec(root / CELL_NOTEBOOK, nb), labels={"source": "cell-magic"},
+            env_spec=self._env_spec(root / CELL_NOTEBOOK, nb), labels=client_labels(),
         )
 
     def _env_spec(self, nb_path: Path, nb: Any) -> Any:
@@ -280,7 +288,7 @@ class OffloadMagics(Magics):
                 poll = min(poll * 1.3, 0.25)
         except KeyboardInterrupt:
             job.cancel()
-            print(f"\n[offload] cancelled job {job.id}", file=sys.stderr)
+            print(f"\n[offload] cancelled job {job.id}", flush=True)
             raise
         final_text = _output_text(job)
         if final_text is not None and final_text != seen:

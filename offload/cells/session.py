@@ -69,6 +69,15 @@ class _SessionQueue(Backend):
         """The cancel marker is written; the session interrupts the cell and keeps its kernel."""
 
 
+def client_labels() -> dict[str, str]:
+    """Labels of the jobs a kernel's %%offload starts: their source, and the notebook the kernel
+    serves when Jupyter says (``JPY_SESSION_NAME``), so the lab groups them under that notebook."""
+    labels = {"source": "cell-magic"}
+    if os.environ.get("JPY_SESSION_NAME"):
+        labels["notebook"] = os.environ["JPY_SESSION_NAME"]
+    return labels
+
+
 class SessionClient:
     """The kernel-side handle on a session job (one per kernel and set of options)."""
 
@@ -112,7 +121,7 @@ class SessionClient:
             resources=Resources(gpu=opts.gpu, gpu_count=opts.gpu_count or 1, machine=opts.machine,
                                 spot=bool(opts.spot), max_runtime_s=_max_runtime(opts)),
             env_mode="kernel", python=sys.executable,
-            labels={"source": "cell-magic", CWD_LABEL: cwd, CLIENT_PID_LABEL: str(os.getpid())},
+            labels={**client_labels(), CWD_LABEL: cwd, CLIENT_PID_LABEL: str(os.getpid())},
             client_version=__version__,
         )
         handle = launch_spec(spec, store=store, env=bundle.env)
@@ -132,7 +141,7 @@ class SessionClient:
             id=new_job_id(), notebook=bundle.notebook, bundle_id=bundle.id, kind="cell", backend=self.backend,
             resources=Resources(max_runtime_s=_max_runtime(opts)), env_mode="kernel", env_hash=env.env_hash,
             python=sys.executable, cell_hashes={c["id"]: cell_hash(c.source) for c in nb.cells},
-            labels={"source": "cell-magic", "session": self.id}, client_version=__version__,
+            labels={**client_labels(), "session": self.id}, client_version=__version__,
         )
         handle = launch_spec(spec, store=self.store, env=bundle.env, backend=_SessionQueue(self.store, self))
         self.served += 1
@@ -142,4 +151,4 @@ class SessionClient:
         self.store.put_text(layout.session_key(self.id, "stop"), str(time.time()))
 
 
-__all__ = ["SessionClient", "SessionGone", "can_serve"]
+__all__ = ["SessionClient", "SessionGone", "can_serve", "client_labels"]
