@@ -15,6 +15,7 @@ from offload.errors import UsageError
 from offload.paths import BACKEND_ENV, STORE_ENV, data_dir
 
 TOP_LEVEL = ("backend", "store", "budget")
+BUDGET_KEYS = ("monthly", "job")  # budget.monthly: this month's spend cap; budget.job: a job's default budget
 
 
 def config_path():
@@ -62,6 +63,13 @@ def set_values(pairs: list[str]) -> dict[str, Any]:
     for key, value in items:
         if key in TOP_LEVEL:
             cfg[key] = _coerce(value) if key == "budget" else value
+        elif key.startswith("budget."):  # budget.monthly, budget.job (dollars; offload/jobs/budget.py)
+            name = key.split(".", 1)[1]
+            if name not in BUDGET_KEYS:
+                raise UsageError(f"unknown config key {key!r}", field=key,
+                                 hint=f"budget keys: {', '.join('budget.' + k for k in BUDGET_KEYS)}")
+            budget = cfg.get("budget")
+            cfg["budget"] = {**(budget if isinstance(budget, dict) else {}), name: _coerce(value)}
         elif key.startswith("backends."):  # the dotted form the README's table uses
             parts = key.split(".")
             if len(parts) != 3 or not all(parts):
@@ -114,7 +122,9 @@ def effective_config() -> list[tuple[str, Any, str]]:
         return key, default, "default"
 
     rows = [pick("backend", BACKEND_ENV, "local"), pick("store", STORE_ENV, (data_dir() / "store").as_uri())]
-    if "budget" in cfg:
+    if isinstance(cfg.get("budget"), dict):
+        rows += [(f"budget.{k}", v, "file") for k, v in sorted(cfg["budget"].items())]
+    elif "budget" in cfg:
         rows.append(("budget", cfg["budget"], "file"))
     for name, opts in sorted((cfg.get("backends") or {}).items()):
         rows += [(f"backends.{name}.{key}", value, "file") for key, value in sorted(opts.items())]
@@ -123,3 +133,11 @@ def effective_config() -> list[tuple[str, Any, str]]:
         rows.append(("backends.local.max_jobs", env_jobs or os.cpu_count() or 2,
                      "env OFFLOAD_LOCAL_MAX_JOBS" if env_jobs else "default: the CPU count"))
     return rows
+
+
+def budget_settings() -> dict[str, Any]:
+    """``{"monthly": USD | None, "job": USD | None}`` from ``budget.*`` (a bare number under
+    ``budget`` is the monthly cap), read fresh at every launch."""
+    raw = load_config().get("budget")
+    cfg = raw if isinstance(raw, dict) else {"monthly": raw}
+    return {k: cfg.get(k) for k in BUDGET_KEYS}

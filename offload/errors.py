@@ -91,3 +91,21 @@ class ConflictError(OffloadError):
 
     exit_code = 7
     http_status = 409
+
+
+class BudgetExceeded(OffloadError):
+    """A launch refused before any cloud call: its estimate would go over a budget. ``budget``,
+    ``estimate`` and ``month_spend`` are dollars; ``setting`` is what to change (also ``field``)."""
+
+    exit_code = 8
+    http_status = 402  # Payment Required: the request is fine, the money is not there
+
+    def __init__(self, message: str, *, hint: str | None = None, field: str | None = None,
+                 budget: float | None = None, estimate: float | None = None,
+                 month_spend: float | None = None, setting: str | None = None):
+        super().__init__(message, hint=hint, field=field or setting)
+        self.budget, self.estimate, self.month_spend, self.setting = budget, estimate, month_spend, setting
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**super().to_dict(), "budget": self.budget, "estimate": self.estimate,
+                "month_spend": self.month_spend, "setting": self.setting}

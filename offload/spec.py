@@ -64,6 +64,16 @@ def parse_duration(text: str | int | float) -> int:
     return seconds
 
 
+def duration_field(text: str | int | float | None, field: str) -> int | None:
+    """An optional duration option (``stop_if_idle``, ``wait_for_capacity``); an error names ``field``."""
+    if text is None or text == "":
+        return None
+    try:
+        return parse_duration(text)
+    except UsageError as exc:
+        raise UsageError(exc.message, hint=exc.hint, field=field) from None
+
+
 @dataclass
 class Resources:
     """What the job asks of the machine; backends interpret what applies to them."""
@@ -120,6 +130,12 @@ class JobSpec:
     created_at: float = field(default_factory=time.time)
     client_version: str | None = None
     version: int = SPEC_VERSION
+    # Spend and idle policy (offload/jobs/budget.py before launch, offload/runner/idle.py on the machine)
+    budget: float | None = None  # USD the job may cost at most: price x max runtime over it is refused
+    cap_runtime_to_budget: bool = False  # cut the max runtime to fit the budget instead of refusing
+    stop_if_idle_s: int | None = None  # stop the job when its GPUs stay under idle_threshold this long
+    idle_threshold: float = 5.0  # percent GPU utilization under which a GPU counts as idle
+    wait_for_capacity_s: int | None = None  # gce: wait this long for capacity (DWS flex-start or zone cycling)
 
     def validate(self) -> JobSpec:
         check_job_id(self.id)
@@ -138,7 +154,23 @@ class JobSpec:
         except TypeError as exc:
             raise UsageError(f"parameters must be JSON values: {exc}") from None
         self.resources.validate()
+        self._validate_policy()
         return self
+
+    def _validate_policy(self) -> None:
+        if self.budget is not None and (isinstance(self.budget, bool) or not isinstance(self.budget, (int, float))
+                                        or not 0 < self.budget < float("inf")):
+            raise UsageError(f"budget {self.budget!r} must be a positive number of dollars",
+                             hint="for example --budget 20", field="budget")
+        if self.stop_if_idle_s is not None and self.stop_if_idle_s <= 0:
+            raise UsageError("stop-if-idle must be a positive duration", hint="for example --stop-if-idle 20m",
+                             field="stop_if_idle")
+        if not 0 <= self.idle_threshold <= 100:
+            raise UsageError(f"idle threshold {self.idle_threshold} is not a percentage",
+                             hint="between 0 and 100, for example 5", field="idle_threshold")
+        if self.wait_for_capacity_s is not None and not 0 < self.wait_for_capacity_s <= 7 * 86400:
+            raise UsageError("wait-for-capacity must be between 1 s and 7 days",
+                             hint="for example --wait-for-capacity 2h", field="wait_for_capacity")
 
     # JSON round trip -----------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

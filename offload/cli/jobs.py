@@ -12,6 +12,7 @@ from offload.backends.base import Ability
 from offload.cli._format import STATE_STYLE, color, duration, fmt_metrics, job_duration, store_arg
 from offload.errors import OffloadError, UsageError
 from offload.jobs import Job, index, sync_store
+from offload.jobs.budget import money
 from offload.jobs.listing import known_stores
 from offload.notebook import strip_ansi
 from offload.spec import FINAL_STATES, KINDS, STATES
@@ -144,6 +145,10 @@ def cmd_show(args: argparse.Namespace) -> int:
         "handle": job.handle,
         "attempts": job.store.get_json(job.key("attempts.json"), None),
         "cost": _cost(job, st),
+        "budget": (job.handle or {}).get("budget"),
+        "policy": {"budget": spec.budget, "cap_runtime_to_budget": spec.cap_runtime_to_budget,
+                   "stop_if_idle_s": spec.stop_if_idle_s, "idle_threshold": spec.idle_threshold,
+                   "wait_for_capacity_s": spec.wait_for_capacity_s},
         "output_notebook": f"{job.store.url}/{job.key('output.ipynb')}",
         "outputs": job.outputs(),
     }
@@ -175,6 +180,8 @@ def cmd_show(args: argparse.Namespace) -> int:
     if info["cost"]:
         flat = {k: v for k, v in info["cost"].items() if not isinstance(v, dict) and v is not None}
         print("cost       " + "  ".join(f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}" for k, v in flat.items()))
+    for line in _policy_lines(spec, info["budget"], st):
+        print(line)
     if st.get("error"):
         print("error:")
         for line in st["error"].get("traceback") or [f"{st['error'].get('ename')}: {st['error'].get('evalue')}"]:
@@ -221,3 +228,31 @@ def cmd_merge(args: argparse.Namespace) -> int:
     report = job.merge(into=args.into)
     print(f"{report.path}: {report.describe()}")
     return 0
+
+
+def _policy_lines(spec, checked: dict[str, Any] | None, status: dict[str, Any]) -> list[str]:
+    """What `offload show` says of the job's budget, idle stop and capacity wait."""
+    lines = []
+    if checked:
+        text = f"budget     estimate {money(checked.get('estimate'))}"
+        if checked.get("budget") is not None:
+            text += f" within the job's budget {money(checked['budget'])}"
+        for setting, cap in (checked.get("limits") or {}).items():
+            if setting != "budget":
+                text += f"; {setting} {money(cap)} (month spend at launch {money(checked.get('month_spend'))})"
+        if checked.get("runtime_cut_from_s"):
+            text += (f"; max runtime cut from {duration(checked['runtime_cut_from_s'])} to "
+                     f"{duration(checked['runtime_s'])} to fit {checked.get('capped_by')}")
+        lines.append(text)
+    if spec.stop_if_idle_s:
+        idle = status.get("idle") or {}
+        text = f"idle stop  after {duration(spec.stop_if_idle_s)} with every GPU under {spec.idle_threshold:g}%"
+        if idle.get("source"):
+            text += f" (sampled via {idle['source']}"
+            text += f", idle for {duration(idle['idle_s'])})" if idle.get("idle_s") else ")"
+        elif idle.get("unavailable"):
+            text += f" (not sampling: {idle['unavailable']})"
+        lines.append(text)
+    if spec.wait_for_capacity_s:
+        lines.append(f"capacity   waits up to {duration(spec.wait_for_capacity_s)} for a machine")
+    return lines

@@ -35,6 +35,16 @@ def add_parsers(sub: Any) -> None:
     r.add_argument("--machine", help="machine type, e.g. g2-standard-8")
     r.add_argument("--spot", action="store_true", help="use spot/preemptible capacity")
     r.add_argument("--max-runtime", "--time", dest="max_runtime", help="hard cap, e.g. 4h or 4:00:00 (default 6h)")
+    r.add_argument("--budget", metavar="USD",
+                   help="most the job may cost: refused before launch when price x max runtime is over it")
+    r.add_argument("--cap-runtime-to-budget", action="store_true",
+                   help="with --budget (or a monthly budget): cut the max runtime to fit instead of refusing")
+    r.add_argument("--stop-if-idle", metavar="DURATION",
+                   help="stop the job (keeping its output) when its GPUs stay idle this long, e.g. 20m")
+    r.add_argument("--idle-threshold", type=float, default=5.0, metavar="PERCENT",
+                   help="GPU utilization under which a GPU counts as idle (default 5)")
+    r.add_argument("--wait-for-capacity", metavar="DURATION",
+                   help="gce: wait this long for a GPU (DWS flex-start, else cycling zones with backoff), e.g. 2h")
     r.add_argument("--cpus", type=int)
     r.add_argument("--memory", type=float, help="memory in GB")
     r.add_argument("--data", action="append", metavar="PATH", help="file or directory to ship (same relative path remotely)")
@@ -62,6 +72,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         memory_gb=args.memory, data=args.data or [], include=args.include or [], env=args.env,
         store=store_arg(args), allow_unresolved=args.allow_unresolved, retries=args.retries,
         allow_secrets=args.allow_secret or [],
+        budget=args.budget, cap_runtime_to_budget=args.cap_runtime_to_budget, stop_if_idle=args.stop_if_idle,
+        idle_threshold=args.idle_threshold, wait_for_capacity=args.wait_for_capacity,
         backend_options_=backend_opts(args),
         on_progress=(lambda m: print(m, file=err)) if not args.quiet else None,
     )

@@ -16,7 +16,7 @@ from typing import Any
 from offload.backends.base import Backend, get_backend
 from offload.config import backend_options
 from offload.errors import OffloadError
-from offload.jobs import index
+from offload.jobs import budget, index
 from offload.spec import JobSpec, JobState
 from offload.store import Store, layout
 
@@ -38,6 +38,7 @@ def launch_spec(
     spec.validate()
     be = backend or get_backend(spec.backend, store, **{**backend_options(spec.backend), **(options or {})})
     be.validate(spec)
+    spent = budget.enforce(spec, backend=be, options=be.options)  # before any cloud call
     store.put_json(layout.job_key(spec.id, "spec.json"), spec.to_dict())
     if env is not None:
         store.put_json(layout.job_key(spec.id, "env.json"), env)
@@ -50,5 +51,6 @@ def launch_spec(
         store.put_json(layout.job_key(spec.id, "reconciled.json"), failed)
         index.record(spec, store.url, failed)
         raise
+    handle = {**handle, "budget": spent} if spent else handle
     store.put_json(layout.job_key(spec.id, "handle.json"), handle)
     return handle

@@ -20,6 +20,8 @@ from offload._version import __version__
 from offload.backends.base import get_backend
 from offload.config import backend_options, backend_store, default_backend
 from offload.errors import ConflictError, UsageError
+from offload.jobs.budget import enforce as enforce_budget
+from offload.jobs.budget import parse_budget
 from offload.jobs.job import Job
 from offload.jobs.launch import launch_spec
 from offload.notebook import (
@@ -31,7 +33,7 @@ from offload.notebook import (
 )
 from offload.snapshot.bundle import build_bundle, stage
 from offload.snapshot.deps import snapshot
-from offload.spec import DataMount, JobSpec, Resources, new_job_id, parse_duration
+from offload.spec import DataMount, JobSpec, Resources, duration_field, new_job_id, parse_duration
 from offload.store import Store, as_store, layout
 
 log = logging.getLogger("offload")
@@ -68,6 +70,11 @@ def submit(
     env_spec: Any = None,
     on_progress: Any = None,
     server_root: str | os.PathLike | None = None,
+    budget: float | str | None = None,
+    cap_runtime_to_budget: bool = False,
+    stop_if_idle: str | int | None = None,
+    idle_threshold: float = 5.0,
+    wait_for_capacity: str | int | None = None,
 ) -> Job:
     """Snapshot, stage and launch ``notebook``; return the :class:`Job` at once.
 
@@ -76,7 +83,10 @@ def submit(
     folder): nothing is written into the user's folder for it. A notebook file is never
     rewritten either: cell ids it lacks go into the submitted copy. ``project_root`` (default:
     found from the notebook's place, see :func:`offload.snapshot.deps.snapshot`; ``server_root``
-    is the Jupyter server's root) bounds the files that ship. A file named in ``include`` or
+    is the Jupyter server's root) bounds the files that ship. ``budget`` (dollars) refuses the job
+    before any cloud call when price x max runtime is over it (``cap_runtime_to_budget``: cut the
+    max runtime to fit); ``stop_if_idle`` (``"20m"``) stops it when its GPUs stay under
+    ``idle_threshold`` percent that long; ``wait_for_capacity`` (``"2h"``, gce) waits for a GPU. A file named in ``include`` or
     ``data`` that looks like a secret is an error unless listed in ``allow_secrets``.
     """
     say = on_progress or (lambda msg: None)
@@ -127,8 +137,13 @@ def submit(
         cell_hashes={c["id"]: cell_hash(c.source) for c in nb.cells},
         data=[DataMount(Path(d).as_posix()) for d in data], labels=dict(labels or {}),
         retries=retries, parent=parent, client_version=__version__,
+        budget=parse_budget(budget), cap_runtime_to_budget=bool(cap_runtime_to_budget),
+        stop_if_idle_s=duration_field(stop_if_idle, "stop_if_idle"),
+        idle_threshold=float(idle_threshold),
+        wait_for_capacity_s=duration_field(wait_for_capacity, "wait_for_capacity"),
     ).validate()
     be.validate(spec)
+    enforce_budget(spec, backend=be, options=be.options, cut=False)  # refused before anything is uploaded
     report = stage(bundle, store)
     say(f"staged {report.files} files ({report.bytes} bytes), uploaded {report.uploaded_blobs} new blob(s)")
     handle = launch_spec(spec, store=store, env=bundle.env, backend=be)
