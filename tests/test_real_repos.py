@@ -216,3 +216,17 @@ def test_final_line_shows_the_environment_build_phase():
     st = {"timings": {"env_s": 309.0}, "notebook_started_at": 1000.0, "finished_at": 1006.0}
     assert _phases(st) == " (environment build 5:09, notebook 0:06)"
     assert _phases({"timings": {"env_s": 0.01}}) == ""  # a reused environment is not worth a word
+
+
+def test_missing_in_kernel_is_an_error_before_upload_for_isolated(tmp_path):
+    from offload.errors import UsageError
+    from offload.store import Store
+
+    nb = tmp_path / "a.ipynb"
+    nbformat.write(v4.new_notebook(cells=[v4.new_code_cell("import numpy_not_in_this_kernel")]), nb)
+    store = Store()
+    with pytest.raises(UsageError) as err:
+        submit(nb, env="isolated", store=store)
+    assert "numpy_not_in_this_kernel (cell 1)" in err.value.message
+    assert f"built from the packages of {sys.executable}" in err.value.message
+    assert store.list("blobs") == []  # nothing was uploaded
