@@ -11,7 +11,7 @@ from typing import Any
 from offload.backends.base import Ability
 from offload.cli._format import STATE_STYLE, color, duration, fmt_metrics, job_duration, store_arg
 from offload.errors import OffloadError, UsageError
-from offload.jobs import Job, index, sync_store
+from offload.jobs import Job, index, provenance, sync_store, tracking
 from offload.jobs.budget import money
 from offload.jobs.listing import known_stores
 from offload.notebook import strip_ansi
@@ -34,6 +34,7 @@ def add_parsers(sub: Any) -> None:
     sh = sub.add_parser("show", help="everything about a job")
     sh.add_argument("job")
     sh.add_argument("--json", action="store_true")
+    sh.add_argument("--diff", action="store_true", help="print the uncommitted changes recorded at submit")
     sh.set_defaults(func=cmd_show)
     c = sub.add_parser("cancel", help="stop a job")
     c.add_argument("job")
@@ -151,7 +152,17 @@ def cmd_show(args: argparse.Namespace) -> int:
                    "wait_for_capacity_s": spec.wait_for_capacity_s},
         "output_notebook": f"{job.store.url}/{job.key('output.ipynb')}",
         "outputs": job.outputs(),
+        "provenance": provenance.read(job.store, job.id),
+        "mlflow": tracking.job_run(job.store, job.id),
     }
+    if getattr(args, "diff", False) and not args.json:
+        git = (info["provenance"] or {}).get("git") or {}
+        print(git.get("diff") or "(no uncommitted changes recorded)", end="" if git.get("diff") else "\n")
+        for f in git.get("withheld") or []:
+            print(f"# withheld: {f['path']}: {f['why']}", file=sys.stderr)
+        for f in git.get("omitted") or []:
+            print(f"# omitted: {f['path']} ({f['bytes']} bytes, {f['why']})", file=sys.stderr)
+        return 0
     if args.json:
         print(json.dumps(info, indent=1, default=str))
         return 0
@@ -186,10 +197,30 @@ def cmd_show(args: argparse.Namespace) -> int:
         print("error:")
         for line in st["error"].get("traceback") or [f"{st['error'].get('ename')}: {st['error'].get('evalue')}"]:
             print("  " + strip_ansi(line))
+    _print_provenance(info["provenance"])
+    if info["mlflow"]:
+        print(f"mlflow     {info['mlflow'].get('url') or info['mlflow']['run_id']}")
     print(f"output     {info['output_notebook']}")
     for o in info["outputs"]:
         print(f"  file     {o}")
     return 0
+
+
+def _print_provenance(prov: dict[str, Any] | None) -> None:
+    """``git  abc1234 on main (uncommitted: 2 files, +3 -1) origin https://...`` and what the
+    recorded diff leaves out; ``offload show --diff`` prints the diff."""
+    print(f"git        {provenance.summary_line(prov)}")
+    if not prov:
+        return
+    if prov.get("rerun_of"):
+        print(f"           rerun of {prov['rerun_of']} (same bundle: the code of that submit)")
+    git = prov.get("git") or {}
+    for f in git.get("files") or []:
+        print(f"  changed  {f['path']} (+{f['added']} -{f['removed']}{', untracked' if f.get('status') == 'untracked' else ''})")
+    for f in git.get("withheld") or []:
+        print(f"  withheld {f['path']}: {f['why']}")
+    if git.get("diff"):
+        print("           `offload show --diff` prints the changes")
 
 
 def _cost(job, status: dict[str, Any]) -> dict[str, Any] | None:

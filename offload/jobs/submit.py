@@ -20,6 +20,7 @@ from offload._version import __version__
 from offload.backends.base import get_backend
 from offload.config import backend_options, backend_store, default_backend
 from offload.errors import ConflictError, UsageError
+from offload.jobs import recording
 from offload.jobs.budget import enforce as enforce_budget
 from offload.jobs.budget import parse_budget
 from offload.jobs.job import Job
@@ -70,6 +71,7 @@ def submit(
     env_spec: Any = None,
     on_progress: Any = None,
     server_root: str | os.PathLike | None = None,
+    notify: str | None = None,
     budget: float | str | None = None,
     cap_runtime_to_budget: bool = False,
     stop_if_idle: str | int | None = None,
@@ -90,6 +92,7 @@ def submit(
     ``data`` that looks like a secret is an error unless listed in ``allow_secrets``.
     """
     say = on_progress or (lambda msg: None)
+    webhook = recording.check_webhook(notify)  # ``notify``: webhook URL, "off", or None for the setting
 
     def warn(msg: str) -> None:
         (say if on_progress else log.warning)(f"warning: {msg}")
@@ -147,6 +150,7 @@ def submit(
     report = stage(bundle, store)
     say(f"staged {report.files} files ({report.bytes} bytes), uploaded {report.uploaded_blobs} new blob(s)")
     handle = launch_spec(spec, store=store, env=bundle.env, backend=be)
+    recording.on_submit(store, spec, project_root=root, webhook=webhook, say=say)  # git state, MLflow, notify
     return Job(spec.id, store=store, spec=spec, handle=handle)
 
 
@@ -203,6 +207,7 @@ def rerun(
                              "created_at": time.time(), "attempt": 0})
     handle = launch_spec(new, store=old.store, env=old.store.get_json(layout.job_key(spec.id, "env.json"), None),
                          options=backend_options_)
+    recording.on_rerun(old.store, spec, new)  # provenance: the original's (same bundle), rerun_of it
     return Job(new.id, store=old.store, spec=new, handle=handle)
 
 

@@ -10,6 +10,13 @@ jobs/<job-id>/status.json ...           the runner's: status, log/<n>.txt, metri
 jobs/<job-id>/cancel                    the client's: presence asks the runner to stop
 jobs/<job-id>/reconciled.json           the client's conclusion when the backend says the job is gone
 jobs/<job-id>/retry.json                the client's: the job that retries this one
+jobs/<job-id>/provenance.json           the client's, once at submit: git commit, branch, remote, diff
+                                        (a rerun's copies its original's, with rerun_of)
+jobs/<job-id>/mlflow.json               the client's, once at submit: the job's MLflow run
+jobs/<job-id>/notify.json               the client's, once at submit: where to say that the job ended
+jobs/<job-id>/notified.json             created once, exclusively, by the one observer that sends it
+sweeps/<sweep-id>/mlflow.json, notify.json, notified.json   as for a job: the sweep driver's (the
+                                        parent MLflow run of the trials' runs)
 sessions/<job-id>/queue/<cell-job-id>   warm %%offload session: cell jobs to run (client)
 sessions/<job-id>/stop                  warm %%offload session: end it (client)
 sweeps/<sweep-id>/...                   a sweep's record and its packs
@@ -32,6 +39,12 @@ ENVS = "envs"
 
 def job_key(job_id: str, name: str = "") -> str:
     return f"{JOBS}/{job_id}/{name}" if name else f"{JOBS}/{job_id}"
+
+
+PROVENANCE = "provenance.json"  # job_key(id, PROVENANCE): where the job's code came from
+MLFLOW = "mlflow.json"  # job_key / sweep_key: the MLflow run mirrored from the store
+NOTIFY = "notify.json"  # job_key / sweep_key: the webhook to call when it ends
+NOTIFIED = "notified.json"  # job_key / sweep_key: the end was announced (exclusive create)
 
 
 def blob_key(sha: str) -> str:

@@ -1,0 +1,67 @@
+"""What a process watching a job does beside showing it: mirror it to MLflow and announce its end.
+
+:func:`observe` is called by every client-side watcher with the status it just read: the Jupyter
+server's watcher pass, ``Job.wait()`` and ``Job.iter_logs(follow=True)`` (``offload run``,
+``offload logs -f``), the sweep driver for its trials. It is cheap for a job without an MLflow run
+or a webhook (one cached read), sends new metric points at most every :data:`MIRROR_EVERY_S`
+while the job runs, and at the end mirrors the rest and sends the webhook (once in all, see
+:mod:`offload.jobs.notify`). It never raises: a tracking server or webhook that is down is logged
+once per job, and the job's own life goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+from offload.jobs import notify, tracking
+from offload.spec import FINAL_STATES
+
+log = logging.getLogger("offload")
+
+__all__ = ["MIRROR_EVERY_S", "observe"]
+
+MIRROR_EVERY_S = 1.0
+_lock = threading.Lock()
+_last: dict[tuple[str, str], float] = {}
+_done: set[tuple[str, str]] = set()
+_warned: set[tuple[str, str, str]] = set()
+
+
+def observe(job: Any, status: dict[str, Any] | None = None) -> None:
+    """Mirror ``job`` (an :class:`offload.jobs.Job`) to MLflow and announce its end; never raises."""
+    key = (job.store.url, job.id)
+    st = status if status is not None else job.last_status
+    final = st.get("state") in FINAL_STATES and not st.get("retried_as")
+    now = time.monotonic()
+    with _lock:
+        if key in _done or (not final and now - _last.get(key, 0.0) < MIRROR_EVERY_S):
+            return
+        _last[key] = now
+        if final:
+            _done.add(key)
+            _last.pop(key, None)
+    url = None
+    try:
+        if tracking.mirror(job, st):
+            url = (tracking.job_run(job.store, job.id) or {}).get("url")
+    except Exception as exc:
+        _warn(key, "mlflow", f"job {job.id}: could not send it to MLflow: {exc}")
+        if final:  # try the end again at the next observation
+            with _lock:
+                _done.discard(key)
+    if final:
+        try:
+            notify.job_ended(job, st, run_url=url)
+        except Exception as exc:
+            _warn(key, "notify", f"job {job.id}: could not send the end-of-job webhook: {exc}")
+
+
+def _warn(key: tuple[str, str], what: str, text: str) -> None:
+    with _lock:
+        if (*key, what) in _warned:
+            return
+        _warned.add((*key, what))
+    log.warning("offload: %s", text)
