@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import os
+import re
 import shutil
 import signal
 import socket
@@ -31,7 +33,7 @@ from offload.backends.base import (
     Machine,
 )
 from offload.backends.procs import pid_alive, proc_start_time, track
-from offload.errors import BackendError
+from offload.errors import BackendError, UsageError
 from offload.paths import data_dir
 from offload.spec import JobSpec
 from offload.store import Store
@@ -98,17 +100,36 @@ class LocalBackend(Backend):
             os.killpg(int(handle["pid"]), signal.SIGKILL)
 
     def machines(self) -> list[Machine]:
-        gpus = 0
-        if shutil.which("nvidia-smi"):
-            try:
-                out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=5).stdout
-                gpus = sum(1 for line in out.splitlines() if line.startswith("GPU "))
-            except (OSError, subprocess.SubprocessError):
-                gpus = 0
+        gpus = local_gpus()
+        models = ", ".join(sorted(set(gpus)))
         return [Machine(
-            name="local", gpu="local" if gpus else None, gpu_count=gpus, vcpus=os.cpu_count(),
-            price_per_hour=0.0, description=f"this machine, up to {self.max_jobs} jobs at once",
+            name=MACHINE, gpu="local" if gpus else None, gpu_count=len(gpus), vcpus=os.cpu_count(),
+            price_per_hour=0.0,
+            description=f"this machine{f' ({models})' if models else ''}, up to {self.max_jobs} jobs at once",
         )]
+
+    def validate(self, spec: JobSpec) -> None:
+        """The job runs on this machine as it is: a machine by another name, or a GPU this
+        machine does not have (model or count), is refused naming the field."""
+        r = spec.resources
+        if r.machine and r.machine not in (MACHINE, socket.gethostname()):
+            raise UsageError(
+                f"the local backend runs jobs on this machine; it has no machine type {r.machine!r}", field="machine",
+                hint="leave the machine out (or 'local'), or pick a backend that offers it (offload machines --backend gce)",
+            )
+        if not r.gpu:
+            return
+        gpus = local_gpus()
+        if not gpus:
+            raise UsageError(f"this machine has no GPU, so the local backend cannot give the job a {r.gpu} GPU",
+                             field="gpu", hint="leave --gpu out, or pick a backend with GPUs (gce, slurm)")
+        wanted = [g.strip().lower() for g in r.gpu.split(",") if g.strip()]
+        if not any(g == "local" or any(_names_gpu(g, model) for model in gpus) for g in wanted):
+            raise UsageError(f"this machine's GPUs are {', '.join(sorted(set(gpus)))}, not {r.gpu}", field="gpu",
+                             hint="ask for one of those (or --gpu local), or pick a backend that has it")
+        if r.gpu_count > len(gpus):
+            raise UsageError(f"this machine has {len(gpus)} GPU(s); the job asks for {r.gpu_count}", field="gpu_count",
+                             hint=f"ask for at most {len(gpus)}, or pick a backend with bigger machines")
 
     def estimate_cost(self, spec: JobSpec) -> float | None:
         return 0.0
@@ -117,6 +138,28 @@ class LocalBackend(Backend):
     @classmethod
     def runner_slot(cls, spec: JobSpec, store: Store, should_stop: Callable[[], bool]):
         return _slot(should_stop)
+
+
+MACHINE = "local"  # the one machine the local backend offers
+
+
+@functools.lru_cache(maxsize=1)
+def local_gpus() -> tuple[str, ...]:
+    """The models of this machine's NVIDIA GPUs, one entry per GPU (``nvidia-smi -L``)."""
+    if not shutil.which("nvidia-smi"):
+        return ()
+    try:
+        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return ()
+    # "GPU 0: NVIDIA H200 (UUID: GPU-...)"
+    return tuple(m.group(1).strip() for m in re.finditer(r"^GPU \d+: (.+?)(?: \(UUID:.*)?$", out, re.M))
+
+
+def _names_gpu(wanted: str, model: str) -> bool:
+    """``a100`` and ``a100-80gb`` name "NVIDIA A100-SXM4-80GB"; ``l4`` does not name "NVIDIA L40S"."""
+    return all(re.search(rf"(?<![a-z0-9]){re.escape(part)}(?![a-z0-9])", model.lower())
+               for part in wanted.split("-") if part)
 
 
 # Queued jobs start in submission order: launch() writes a ticket (named by submission time, holding

@@ -53,10 +53,11 @@ from offload.backends.base import (
     Backend,
     BackendState,
     Machine,
+    kept_warm,
 )
 from offload.errors import BackendError, UsageError
 from offload.paths import data_dir
-from offload.spec import JobSpec, JobState
+from offload.spec import JobSpec, JobState, machine_name
 from offload.store import layout
 
 EXIT_RECORD = "slurm-exit.json"  # jobs/<id>/slurm-exit.json, written by the batch script
@@ -110,7 +111,7 @@ class SlurmBackend(Backend):
     """Each job is one ``sbatch`` submission whose script runs ``python -m offload.runner``."""
 
     name = "slurm"
-    abilities = frozenset({Ability.KILL})
+    abilities = frozenset({Ability.KILL, Ability.KEEP_ALIVE})
 
     # ------------------------------------------------------------------ options and the script
     def _options(self, spec: JobSpec | None = None) -> dict[str, Any]:
@@ -123,7 +124,9 @@ class SlurmBackend(Backend):
         """The ``#SBATCH`` option words for ``spec`` (validated), in the order they are written."""
         opts = self._options(spec)
         res = spec.resources
-        lines = [f"--job-name={JOB_NAME_PREFIX}{spec.id}", f"--time={format_time(res.max_runtime_s)}"]
+        # A job kept warm holds its allocation for its keep-alive window too (runner/machine.py).
+        limit = res.max_runtime_s + (res.keep_alive_s or 0)
+        lines = [f"--job-name={JOB_NAME_PREFIX}{spec.id}", f"--time={format_time(limit)}"]
         for key, flag in (("partition", "--partition"), ("account", "--account"), ("qos", "--qos")):
             if key in opts:
                 lines.append(f"{flag}={_check_name(key, opts[key])}")
@@ -257,7 +260,8 @@ class SlurmBackend(Backend):
             return BackendState(B_UNKNOWN, str(exc))
         line = proc.stdout.strip().splitlines()[0] if proc.returncode == 0 and proc.stdout.strip() else ""
         if proc.returncode != 0 and not _unknown_job(proc):
-            return BackendState(B_UNKNOWN, f"squeue failed: {_message(proc)}")
+            unreachable = _controller_unreachable(_output(proc))
+            return BackendState(B_UNKNOWN, str(unreachable) if unreachable else f"squeue failed: {_message(proc)}")
         if line:
             state, _, reason = line.partition("|")
             state = state.strip().upper()
@@ -303,7 +307,8 @@ class SlurmBackend(Backend):
         sid = str(handle["slurm_job_id"])
         proc = _slurm(["scancel", sid])
         if proc.returncode != 0 and not _unknown_job(proc):
-            raise BackendError(f"scancel {sid} failed: {_message(proc)}", hint="check `squeue -j " + sid + "`; is this your job?")
+            raise _controller_unreachable(_output(proc)) or BackendError(
+                f"scancel {sid} failed: {_message(proc)}", hint="check `squeue -j " + sid + "`; is this your job?")
 
     def kill(self, handle: dict[str, Any]) -> None:
         """Hard stop, for a runner that ignores SIGTERM."""
@@ -325,6 +330,8 @@ class SlurmBackend(Backend):
                 finished = self.store.exists(layout.job_key(job_id, "result.json"))
             except Exception:
                 continue
+            if finished and kept_warm(self.store, job_id, machine_name(job_id)):
+                continue  # a warm machine waiting for the next job (runner/machine.py)
             if finished:
                 removed.append(f"slurm job {sid.strip()} ({job_id})")
                 if not dry_run:
@@ -336,7 +343,7 @@ class SlurmBackend(Backend):
         saying why when the cluster cannot be asked (the Run dialog shows the backend unavailable)."""
         proc = _slurm(["sinfo", "-h", "-o", "%R|%G|%c|%m|%l|%a"])
         if proc.returncode != 0:
-            raise BackendError(f"cannot list SLURM partitions: sinfo said: {_message(proc)}",
+            raise _controller_unreachable(_output(proc)) or BackendError(f"cannot list SLURM partitions: sinfo said: {_message(proc)}",
                                hint="check that this machine reaches the SLURM controller (`scontrol ping`)")
         seen: dict[str, Machine] = {}
         for line in proc.stdout.splitlines():
@@ -377,6 +384,9 @@ class SlurmBackend(Backend):
 
     def _submit_error(self, proc: subprocess.CompletedProcess[str], spec: JobSpec) -> BackendError:
         """SLURM's own message, plus which setting to change."""
+        unreachable = _controller_unreachable(_output(proc))
+        if unreachable is not None:  # nothing about the job is wrong: say so, not "fix the options"
+            return unreachable
         msg = _message(proc)
         opts = self._options(spec)
         low = msg.lower()
@@ -413,7 +423,13 @@ def _slurm(cmd: list[str], *, input: str | None = None, timeout: float = CMD_TIM
         )
     try:
         return subprocess.run([exe, *cmd[1:]], input=input, capture_output=True, text=True, timeout=timeout, check=False)
-    except subprocess.TimeoutExpired:
+    except subprocess.TimeoutExpired as exc:
+        # SLURM retries a controller it cannot resolve or reach for a while: what it said so far
+        # tells which, when it did not finish within the time allowed
+        said = "\n".join(s.decode(errors="replace") if isinstance(s, bytes) else s for s in (exc.stderr, exc.output) if s)
+        unreachable = _controller_unreachable(said)
+        if unreachable is not None:
+            raise unreachable from None
         raise BackendError(
             f"{cmd[0]} did not answer within {timeout:.0f} s",
             hint="the SLURM controller may be down or overloaded; try again, or ask your cluster admins",
@@ -422,6 +438,45 @@ def _slurm(cmd: list[str], *, input: str | None = None, timeout: float = CMD_TIM
 
 def _see_output(handle: dict[str, Any]) -> str:
     return f"; SLURM's output: {handle['output']}" if handle.get("output") else ""
+
+
+_UNRESOLVED = re.compile(r'Unable to resolve "([^"]+)"')
+
+
+def _output(proc: subprocess.CompletedProcess[str]) -> str:
+    return f"{proc.stderr or ''}\n{proc.stdout or ''}"
+
+
+def _controller_host() -> str | None:
+    """SlurmctldHost of the slurm.conf in force, where this machine can read it."""
+    try:
+        with open(os.environ.get("SLURM_CONF") or "/etc/slurm/slurm.conf", encoding="utf-8") as fh:
+            m = re.search(r"^\s*(?:SlurmctldHost|ControlMachine)\s*=\s*([^\s(#]+)", fh.read(), re.M | re.I)
+    except OSError:
+        return None
+    return m.group(1) if m else None
+
+
+def _controller_unreachable(said: str) -> BackendError | None:
+    """The clear error for a controller that cannot be reached (its name does not resolve, or it
+    does not answer), instead of SLURM's getaddrinfo lines and a hint about job options."""
+    low = said.lower()
+    conf = os.environ.get("SLURM_CONF") or "slurm.conf"
+    m = _UNRESOLVED.search(said)
+    if m or "unable to establish control machine" in low or "getaddrinfo() failed" in low:
+        host = m.group(1) if m else (_controller_host() or "<SlurmctldHost>")
+        return BackendError(
+            f"cannot reach the SLURM controller: its host name {host!r} does not resolve from this machine",
+            hint=f"check SlurmctldHost in {conf} and this machine's DNS (`getent hosts {host}`); "
+                 "`scontrol ping` says when the controller is reachable",
+        )
+    if "unable to contact slurm controller" in low or "connect failure" in low or "connection refused" in low:
+        return BackendError(
+            "cannot reach the SLURM controller: it does not answer (connect failure)",
+            hint="slurmctld may be down or not reachable from this machine (firewall, SlurmctldPort in "
+                 f"{conf}): `scontrol ping`; try again later or ask your cluster admins",
+        )
+    return None
 
 
 def _message(proc: subprocess.CompletedProcess[str]) -> str:

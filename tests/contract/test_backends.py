@@ -46,10 +46,8 @@ def local_backend(tmp_path):
         name="local", store=Store((tmp_path / "store").as_uri()),
         kill_runner=lambda job: os.kill(int(job.handle["pid"]), signal.SIGKILL),
         unknown_handle={"pid": _dead_pid(), "start_time": "0", "host": socket.gethostname()},
-        capabilities=Capabilities(
-            invalid_resources=(),
-            why={"invalid_resources": "it runs on this machine as it is: a GPU or machine request is not refused"},
-        ),
+        # it runs on this machine as it is: another machine type, or a GPU it lacks, is refused
+        capabilities=Capabilities(invalid_resources=({"gpu": "h900"}, {"machine": "n9-imaginary-4"})),
     )
 
 
