@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import hashlib
 import json
 import re
 import secrets
@@ -21,6 +22,9 @@ from offload.errors import UsageError
 SPEC_VERSION = 1
 KINDS = ("notebook", "cell", "trial", "session", "pack")  # session, pack: programs the runner serves
 ENV_MODES = ("kernel", "isolated")
+KEPT_KINDS = ("notebook", "cell", "trial")  # kinds whose machine can stay warm after them (--keep-alive)
+MACHINE_KINDS = (*KEPT_KINDS, "session")  # kinds a warm machine can be handed (a session's window is its idle time)
+MAX_KEEP_ALIVE_S = 24 * 3600  # a warm machine's idle window is capped: it bills while it waits
 
 _JOB_ID = re.compile(r"^[a-z0-9][a-z0-9-]{5,62}$")
 
@@ -39,6 +43,27 @@ def check_job_id(job_id: str) -> str:
             hint="a job id is 6-63 lowercase letters, digits and dashes, as printed by `offload ls`",
         )
     return job_id
+
+
+def parse_keep_alive(text: str | int | float | None) -> int | None:
+    """``--keep-alive``: a duration, or ``0``/``off``/``no`` for none; None stays None (default)."""
+    if text is None or text == "":
+        return None
+    if str(text).strip().lower() in ("0", "off", "no", "none", "false"):
+        return 0
+    try:
+        return parse_duration(text)
+    except UsageError as exc:
+        raise UsageError(f"cannot read keep-alive {text!r}", hint="write it like 10m, 1h or 0 (off)",
+                         field="keep_alive") from exc
+
+
+def machine_name(job_id: str) -> str:
+    """The machine started for job ``job_id`` (a GCE VM's name; the key of ``machines/<name>.json``)."""
+    name = f"offload-{job_id}"
+    if len(name) <= 63:
+        return name
+    return name[:54].rstrip("-") + "-" + hashlib.sha256(job_id.encode()).hexdigest()[:8]
 
 
 def parse_duration(text: str | int | float) -> int:
@@ -88,6 +113,9 @@ class Resources:
     zone: str | None = None
     region: str | None = None
     options: dict[str, Any] = field(default_factory=dict)  # backend-specific extras
+    # After its job the machine stays this long for the next compatible job (None: the
+    # backend's ``keep_alive`` default, 0: off). See offload/runner/machine.py.
+    keep_alive_s: int | None = None
 
     def validate(self) -> Resources:
         if self.gpu_count < 1:
@@ -96,7 +124,21 @@ class Resources:
             raise UsageError("max runtime must be positive", hint="for example --max-runtime 4h")
         if self.cpus is not None and self.cpus < 1:
             raise UsageError("cpus must be at least 1")
+        if self.keep_alive_s is not None and not 0 <= self.keep_alive_s <= MAX_KEEP_ALIVE_S:
+            raise UsageError(
+                f"keep-alive {self.keep_alive_s} s is outside 0 to {MAX_KEEP_ALIVE_S // 3600} h",
+                hint="for example --keep-alive 10m (0 turns it off)", field="keep_alive",
+            )
         return self
+
+    def shape(self) -> dict[str, Any]:
+        """What a machine started for these resources is: a job is handed to a warm machine only
+        when its request has the same shape (backend, machine, GPU, spot, region/partition)."""
+        return {
+            "gpu": self.gpu, "gpu_count": self.gpu_count if self.gpu else 0, "machine": self.machine,
+            "spot": bool(self.spot), "cpus": self.cpus, "memory_gb": self.memory_gb, "zone": self.zone,
+            "region": self.region, "partition": self.options.get("partition"),
+        }
 
 
 @dataclass
@@ -172,6 +214,11 @@ class JobSpec:
             raise UsageError("wait-for-capacity must be between 1 s and 7 days",
                              hint="for example --wait-for-capacity 2h", field="wait_for_capacity")
 
+    @property
+    def keeps_machine(self) -> bool:
+        """Its machine stays after it for ``resources.keep_alive_s`` (runner/machine.py)."""
+        return bool(self.resources.keep_alive_s) and self.kind in KEPT_KINDS
+
     # JSON round trip -----------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -224,6 +271,18 @@ class JobState(str, enum.Enum):
     @property
     def is_active(self) -> bool:
         return self in ACTIVE_STATES
+
+
+class MachineState(str, enum.Enum):
+    """A machine's state in ``machines/<name>.json`` (written by the machine itself)."""
+
+    BUSY = "busy"  # running a job (or a session held by a notebook kernel, or a sweep pack)
+    IDLE = "idle"  # waiting for a compatible job until its idle deadline
+    ENDING = "ending"  # past its deadline or stopped: takes nothing more, deleting itself
+    ENDED = "ended"
+
+    def __str__(self) -> str:
+        return self.value
 
 
 ACTIVE_STATES = (JobState.QUEUED, JobState.PROVISIONING, JobState.RUNNING)

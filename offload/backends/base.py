@@ -11,6 +11,7 @@ from __future__ import annotations
 import abc
 import enum
 import functools
+import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, field
@@ -19,7 +20,7 @@ from typing import Any, ClassVar
 
 from offload.errors import UsageError
 from offload.spec import JobSpec
-from offload.store import Store
+from offload.store import Store, layout
 
 
 class BackendPhase(str, enum.Enum):
@@ -70,6 +71,7 @@ class Ability(str, enum.Enum):
     KILL = "kill"  # kill(handle): a hard stop for a runner that ignores SIGTERM
     SERIAL_OUTPUT = "serial_output"  # serial_output(handle): the machine's console, for a boot that never reported
     JOB_COST = "job_cost"  # job_cost(handle, status): what the job cost, from the backend's own prices
+    KEEP_ALIVE = "keep_alive"  # its machine can stay after a job and take the next (runner/machine.py)
 
 
 class Backend(abc.ABC):
@@ -143,7 +145,29 @@ class Backend(abc.ABC):
 
     @classmethod
     def on_runner_exit(cls, spec: JobSpec, store: Store, final_state: str) -> None:
-        """After the runner stored its last output (e.g. a VM deletes itself here)."""
+        """After the runner stored its last output (e.g. a VM deletes itself here). A job kept
+        warm (``resources.keep_alive_s``) leaves its machine to the machine agent."""
+
+    @classmethod
+    def end_machine(cls, spec: JobSpec, store: Store) -> None:
+        """The warm machine started for ``spec`` ends now (a VM deletes itself; a SLURM allocation
+        ends when the agent exits, so nothing to do there)."""
+
+
+def machine_record_live(record: dict[str, Any] | None, now: float | None = None) -> bool:
+    """A machine's record (``machines/<name>.json``) says it is up: not ended, heartbeat fresh."""
+    if not record or record.get("state") == "ended":
+        return False
+    age = (now or time.time()) - float(record.get("heartbeat") or 0)
+    return age < 3 * float(record.get("heartbeat_every_s") or 15) + 30
+
+
+def kept_warm(store: Store, job_id: str, machine: str) -> bool:
+    """Whether the machine started for ``job_id`` is a live warm machine (cleanup leaves it)."""
+    try:
+        return machine_record_live(store.get_json(layout.machine_key(machine), None))
+    except Exception:
+        return False
 
 
 _INTERNAL: dict[str, type[Backend]] = {}

@@ -53,10 +53,11 @@ from offload.backends.base import (
     Backend,
     BackendState,
     Machine,
+    kept_warm,
 )
 from offload.errors import BackendError, UsageError
 from offload.paths import data_dir
-from offload.spec import JobSpec, JobState
+from offload.spec import JobSpec, JobState, machine_name
 from offload.store import layout
 
 EXIT_RECORD = "slurm-exit.json"  # jobs/<id>/slurm-exit.json, written by the batch script
@@ -110,7 +111,7 @@ class SlurmBackend(Backend):
     """Each job is one ``sbatch`` submission whose script runs ``python -m offload.runner``."""
 
     name = "slurm"
-    abilities = frozenset({Ability.KILL})
+    abilities = frozenset({Ability.KILL, Ability.KEEP_ALIVE})
 
     # ------------------------------------------------------------------ options and the script
     def _options(self, spec: JobSpec | None = None) -> dict[str, Any]:
@@ -123,7 +124,9 @@ class SlurmBackend(Backend):
         """The ``#SBATCH`` option words for ``spec`` (validated), in the order they are written."""
         opts = self._options(spec)
         res = spec.resources
-        lines = [f"--job-name={JOB_NAME_PREFIX}{spec.id}", f"--time={format_time(res.max_runtime_s)}"]
+        # A job kept warm holds its allocation for its keep-alive window too (runner/machine.py).
+        limit = res.max_runtime_s + (res.keep_alive_s or 0)
+        lines = [f"--job-name={JOB_NAME_PREFIX}{spec.id}", f"--time={format_time(limit)}"]
         for key, flag in (("partition", "--partition"), ("account", "--account"), ("qos", "--qos")):
             if key in opts:
                 lines.append(f"{flag}={_check_name(key, opts[key])}")
@@ -327,6 +330,8 @@ class SlurmBackend(Backend):
                 finished = self.store.exists(layout.job_key(job_id, "result.json"))
             except Exception:
                 continue
+            if finished and kept_warm(self.store, job_id, machine_name(job_id)):
+                continue  # a warm machine waiting for the next job (runner/machine.py)
             if finished:
                 removed.append(f"slurm job {sid.strip()} ({job_id})")
                 if not dry_run:

@@ -102,6 +102,9 @@ def cell_parser() -> _Parser:
     p.add_argument("--machine", help="backend machine type, e.g. g2-standard-8")
     p.add_argument("--spot", action="store_true", default=None, help="spot/preemptible capacity")
     p.add_argument("--max-runtime", help="hard cap, e.g. 30m, 4h")
+    p.add_argument("--keep-alive", dest="keep_alive", default=None,
+                   help="how long the warm session's machine waits for the next cell, e.g. 10m "
+                        "(default: the backend's keep_alive, else 30m)")
     p.add_argument("--push", help="names to send (overrides the analysis)")
     p.add_argument("--pull", help="names to bring back (overrides the analysis)")
     p.add_argument("--no-pull", action="store_true", help="bring nothing back")
@@ -114,7 +117,8 @@ def cell_parser() -> _Parser:
     return p
 
 
-_DEFAULT_KEYS = ("backend", "gpu", "gpu_count", "machine", "spot", "max_runtime", "data", "env", "cold", "warn_size", "pull_limit")
+_DEFAULT_KEYS = ("backend", "gpu", "gpu_count", "machine", "spot", "max_runtime", "keep_alive", "data", "env", "cold",
+                 "warn_size", "pull_limit")
 
 
 def _render(exc: BaseException, lines: list[str]) -> BaseException:

@@ -7,6 +7,12 @@ once. Every cell is still a normal job written through the one launch path
 so it is listed, followed, cancelled and merged like any other job. Variables pushed by one cell
 stay in the session kernel, but every cell still ships what it reads: the session is a cache,
 never the source of truth.
+
+On gce and slurm the session is the whole job of its own VM / allocation (a machine, listed by
+``offload machines --running``): cells queue on it while it boots, and it ends, deleting the VM,
+when the kernel shuts down (the stop marker written at exit), on ``%offload stop``, on
+``offload machines stop`` or after its idle window (``--keep-alive``, the backend's
+``keep_alive``, else 30 min).
 """
 
 from __future__ import annotations
@@ -20,13 +26,20 @@ from typing import Any
 import nbformat.v4 as v4
 
 from offload._version import __version__
-from offload.backends.base import B_RUNNING, Backend, BackendState, get_backend
-from offload.config import default_backend
+from offload.backends.base import (
+    B_PENDING,
+    B_PROVISIONING,
+    B_RUNNING,
+    Backend,
+    BackendState,
+    get_backend,
+)
+from offload.config import backend_options, default_backend
 from offload.jobs import Job, launch_spec
 from offload.notebook import cell_hash
 from offload.runner.session import CLIENT_PID_LABEL, CWD_LABEL
 from offload.snapshot.bundle import build_bundle, stage
-from offload.spec import JobSpec, Resources, new_job_id, parse_duration
+from offload.spec import JobSpec, Resources, new_job_id, parse_duration, parse_keep_alive
 from offload.store import Store, layout
 
 SESSION_NOTEBOOK = "offload-session.ipynb"  # the session job's own (one markdown cell) notebook
@@ -37,10 +50,13 @@ class SessionGone(Exception):
     """The warm session's server is not there any more: fall back to a cold job."""
 
 
+WARM_BACKENDS = ("local", "gce", "slurm")  # where a session serves cells (its own VM / allocation remotely)
+
+
 def can_serve(backend: str | None, opts: Any) -> bool:
-    """Warm sessions exist for the local backend today (the runner serves them on any backend)."""
+    """Warm sessions serve cells in the kernel's environment on local, gce and slurm."""
     name = backend or default_backend()
-    return name == "local" and (getattr(opts, "env", None) or "kernel") == "kernel"
+    return name in WARM_BACKENDS and (getattr(opts, "env", None) or "kernel") == "kernel"
 
 
 def _max_runtime(opts: Any) -> int:
@@ -56,11 +72,12 @@ class _SessionQueue(Backend):
     def __init__(self, store: Store, session: SessionClient):
         super().__init__(store)
         self.session = session
-        self.host = get_backend(session.backend, store)
+        self.host = session.host()
 
     def launch(self, spec: JobSpec) -> dict[str, Any]:
         self.store.put_bytes(layout.session_queue_key(self.session.id, spec.id), b"")
-        return self.session.handle
+        # The session's machine: cancelling the cell must interrupt it, not end the machine.
+        return {**self.session.handle, "on_session": self.session.id}
 
     def state(self, handle: dict[str, Any]) -> BackendState:
         return self.host.state(handle)
@@ -89,17 +106,25 @@ class SessionClient:
         self.key = key
         self.cwd = cwd
         self.served = 0
+        self._host: Backend | None = None
 
     @staticmethod
     def _key(opts: Any) -> tuple:
-        return (opts.backend, opts.gpu, opts.gpu_count, opts.machine, bool(opts.spot), opts.env or "kernel")
+        return (opts.backend, opts.gpu, opts.gpu_count, opts.machine, bool(opts.spot), opts.env or "kernel",
+                getattr(opts, "keep_alive", None))
+
+    def host(self) -> Backend:
+        if self._host is None:
+            self._host = get_backend(self.backend, self.store, **backend_options(self.backend))
+        return self._host
 
     def compatible(self, opts: Any) -> bool:
         return self._key(opts) == self.key and self.alive()
 
     def alive(self) -> bool:
-        running = get_backend(self.backend, self.store).state(self.handle).state == B_RUNNING
-        return running and not self.store.exists(layout.session_key(self.id, "stop"))
+        """Up or coming up (a VM booting, an allocation pending): cells queue meanwhile."""
+        state = self.host().state(self.handle).state
+        return state in (B_PENDING, B_PROVISIONING, B_RUNNING) and not self.store.exists(layout.session_key(self.id, "stop"))
 
     def describe(self) -> str:
         return f"job {self.id} (pid {self.handle.get('pid')}), {self.served} cell(s) served"
@@ -119,7 +144,8 @@ class SessionClient:
         spec = JobSpec(
             id=new_job_id(), notebook=bundle.notebook, bundle_id=bundle.id, kind="session", backend=backend,
             resources=Resources(gpu=opts.gpu, gpu_count=opts.gpu_count or 1, machine=opts.machine,
-                                spot=bool(opts.spot), max_runtime_s=_max_runtime(opts)),
+                                spot=bool(opts.spot), max_runtime_s=_max_runtime(opts),
+                                keep_alive_s=parse_keep_alive(getattr(opts, "keep_alive", None))),
             env_mode="kernel", python=sys.executable,
             labels={**client_labels(), CWD_LABEL: cwd, CLIENT_PID_LABEL: str(os.getpid())},
             client_version=__version__,

@@ -1,4 +1,4 @@
-"""Set-up and housekeeping: deps, config, machines, gc."""
+"""Set-up and housekeeping: deps, config, machines (offers; --running; stop), gc."""
 
 from __future__ import annotations
 
@@ -8,8 +8,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from offload.cli._format import backend_arg, backend_name
+from offload.cli._format import backend_arg, backend_name, store_arg
 from offload.config import config_path, effective_config, set_values
+from offload.errors import UsageError
+from offload.jobs.machines import list_machines, stop_all, stop_machine
 from offload.snapshot.bundle import build_bundle, collect_garbage, human_size
 from offload.snapshot.deps import render, snapshot
 
@@ -29,7 +31,13 @@ def add_parsers(sub: Any) -> None:
     cf.add_argument("pairs", nargs="*", metavar="KEY VALUE")
     cf.add_argument("--json", action="store_true", help="every setting in force with its source")
     cf.set_defaults(func=cmd_config)
-    ma = sub.add_parser("machines", help="machines a backend offers, with prices")
+    ma = sub.add_parser("machines", help="machines a backend offers, with prices; --running: live machines; stop NAME|--all",
+                        description="Without arguments: the machines a backend offers. --running: the machines up now "
+                                    "(warm --keep-alive machines, %%offload sessions, sweep packs). stop NAME|--all: end them.")
+    ma.add_argument("action", nargs="?", choices=["stop"], help="stop: end the named machine(s)")
+    ma.add_argument("names", nargs="*", metavar="NAME", help="machine name(s) to stop, as --running lists them")
+    ma.add_argument("--running", action="store_true", help="the machines up now, with idle deadline and cost so far")
+    ma.add_argument("--all", action="store_true", help="with stop: every live machine")
     ma.add_argument("--backend", type=backend_name)
     ma.add_argument("--json", action="store_true")
     ma.set_defaults(func=cmd_machines)
@@ -79,6 +87,12 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 
 def cmd_machines(args: argparse.Namespace) -> int:
+    if args.action == "stop":
+        return _stop_machines(args)
+    if args.names or args.all:
+        raise UsageError("machine names and --all go with stop", hint="offload machines stop NAME (or --all)")
+    if args.running:
+        return _running(args)
     name, be = backend_arg(args)
     ms = be.machines()
     if args.json:
@@ -96,6 +110,45 @@ def cmd_machines(args: argparse.Namespace) -> int:
     taken = getattr(be, "table", {}).get("taken") if isinstance(getattr(be, "table", None), dict) else None
     if taken:
         print(f"prices as of {taken} (override with the backend's `prices` option)")
+    return 0
+
+
+def _running(args: argparse.Namespace) -> int:
+    rows, why = list_machines(store=store_arg(args))
+    if args.backend:
+        rows = [r for r in rows if r["backend"] == args.backend]
+        if not rows and not why:
+            why = f"no {args.backend} machine is running (other backends have some: drop --backend)"
+    if args.json:
+        print(json.dumps({"machines": rows, "why_empty": why or None}, indent=1))
+        return 0
+    if not rows:
+        print(why)
+        return 0
+    print(f"{'NAME':<32} {'BACKEND':<7} {'ZONE':<15} {'SHAPE':<24} {'STATE':<6} {'IDLE LEFT':>9} {'COST':>8}")
+    for r in rows:
+        shape = r["machine"] or ""
+        if r["gpu"]:
+            shape = f"{shape} {r['gpu_count'] or 1}x{r['gpu']}".strip()
+        shape += " spot" if r["spot"] else ""
+        left = f"{int(r['idle_left_s'])}s" if r["idle_left_s"] is not None and r["state"] == "idle" else "-"
+        state = r["state"] if r["role"] == "keep-alive" else f"{r['role']}"
+        cost = f"${r['cost_so_far']:.2f}" if r["cost_so_far"] is not None else "-"
+        print(f"{r['name']:<32} {r['backend'] or '':<7} {r['zone'] or '-':<15} {shape or '-':<24} {state:<6} {left:>9} {cost:>8}")
+    return 0
+
+
+def _stop_machines(args: argparse.Namespace) -> int:
+    if args.all == bool(args.names):
+        raise UsageError("say which machines to stop", hint="offload machines stop NAME (or --all)", field="name")
+    results = stop_all(store=store_arg(args)) if args.all else [stop_machine(n, store=store_arg(args)) for n in args.names]
+    if args.json:
+        print(json.dumps(results, indent=1))
+        return 0
+    if not results:
+        print("no machine is running: nothing to stop")
+    for r in results:
+        print(r["message"])
     return 0
 
 

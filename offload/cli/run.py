@@ -45,6 +45,9 @@ def add_parsers(sub: Any) -> None:
                    help="GPU utilization under which a GPU counts as idle (default 5)")
     r.add_argument("--wait-for-capacity", metavar="DURATION",
                    help="gce: wait this long for a GPU (DWS flex-start, else cycling zones with backoff), e.g. 2h")
+    r.add_argument("--keep-alive", dest="keep_alive", metavar="DURATION",
+                   help="keep the machine this long after the job for the next compatible one, e.g. 10m "
+                        "(gce, slurm; 0 = off; default: the backend's keep_alive setting)")
     r.add_argument("--cpus", type=int)
     r.add_argument("--memory", type=float, help="memory in GB")
     r.add_argument("--data", action="append", metavar="PATH", help="file or directory to ship (same relative path remotely)")
@@ -68,7 +71,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     err = sys.stderr
     job = submit(
         args.notebook, parameters=params, backend=args.backend, gpu=args.gpu, gpu_count=args.gpu_count,
-        machine=args.machine, spot=args.spot, max_runtime=args.max_runtime, cpus=args.cpus,
+        machine=args.machine, spot=args.spot, max_runtime=args.max_runtime, keep_alive=args.keep_alive, cpus=args.cpus,
         memory_gb=args.memory, data=args.data or [], include=args.include or [], env=args.env,
         store=store_arg(args), allow_unresolved=args.allow_unresolved, retries=args.retries,
         allow_secrets=args.allow_secret or [],
@@ -80,7 +83,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.detach:
         print(job.id)
         return 0
-    print(f"job {job.id} submitted to {job.spec.backend}", file=err)
+    handle = job.handle or {}
+    on = f" (warm machine {handle['on_machine']})" if handle.get("on_machine") else ""
+    print(f"job {job.id} submitted to {job.spec.backend}{on}", file=err)
     try:
         _watch(job, quiet=args.quiet)
         while (nxt := job.latest()).id != job.id:  # preempted and retried elsewhere: follow it

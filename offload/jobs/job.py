@@ -19,7 +19,7 @@ import nbformat
 from offload.backends.base import BackendPhase, get_backend
 from offload.config import backend_options
 from offload.errors import BackendError, JobFailed, JobNotFound, OffloadError, UsageError
-from offload.jobs import index
+from offload.jobs import index, machines
 from offload.jobs.collect import merge_job
 from offload.jobs.launch import launch_spec
 from offload.metrics import last_values, parse_metrics
@@ -316,7 +316,7 @@ class Job:
             return False
         self.store.put_text(self.key("cancel"), str(time.time()))
         handle = self.handle
-        if handle is not None:
+        if handle is not None and not self._machine_stays(handle):
             try:
                 self.backend().cancel(handle)
             except BackendError:
@@ -324,6 +324,14 @@ class Job:
             except OffloadError:
                 pass
         return True
+
+    def _machine_stays(self, handle: dict) -> bool:
+        """A job on a warm machine is stopped by its cancel marker alone (the runner sees it within
+        a second) so the machine stays for the next job: one handed to a machine, or one kept warm
+        whose runner is up. Before its runner starts, the machine is deleted as for any job."""
+        if machines.is_handed(handle):
+            return True
+        return self.spec.keeps_machine and self.last_status.get("state") == JobState.RUNNING
 
     def merge(self, into: str | os.PathLike | None = None, *, write: bool = True):
         return merge_job(self, into=into, write=write)

@@ -3,8 +3,10 @@
 
 Everything that starts a job goes through it: ``submit`` (CLI, REST, ``%%offload``, sweep trials
 and packs), a retry after preemption, a rerun from the gallery, a warm session and the cell jobs
-it serves. So a job is written the same way whoever starts it, a failed launch always leaves the
-same trace (``reconciled.json`` says ``failed`` with the backend's reason), and nothing is written
+it serves. It is also where a job is handed to an idle warm machine of the same shape instead of
+booting one (:func:`offload.jobs.machines.hand_off`; the claim protocol is in
+``offload/runner/machine.py``). So a job is written the same way whoever starts it, a failed
+launch always leaves the same trace (``reconciled.json`` says ``failed`` with the backend's reason), and nothing is written
 before every check has passed.
 """
 
@@ -16,7 +18,7 @@ from typing import Any
 from offload.backends.base import Backend, get_backend
 from offload.config import backend_options
 from offload.errors import OffloadError
-from offload.jobs import budget, index
+from offload.jobs import budget, index, machines
 from offload.spec import JobSpec, JobState
 from offload.store import Store, layout
 
@@ -36,7 +38,9 @@ def launch_spec(
     the spec. The bundle must already be staged.
     """
     spec.validate()
-    be = backend or get_backend(spec.backend, store, **{**backend_options(spec.backend), **(options or {})})
+    opts = {**backend_options(spec.backend), **(options or {})}
+    be = backend or get_backend(spec.backend, store, **opts)
+    machines.apply_keep_alive_default(spec, be, {**opts, **be.options})
     be.validate(spec)
     spent = budget.enforce(spec, backend=be, options=be.options)  # before any cloud call
     store.put_json(layout.job_key(spec.id, "spec.json"), spec.to_dict())
@@ -44,7 +48,8 @@ def launch_spec(
         store.put_json(layout.job_key(spec.id, "env.json"), env)
     index.record(spec, store.url, {"state": JobState.QUEUED})
     try:
-        handle = be.launch(spec)
+        # A warm machine of the same shape takes the job (no new VM, no sbatch); else boot one.
+        handle = machines.hand_off(spec, store, be) or be.launch(spec)
     except Exception as exc:
         msg = str(exc) if isinstance(exc, OffloadError) else f"{type(exc).__name__}: {exc}"
         failed = {"state": JobState.FAILED, "reason": f"launch failed: {msg}", "at": time.time(), "finished_at": time.time()}

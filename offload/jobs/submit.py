@@ -34,7 +34,15 @@ from offload.notebook import (
 )
 from offload.snapshot.bundle import build_bundle, stage
 from offload.snapshot.deps import snapshot
-from offload.spec import DataMount, JobSpec, Resources, duration_field, new_job_id, parse_duration
+from offload.spec import (
+    DataMount,
+    JobSpec,
+    Resources,
+    duration_field,
+    new_job_id,
+    parse_duration,
+    parse_keep_alive,
+)
 from offload.store import Store, as_store, layout
 
 log = logging.getLogger("offload")
@@ -52,6 +60,7 @@ def submit(
     machine: str | None = None,
     spot: bool = False,
     max_runtime: str | int | None = None,
+    keep_alive: str | int | None = None,
     cpus: int | None = None,
     memory_gb: float | None = None,
     data: list[str | os.PathLike] = (),
@@ -90,6 +99,8 @@ def submit(
     max runtime to fit); ``stop_if_idle`` (``"20m"``) stops it when its GPUs stay under
     ``idle_threshold`` percent that long; ``wait_for_capacity`` (``"2h"``, gce) waits for a GPU. A file named in ``include`` or
     ``data`` that looks like a secret is an error unless listed in ``allow_secrets``.
+    ``keep_alive`` (``"10m"``; ``0`` off; default: the backend's ``keep_alive`` setting) keeps the
+    machine after the job for the next compatible one (gce, slurm; see ``offload machines``).
     """
     say = on_progress or (lambda msg: None)
     webhook = recording.check_webhook(notify)  # ``notify``: webhook URL, "off", or None for the setting
@@ -115,7 +126,7 @@ def submit(
     resources = Resources(
         gpu=gpu, gpu_count=gpu_count, machine=machine, spot=spot,
         max_runtime_s=parse_duration(max_runtime) if max_runtime else Resources().max_runtime_s,
-        cpus=cpus, memory_gb=memory_gb,
+        cpus=cpus, memory_gb=memory_gb, keep_alive_s=parse_keep_alive(keep_alive),
     ).validate()
     if env_spec is None:
         env_spec = snapshot(nb_path, nb=in_memory, project_root=root if from_object else project_root,

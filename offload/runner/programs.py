@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable
 
 from offload.backends import local
+from offload.runner import machine
 from offload.runner.job import NotebookJob
 from offload.runner.pack import serve_pack
 from offload.runner.session import SessionServer
@@ -27,12 +28,14 @@ def _job(store: Store, spec: JobSpec) -> int:
 
 def _session(store: Store, spec: JobSpec) -> int:
     local.drop_ticket()  # a session holds no local slot, so it does not queue for one
-    return SessionServer(store, spec).run()
+    with machine.registered(store, spec, role="session") as record:  # listed while a kernel holds it
+        return SessionServer(store, spec, record=record).run()
 
 
 def _pack(store: Store, spec: JobSpec) -> int:
     local.drop_ticket()  # the pack's slots are its own: it does not queue for one of this machine's
-    return serve_pack(store, spec)
+    with machine.registered(store, spec, role="pack"):
+        return serve_pack(store, spec)
 
 
 PROGRAMS: dict[str, Program] = {
@@ -54,7 +57,10 @@ def program_kind(spec: JobSpec) -> str:
 def run_job(store_url: str, job_id: str) -> int:
     store = Store(store_url)
     spec = JobSpec.from_dict(store.get_json(layout.job_key(job_id, "spec.json")))
-    return PROGRAMS[program_kind(spec)](store, spec)
+    program = PROGRAMS[program_kind(spec)]
+    if machine.keeps_machine(spec):  # the machine stays after this job (runner/machine.py)
+        return machine.serve(store, spec, program)
+    return program(store, spec)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,7 +12,10 @@ Each cell job is still a normal job: its spec is written by the client through t
 path, and the session runs it as a :class:`CellJob` program with the same bookkeeping as any
 other (status, logs, ``output.ipynb``, ``outputs/``, ``result.json``), so nothing downstream can
 tell a warm cell from a cold one except that it started in milliseconds. The session ends when
-it is stopped, when the client kernel exits (local sessions) or after ``OFFLOAD_SESSION_IDLE_S``.
+it is stopped (the client's stop marker, which the client kernel writes when it shuts down, or
+``offload machines stop``), when the client kernel exits (local sessions) or after its idle window
+(``resources.keep_alive_s``, else ``OFFLOAD_SESSION_IDLE_S``). On GCE and SLURM the session is the
+machine's whole job: the VM deletes itself / the allocation ends when the session ends.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from offload.backends import procs
 from offload.backends.base import Backend
 from offload.runner.core import JobProgram, Outcome
 from offload.runner.kernel import kernel_manager, kernel_pid
+from offload.runner.machine import MachineRecord
 from offload.snapshot.bundle import materialize
 from offload.spec import JobSpec, JobState
 from offload.store import Store, layout
@@ -74,16 +78,21 @@ class CellJob(JobProgram):
 class SessionServer(JobProgram):
     """The session job itself: keeps the kernel, serves queued cell jobs until idle or stopped."""
 
-    def __init__(self, store: Store, spec: JobSpec):
+    def __init__(self, store: Store, spec: JobSpec, *, record: MachineRecord | None = None):
         super().__init__(store, spec)
-        if spec.backend == "local":  # no slot held for a whole session on a laptop
+        here = spec.backend == "local"
+        if here:  # no slot held for a whole session on a laptop
             self.backend_cls = Backend
         self.loop = asyncio.new_event_loop()
         self.km: Any = None
         self.kc: Any = None
         self.work: Path | None = None
-        self.in_place = spec.labels.get(CWD_LABEL)
-        self.client_pid = int(spec.labels.get(CLIENT_PID_LABEL) or 0)
+        # The user's folder and kernel pid mean something on the user's machine only: a session
+        # on a VM or a SLURM node materializes the bundles and ends on the client's stop marker.
+        self.in_place = spec.labels.get(CWD_LABEL) if here else None
+        self.client_pid = int(spec.labels.get(CLIENT_PID_LABEL) or 0) if here else 0
+        self.idle_s = float(spec.resources.keep_alive_s or IDLE_S)
+        self.record = record  # machines/<name>.json while this session holds its machine
         self.served = 0
 
     def slot(self):
@@ -154,7 +163,10 @@ class SessionServer(JobProgram):
         self.loop.run_until_complete(self._start_kernel(work))
         self.say("session kernel ready")
         idle_since = time.time()
-        stop_key = layout.session_key(self.job_id, "stop")
+        self._note_idle(idle_since)
+        stop_keys = [layout.session_key(self.job_id, "stop")]
+        if self.record is not None:  # `offload machines stop NAME` / the panel's Stop button
+            stop_keys.append(layout.machine_stop_key(self.record.name))
         last_stop_check = 0.0
         while not self.stop_reason:
             queued = self.store.list(layout.session_queue_key(self.job_id))
@@ -163,18 +175,24 @@ class SessionServer(JobProgram):
                     self.store.delete(key)
                     self._serve(key.rsplit("/", 1)[-1])
                 idle_since = time.time()
+                self._note_idle(idle_since)
                 continue
             now = time.time()
             if now - last_stop_check > 0.5:
                 last_stop_check = now
-                if self.store.exists(stop_key):
+                if any(self.store.exists(k) for k in stop_keys):
                     return JobState.SUCCEEDED, f"session stopped after {self.served} cell(s)", None
             if self.client_pid and not procs.pid_alive(self.client_pid):
                 return JobState.SUCCEEDED, f"the client kernel exited after {self.served} cell(s)", None
-            if now - idle_since > IDLE_S:
-                return JobState.SUCCEEDED, f"session idle for {int(IDLE_S)} s after {self.served} cell(s)", None
+            if now - idle_since > self.idle_s:
+                return JobState.SUCCEEDED, f"session idle for {int(self.idle_s)} s after {self.served} cell(s)", None
             time.sleep(POLL_S if now - idle_since < 60 else 0.2)
         return self.stopped_outcome()
+
+    def _note_idle(self, since: float) -> None:
+        if self.record is not None:
+            self.record.note(idle_since=since, idle_deadline=since + self.idle_s, jobs_served=self.served,
+                             keep_alive_s=int(self.idle_s))
 
     def _serve(self, job_id: str) -> None:
         handlers = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)

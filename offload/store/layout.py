@@ -19,6 +19,10 @@ sweeps/<sweep-id>/mlflow.json, notify.json, notified.json   as for a job: the sw
                                         parent MLflow run of the trials' runs)
 sessions/<job-id>/queue/<cell-job-id>   warm %%offload session: cell jobs to run (client)
 sessions/<job-id>/stop                  warm %%offload session: end it (client)
+machines/<name>.json                    a machine's record: backend, shape, zone, busy/idle, idle
+                                        deadline, env hashes... (the machine itself, runner/machine.py)
+machines/<name>/queue/<job-id>          a job handed to a warm machine: the claim (client, launch_spec)
+machines/<name>/stop                    end this machine (client: `offload machines stop`)
 sweeps/<sweep-id>/...                   a sweep's record and its packs
 envs/...                                cached environments and client wheels
 ```
@@ -35,6 +39,7 @@ BUNDLES = "bundles"
 SWEEPS = "sweeps"
 SESSIONS = "sessions"
 ENVS = "envs"
+MACHINES = "machines"
 
 
 def job_key(job_id: str, name: str = "") -> str:
@@ -73,6 +78,20 @@ def sweep_key(sweep_id: str, name: str = "") -> str:
 
 def pack_key(sweep_id: str, pack_id: str, name: str = "") -> str:
     return sweep_key(sweep_id, f"packs/{pack_id}/{name}" if name else f"packs/{pack_id}")
+
+
+def machine_key(name: str) -> str:
+    """The machine's own record (one writer: the machine)."""
+    return f"{MACHINES}/{name}.json"
+
+
+def machine_queue_key(name: str, job_id: str = "") -> str:
+    """Jobs handed to machine ``name`` (client-written claims; the machine removes what it took)."""
+    return f"{MACHINES}/{name}/queue/{job_id}" if job_id else f"{MACHINES}/{name}/queue"
+
+
+def machine_stop_key(name: str) -> str:
+    return f"{MACHINES}/{name}/stop"
 
 
 WHEELS = f"{ENVS}/wheels"  # the client's own code, shipped to GCE VMs

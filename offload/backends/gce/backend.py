@@ -19,7 +19,6 @@ the client was given, which breaks any non-default endpoint (and our tests).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -38,6 +37,7 @@ from offload.backends.base import (
     Backend,
     BackendState,
     Machine,
+    kept_warm,
 )
 from offload.backends.cost import actual, estimate, load_price_table, machine_price
 from offload.backends.gce import catalog
@@ -45,7 +45,7 @@ from offload.backends.gce.attempts import classify_attempt, exhausted_error
 from offload.backends.gce.boot import startup_script
 from offload.backends.gce.wheel import ship_wheel
 from offload.errors import BackendError, UsageError
-from offload.spec import FINAL_STATES, JobSpec, JobState
+from offload.spec import FINAL_STATES, JobSpec, JobState, machine_name
 from offload.store import Store, layout
 
 DEFAULT_IMAGE = "projects/deeplearning-platform-release/global/images/family/common-cu124-debian-11-py310"
@@ -56,6 +56,12 @@ LABEL_MANAGED, LABEL_JOB = "offload-managed", "offload-job"
 ENDPOINT_ENV = "OFFLOAD_GCE_API_ENDPOINT"
 ADC_HINT = ("run `gcloud auth application-default login` (or set GOOGLE_APPLICATION_CREDENTIALS to a "
             "service-account key file)")
+
+
+def machine_cap_s(spec: JobSpec) -> int:
+    """The VM's maxRunDuration: the job's max runtime, plus its keep-alive window when kept warm
+    (the slack a later job on the warm machine can use; runner/machine.py never hands it more)."""
+    return int(spec.resources.max_runtime_s + (spec.resources.keep_alive_s or 0))
 
 
 def _listify(value: Any) -> list[str]:
@@ -72,10 +78,7 @@ def _label(value: str) -> str:
 
 
 def instance_name(job_id: str) -> str:
-    name = f"offload-{job_id}"
-    if len(name) <= 63:
-        return name
-    return name[:54].rstrip("-") + "-" + hashlib.sha256(job_id.encode()).hexdigest()[:8]
+    return machine_name(job_id)  # the VM is the machine: one name for both
 
 
 class _Attempt(dict):
@@ -84,7 +87,7 @@ class _Attempt(dict):
 
 class GceBackend(Backend):
     name = "gce"
-    abilities = frozenset({Ability.SERIAL_OUTPUT, Ability.JOB_COST})
+    abilities = frozenset({Ability.SERIAL_OUTPUT, Ability.JOB_COST, Ability.KEEP_ALIVE})
 
     def __init__(self, store: Store, **options: Any):
         super().__init__(store, **options)
@@ -312,7 +315,7 @@ class GceBackend(Backend):
         sched = compute_v1.Scheduling(
             provisioning_model="SPOT" if spot else "STANDARD",
             instance_termination_action="DELETE",
-            max_run_duration=compute_v1.Duration(seconds=int(spec.resources.max_runtime_s)),
+            max_run_duration=compute_v1.Duration(seconds=machine_cap_s(spec)),
             on_host_maintenance="TERMINATE" if shape.gpu else "MIGRATE",
             automatic_restart=False,  # a restart would rerun the job from scratch on its own
         )
@@ -400,7 +403,7 @@ class GceBackend(Backend):
             "spot": spot, "launched_at": t_launch, "created_at": att["at"] + att.get("duration_s", 0),
             "attempts": attempts, "price_per_hour": price,
             "cost_estimate": {**estimate(price, spec.resources.max_runtime_s), "prices_taken": self.table.get("taken")},
-            "max_run_duration_s": int(spec.resources.max_runtime_s),
+            "max_run_duration_s": machine_cap_s(spec),
             "api_endpoint": self.endpoint,
         }
 
@@ -484,6 +487,8 @@ class GceBackend(Backend):
                 continue  # another store's job: that store's client decides
             job_id = inst.labels.get(LABEL_JOB) or meta.get("offload-job-id", "")
             why = self._ended(job_id, inst.status)
+            if why and inst.status not in ("TERMINATED", "SUSPENDED") and kept_warm(self.store, job_id, inst.name):
+                continue  # its job ended but the machine is kept warm for the next (runner/machine.py)
             if not why:
                 continue
             out.append(f"{zone}/{inst.name} (job {job_id}: {why})")
@@ -528,10 +533,17 @@ class GceBackend(Backend):
 
     @classmethod
     def on_runner_exit(cls, spec: JobSpec, store: Store, final_state: str) -> None:
-        """Delete this VM through the API; only on a VM that we launched for this very job."""
-        if cls._metadata("instance/attributes/offload-job-id") != spec.id:
+        """Delete this VM through the API; only on a VM that we launched for this very job, and
+        not when it is kept warm (its machine agent deletes it when idle, ``end_machine``)."""
+        if spec.keeps_machine:
             return
         if final_state == JobState.FAILED and cls._metadata("instance/attributes/offload-keep-vm") == "true":
+            return
+        cls.end_machine(spec, store)
+
+    @classmethod
+    def end_machine(cls, spec: JobSpec, store: Store) -> None:
+        if cls._metadata("instance/attributes/offload-job-id") != spec.id:
             return
         project = cls._metadata("project/project-id")
         zone = (cls._metadata("instance/zone") or "").rsplit("/", 1)[-1]
