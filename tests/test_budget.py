@@ -168,3 +168,27 @@ def test_budget_values_are_checked():
 def test_month_start_is_the_first_of_the_month_utc():
     t = time.mktime((2026, 12, 5, 3, 0, 0, 0, 0, 0)) - time.timezone
     assert time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(budget.month_start(t))) == "2026-12-01 00:00:00"
+
+
+# over REST: the request fields, and the refusal the handler answers with (402 + the fields) ----
+@needs_gcs
+def test_rest_submit_with_a_budget_is_refused_before_any_cloud_call(gce, notebook, tmp_path):
+    from jupyter_ext.service import ApiError, OffloadService
+    from jupyter_ext.service import jobs as service_jobs
+    from jupyter_ext.service.models import JobRequest
+
+    nb = notebook("rest.ipynb", ["print(1)"])
+    service = OffloadService(root_dir=str(nb.parent), store_url=gce.store.url, backends=["gce"],
+                             backend_options={"gce": gce.options})
+    body = {"path": "rest.ipynb", "backend": "gce", "gpu": "a100", "max_runtime": "2h", "budget": 5}
+    with pytest.raises(BudgetExceeded) as err:
+        service_jobs.submit(service, JobRequest.parse(service, body))
+    payload = err.value.to_dict()
+    assert payload["status"] == 402 and payload["field"] == "budget" and payload["estimate"] == pytest.approx(7.346)
+    assert payload["month_spend"] == 0.0 and "--cap-runtime-to-budget" in payload["hint"]
+    assert _inserts(gce) == []
+    for field, value in (("budget", "lots"), ("budget", -1), ("stop_if_idle", "soon"), ("idle_threshold", 101),
+                         ("wait_for_capacity", "0"), ("cap_runtime_to_budget", "yes")):
+        with pytest.raises(ApiError) as bad:
+            JobRequest.parse(service, {"path": "rest.ipynb", field: value})
+        assert bad.value.http_status == 400 and bad.value.field == field, (field, bad.value)

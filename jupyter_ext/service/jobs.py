@@ -41,7 +41,7 @@ def submit(service: OffloadService, req: JobRequest, *, active_count: int = 0,
     job = core_jobs.submit(
         req.notebook, parameters=req.parameters, backend=req.backend, gpu=req.gpu, gpu_count=req.gpu_count,
         machine=req.machine, spot=req.spot, max_runtime=req.max_runtime, data=[folder / d for d in req.data],
-        include=[folder / i for i in req.include], env=req.env,
+        include=[folder / i for i in req.include], env=req.env, **req.policy,
         labels={"source": "jupyterlab", **({"user": user} if user else {})},
         backend_options_=service.backend_options.get(req.backend), store=service.store,
         server_root=service.root_dir,  # the project root: a marker folder above the notebook, else the server's root

@@ -16,7 +16,8 @@ from typing import Any, Protocol
 from jupyter_ext.service.errors import ApiError
 from jupyter_ext.service.paths import api_path_of, resolve_notebook
 from offload.errors import UsageError
-from offload.spec import ENV_MODES, KINDS, STATES, check_job_id, parse_duration
+from offload.jobs.budget import parse_budget
+from offload.spec import ENV_MODES, KINDS, STATES, check_job_id, duration_field, parse_duration
 
 
 class ServerLimits(Protocol):
@@ -142,8 +143,10 @@ class JobRequest(RunRequest):
     env: str
     data: tuple[str, ...]  # relative to the notebook's folder
     include: tuple[str, ...]
+    policy: dict[str, Any]  # budget, cap_runtime_to_budget, stop_if_idle, idle_threshold, wait_for_capacity
 
-    FIELDS = (*RunRequest.FIELDS, "parameters", "gpu_count", "env", "data", "include")
+    POLICY = ("budget", "cap_runtime_to_budget", "stop_if_idle", "idle_threshold", "wait_for_capacity")
+    FIELDS = (*RunRequest.FIELDS, "parameters", "gpu_count", "env", "data", "include", *POLICY)
 
     @classmethod
     def parse(cls, service: ServerLimits, body: dict[str, Any]) -> JobRequest:
@@ -164,7 +167,29 @@ class JobRequest(RunRequest):
                 # relative to the notebook's folder, and still inside the server root
                 resolve_notebook(service.root_dir, f"{api_dir}/{item}" if api_dir else item, field=name)
             lists[name] = tuple(items)
-        return cls(**run, parameters=parameters, gpu_count=gpu_count, env=env, **lists)
+        return cls(**run, parameters=parameters, gpu_count=gpu_count, env=env, **lists, policy=_policy(body))
+
+
+def _policy(body: dict[str, Any]) -> dict[str, Any]:
+    """Budget, idle stop and capacity wait of a job submit, checked as ``offload run`` checks them."""
+    budget = require(body, "budget", (int, float, str), optional=True)
+    threshold = require(body, "idle_threshold", (int, float), optional=True)
+    if threshold is not None and not 0 <= threshold <= 100:
+        raise ApiError(400, f"field 'idle_threshold' must be a percentage, got {threshold}", field="idle_threshold",
+                       hint="between 0 and 100, for example 5")
+    out: dict[str, Any] = {
+        "cap_runtime_to_budget": require(body, "cap_runtime_to_budget", bool, optional=True) or False,
+        "idle_threshold": 5.0 if threshold is None else float(threshold),
+    }
+    try:
+        out["budget"] = parse_budget(budget)
+        for name in ("stop_if_idle", "wait_for_capacity"):
+            value = require(body, name, (str, int), optional=True)
+            duration_field(value, name)  # a bad duration is a 400 now, not a failed launch
+            out[name] = value or None
+    except UsageError as exc:
+        raise ApiError(400, exc.message, field=exc.field, hint=exc.hint) from None
+    return out
 
 
 @dataclass(frozen=True)

@@ -277,13 +277,21 @@ def _policy_lines(spec, checked: dict[str, Any] | None, status: dict[str, Any]) 
         lines.append(text)
     if spec.stop_if_idle_s:
         idle = status.get("idle") or {}
-        text = f"idle stop  after {duration(spec.stop_if_idle_s)} with every GPU under {spec.idle_threshold:g}%"
+        text = f"idle stop  after {_span(spec.stop_if_idle_s)} with every GPU under {spec.idle_threshold:g}%"
         if idle.get("source"):
             text += f" (sampled via {idle['source']}"
-            text += f", idle for {duration(idle['idle_s'])})" if idle.get("idle_s") else ")"
+            text += f", idle for {_span(idle['idle_s'])})" if idle.get("idle_s") else ")"
         elif idle.get("unavailable"):
             text += f" (not sampling: {idle['unavailable']})"
         lines.append(text)
     if spec.wait_for_capacity_s:
-        lines.append(f"capacity   waits up to {duration(spec.wait_for_capacity_s)} for a machine")
+        lines.append(f"capacity   waits up to {_span(spec.wait_for_capacity_s)} for a machine")
     return lines
+
+
+def _span(seconds: float) -> str:
+    """3 s, 20 min, 2 h: a setting as the user wrote it (duration() is a clock for elapsed time)."""
+    for unit, size in (("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.3g} {unit}"
+    return f"{seconds:.0f} s"

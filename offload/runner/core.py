@@ -1,5 +1,6 @@
 """What every runner program shares: status, logs, metrics and output snapshots streamed to the
-store, the heartbeat, stop requests (cancel marker, SIGTERM, max runtime) and the end of a job.
+store, the heartbeat, stop requests (cancel marker, SIGTERM, max runtime, GPUs idle past
+``--stop-if-idle``: :mod:`offload.runner.idle`) and the end of a job.
 
 A program subclasses :class:`JobProgram` and fills in named hooks:
 
@@ -42,6 +43,7 @@ from offload.backends.base import Backend, backend_class
 from offload.errors import OffloadError, StoreError
 from offload.metrics import last_values
 from offload.paths import METRICS_FILE_ENV
+from offload.runner import idle
 from offload.spec import JobSpec, JobState
 from offload.store import Store, layout
 
@@ -111,6 +113,8 @@ class JobProgram:
         self.finished = False
         self.current_cell_id: str | None = None
         self.deadline = time.time() + spec.resources.max_runtime_s
+        self.idle = idle.watch_for(spec)  # --stop-if-idle: GPUs sampled by the monitor (runner/idle.py)
+        self.idle_stop: str | None = None
         self.done = threading.Event()
         self.store_failing_since: float | None = None  # first failed flush of the current outage
         self.store_failure: str | None = None  # "store not writable: <reason>" once that stopped the job
@@ -250,6 +254,8 @@ class JobProgram:
                         self.stop(JobState.CANCELLED, "cancelled by the user")
                     elif now > self.deadline:
                         self.stop("timeout", f"stopped at the max runtime of {self.spec.resources.max_runtime_s} s")
+                if self.idle is not None and not self.stop_reason:
+                    self.check_idle(now)
                 text = self.snapshot_output()
                 if text is not None:
                     with self.lock:
@@ -260,6 +266,18 @@ class JobProgram:
                 self.store_trouble(exc)
             except Exception as exc:  # a store hiccup must not kill the job; say it and go on
                 log.warning("monitor: %s", exc)
+
+    def check_idle(self, now: float) -> None:
+        """--stop-if-idle: record the last sample; stop the job when its GPUs stayed idle long enough."""
+        why, seen = self.idle.check(now)
+        if seen is not None:
+            if seen.get("unavailable") and "idle" not in self.status:
+                self.say(f"stop-if-idle: cannot read GPU utilization ({seen['unavailable']}); "
+                         "the job will not be stopped for idleness")
+            self.set_status(idle=seen)
+        if why:
+            self.idle_stop = why
+            self.stop("idle", why)
 
     def store_trouble(self, exc: StoreError) -> None:
         """A flush failed after the store's retries: go on while the outage is shorter than
@@ -318,6 +336,8 @@ class JobProgram:
             return JobState.FAILED, f"max runtime of {self.spec.resources.max_runtime_s} s exceeded", None
         if reason == STORE:
             return JobState.FAILED, self.store_failure, None
+        if reason == "idle":  # not a failure of the notebook: stopped by the job's own --stop-if-idle
+            return JobState.CANCELLED, self.idle_stop, None
         return JobState.FAILED, f"terminated ({reason})", None
 
     # the run ----------------------------------------------------------------------------------
