@@ -94,7 +94,9 @@ test.describe('jupyter-offload', () => {
     await expect(card).toContainText('lr=0.5');
     await shot(page, '06-gallery');
 
-    // rerun from the job view (same bundle), then compare the two runs from the gallery
+    // rerun from the job view (same bundle), then compare the two runs from the gallery; the job
+    // view is a tab of the main area (behind the gallery now): bring it back first
+    await page.getByRole('tab', { name: /^Job / }).first().click();
     await page.locator('.jp-MainAreaWidget:has(.jp-offload-JobDetail) [data-command="offload:rerun"]').first().click();
     await expect(page.locator('ul[aria-label="jobs of this notebook"] .jp-offload-job')).toHaveCount(2);
     await expect(page.locator('ul[aria-label="jobs of this notebook"] .jp-offload-job').first()).toHaveAttribute('data-state', 'succeeded', { timeout: 90000 });

@@ -44,6 +44,15 @@ test.describe('sweep panel', () => {
     // the objective is suggested from the notebook's offload.log_metric calls
     await expect(form.locator('input[aria-label="objective metric"]')).toHaveValue('score');
 
+    // only user-facing backends; selects are JupyterLab's HTMLSelect
+    const backends = await form.locator('select[aria-label="backend"] option').allTextContents();
+    expect(backends.join(' ')).not.toContain('sweep-pack');
+    for (const label of ['direction', 'sampler', 'pruner', 'backend', 'machine']) {
+      await expect(form.locator(`select[aria-label="${label}"]`).locator('xpath=..')).toHaveClass(/jp-HTMLSelect/);
+    }
+    // the panel is a tab next to the notebook, not a split: the notebook keeps its width
+    await expect(page.locator('#jp-main-dock-panel .lm-DockPanel-tabBar')).toHaveCount(1);
+
     // an invalid range is flagged in place and nothing starts
     await row('x').locator('input[aria-label="x low"]').fill('3');
     await row('x').locator('input[aria-label="x high"]').fill('1');
@@ -74,15 +83,47 @@ test.describe('sweep panel', () => {
     await expect(panel.locator('figure[data-plot="importances"] .jp-offload-sweep-imp-row')).toHaveCount(3);
     await expect(panel.locator('.jp-offload-sweep-counts')).toContainText('4 of 4 done');
     await shot(page, 'sweep-02-done', panel);
+    // the table is not cut at the panel's right edge: its last column is inside the panel
+    const panelBox = (await panel.boundingBox())!;
+    const lastHead = (await panel.locator('table.jp-offload-sweep-trials thead th').last().boundingBox())!;
+    const wrap = panel.locator('.jp-offload-sweep-table-wrap');
+    const scrolls = await wrap.evaluate(n => n.scrollWidth > n.clientWidth);
+    expect(scrolls || lastHead.x + lastHead.width <= panelBox.x + panelBox.width + 1).toBe(true);
 
-    // apply the best through the notebook model: the parameters cell changes, unsaved
+    // the sweep's end is a notification with the best value and Apply best
+    const toast = page.locator('.Toastify__toast').filter({ hasText: /Sweep \w+ \(sweep_quad\.ipynb\) completed/ }).first();
+    await expect(toast).toBeVisible({ timeout: 30000 });
+    await expect(toast).toContainText('best score =');
+    await expect(toast.getByRole('button', { name: 'Apply best' })).toBeVisible();
+    // Stop is disabled once nothing runs (toolbar and header)
+    await expect(page.locator('.jp-offload-sweep-stop button, button.jp-offload-sweep-stop').first()).toBeDisabled();
+    await expect(panel.getByRole('button', { name: 'Stop', exact: true })).toBeDisabled();
+    // trials are grouped under their sweep in the side panel, not rows of their own
+    await page.evaluate(async () => {
+      await (window as any).jupyterapp.commands.execute('offload:show-jobs');
+    });
+    const group = page.locator('.jp-offload-group[data-group="sweep"]').first();
+    await expect(group).toBeVisible();
+    await expect(group).toContainText('4 trial(s): 4 done');
+    await expect(page.locator('#jp-offload-panel ul.jp-offload-jobs > li.jp-offload-job').filter({ hasText: 'sweep_quad' })).toHaveCount(0);
+    await shot(page, 'sweep-02b-side-panel-grouped', page.locator('#jp-offload-panel'));
+    await toast.getByRole('button', { name: 'Apply best' }).click();
+
+    // apply the best through the notebook model (the notification's Apply best, above): the
+    // parameters cell changes, unsaved, and the notification quotes exactly what was written
     const best = panel.locator('tr.jp-mod-best');
-    const bestX = (await best.locator('td').nth(2).textContent())!.trim();
-    await panel.getByRole('button', { name: 'Apply best to notebook' }).click();
+    const xi = (await panel.locator('table.jp-offload-sweep-trials thead th').allTextContents()).indexOf('x');
+    expect(xi).toBeGreaterThan(1);
+    const bestX = (await best.locator('td').nth(xi).textContent())!.trim();
+    const exactX = (await best.locator('td').nth(xi).getAttribute('title'))!;
     const paramsCell = page.locator('.jp-NotebookPanel .jp-Cell').nth(1);
     await expect(paramsCell).not.toContainText('x = 0.5');
     await expect(paramsCell).toContainText('# position');
+    await expect(paramsCell).toContainText(`x = ${exactX}`);
+    const applied = page.locator('.Toastify__toast').filter({ hasText: 'parameters applied' }).first();
+    await expect(applied).toContainText(`x = ${exactX}`);
     expect(bestX.length).toBeGreaterThan(0);
+    expect(Number(bestX)).toBeCloseTo(Number(exactX), 3); // the table's 4 significant digits
 
     // a trial's executed notebook opens from its row
     await best.getByRole('button', { name: 'notebook' }).click();

@@ -66,6 +66,13 @@ export function groupJobs(jobs: IJobSummary[], knownPaths: string[]): { rows: IJ
   return { rows, groups: [...groups.values()] };
 }
 
+/** Groups and plain rows in one list, newest first (a group by its newest job). */
+export function byTime(groups: IJobGroup[], rows: IJobSummary[]): (IJobGroup | IJobSummary)[] {
+  const t = (x: IJobGroup | IJobSummary) =>
+    'key' in x ? Math.max(...x.jobs.map(j => j.created_at)) : x.created_at;
+  return [...groups, ...rows].sort((a, b) => t(b) - t(a));
+}
+
 /** What a session is doing: starting, busy (a cell runs), idle since when, or ended. */
 export function sessionState(session: IJobSummary, cells: IJobSummary[]): { state: string; text: string } {
   const served = cells.filter(c => c.labels?.session === session.id);
@@ -167,7 +174,26 @@ export function groupRow(
   li.append(head, el('div', { class: 'jp-offload-job-meta jp-offload-group-meta' }, d.meta));
   if (expanded) {
     const ul = el('ul', { class: 'jp-offload-jobs jp-offload-group-jobs', 'aria-label': `${d.title} jobs` });
-    g.jobs.filter(j => g.kind !== 'sweep' || j.kind === 'trial').forEach(j => ul.append(row(j)));
+    for (const j of g.jobs.filter(x => g.kind !== 'sweep' || x.kind === 'trial')) {
+      const r = row(j);
+      // the machinery's notebook names (.offload-cell-*, offload-session) say nothing: name the run
+      const name = r.querySelector('.jp-offload-job-name');
+      if (name && (j.kind === 'cell' || j.kind === 'session')) {
+        const when = new Date(j.created_at * 1000).toLocaleTimeString();
+        name.textContent = `${j.kind === 'cell' ? 'cell run' : 'session'} \u00b7 ${when}`;
+        if (j.kind === 'session') {
+          // a session is not a notebook with cells to count: say what it does (idle, busy, ended)
+          const progress = r.querySelector('.jp-offload-job-progress');
+          if (progress) {
+            progress.textContent = sessionState(j, all.filter(c => c.kind === 'cell')).state;
+          }
+          r.querySelector('.jp-offload-job-metrics')?.remove();
+        }
+      } else if (name && j.kind === 'trial' && j.labels?.trial !== undefined) {
+        name.textContent = `trial ${j.labels.trial}`;
+      }
+      ul.append(r);
+    }
     li.append(ul);
   }
   return li;

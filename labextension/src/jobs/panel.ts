@@ -7,7 +7,7 @@ import { Widget } from '@lumino/widgets';
 import { IJobSummary, isActive } from '../api';
 import { el, stateBadge } from '../util/dom';
 import { formatDuration, formatMoney, formatValue } from '../util/format';
-import { groupJobs, groupRow, IJobGroup } from './groups';
+import { byTime, groupJobs, groupRow, IJobGroup } from './groups';
 import { JobsModel, PAGE_SIZE } from './model';
 
 export function progressOf(j: { cell: number | null; n_cells: number | null; state: string }): string {
@@ -74,14 +74,12 @@ export class JobsListWidget extends Widget {
     if (current) {
       this.node.append(el('h3', { class: 'jp-offload-heading' }, `This notebook (${mine.length + myGroups.length})`));
       const ul = el('ul', { class: 'jp-offload-jobs', 'aria-label': 'jobs of this notebook' });
-      myGroups.forEach(g => ul.append(group(g)));
-      mine.forEach(j => ul.append(this._row(j)));
+      byTime(myGroups, mine).forEach(x => ul.append('key' in x ? group(x) : this._row(x)));
       this.node.append(ul);
     }
     this.node.append(el('h3', { class: 'jp-offload-heading' }, current ? 'Other jobs' : 'All jobs'));
     const ul = el('ul', { class: 'jp-offload-jobs', 'aria-label': 'all jobs' });
-    otherGroups.forEach(g => ul.append(group(g)));
-    others.forEach(j => ul.append(this._row(j)));
+    byTime(otherGroups, others).forEach(x => ul.append('key' in x ? group(x) : this._row(x)));
     this.node.append(ul);
     if (this._model.hasMore) {
       // the server pages: older jobs load on demand, a page at a time
