@@ -22,7 +22,7 @@ from jupyter_ext.service.models import job_id_arg
 from offload import config
 from offload.backends.base import get_backend, user_backends
 from offload.errors import JobNotFound, OffloadError, UsageError
-from offload.jobs import Job, index
+from offload.jobs import Job, budget, index
 from offload.spec import ACTIVE_STATES
 from offload.store import Store
 
@@ -100,9 +100,27 @@ class OffloadService:
             "default_backend": self.default_backend(),
             "default_machine": self.default_machine,
             "max_runtime": self.max_runtime,
-            "budget": self.budget,
+            "budget": self.budget or budget.parse_budget(config.budget_settings().get("job"), field_name="budget.job"),
+            "spend": self.spend_summary(),
             "store": self.store.url,
         }
+
+    def spend_summary(self) -> dict[str, Any] | None:
+        """This month's spend against the monthly budgets, for the Run dialog (None: no monthly
+        budget set). Read from the job index: no store or cloud call."""
+        monthly = config.budget_settings().get("monthly")
+        per_backend = {n: self.options(n).get("budget_monthly") for n in self.enabled_backends()}
+        if monthly is None and not any(v is not None for v in per_backend.values()):
+            return None
+        try:
+            spend = budget.month_spend()
+        except OffloadError:
+            return None
+        return {"month": spend.month, "total": spend.total,
+                "monthly": budget.parse_budget(monthly, field_name="budget.monthly"),
+                "backends": {n: {"spent": spend.of_backend(n),
+                                 "monthly": budget.parse_budget(v, field_name=f"backends.{n}.budget_monthly")}
+                             for n, v in per_backend.items()}}
 
     # jobs ----------------------------------------------------------------------------------
     def check_user_cap(self, user: str | None) -> None:

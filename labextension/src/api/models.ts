@@ -27,7 +27,16 @@ export interface IBackends {
   default_machine: string | null;
   max_runtime: string;
   budget: number | null;
+  /** This month's spend against the monthly budgets (null: none set). */
+  spend?: ISpend | null;
   store: string;
+}
+
+export interface ISpend {
+  month: string;
+  total: number;
+  monthly: number | null;
+  backends: Record<string, { spent: number; monthly: number | null }>;
 }
 
 export interface IParameter {
@@ -204,6 +213,9 @@ export interface ISubmitRequest {
   max_runtime?: string;
   data?: string[];
   include?: string[];
+  budget?: number | null;
+  cap_runtime_to_budget?: boolean;
+  stop_if_idle?: string | null;
 }
 
 export const ACTIVE_STATES = ['queued', 'provisioning', 'running'];

@@ -14,7 +14,7 @@ import { Widget } from '@lumino/widgets';
 
 import { errorText, IBackends, IInspection, IMachine, IParameter, ISubmitRequest } from '../api';
 import { el, htmlSelect, selectBox } from '../util/dom';
-import { formatBytes, formatMoney } from '../util/format';
+import { formatBytes, formatDuration, formatMoney } from '../util/format';
 import { parseDuration } from '../util/parse';
 import { ParametersForm } from './form';
 
@@ -134,6 +134,13 @@ export class RunDialogBody extends Widget implements Dialog.IBodyWidget<ISubmitR
     this._runtime.value = b.max_runtime || '4h';
     this._runtimeError = el('div', { class: 'jp-offload-field-error', role: 'alert' });
     this._estimate = el('div', { class: 'jp-offload-estimate', 'aria-live': 'polite' });
+    // budget and idle stop (offload/jobs/budget.py refuses over-budget launches before any cloud call)
+    this._budget = el('input', { class: 'jp-mod-styled jp-offload-input', 'aria-label': 'budget', placeholder: 'none' });
+    this._budget.value = b.budget ? String(b.budget) : '';
+    this._capRuntime = el('input', { type: 'checkbox', 'aria-label': 'cut runtime to fit the budget' });
+    this._idle = el('input', { class: 'jp-mod-styled jp-offload-input', 'aria-label': 'stop if idle', placeholder: 'off' });
+    this._policyError = el('div', { class: 'jp-offload-field-error', role: 'alert' });
+    this._budgetNote = el('div', { class: 'jp-offload-estimate', 'aria-live': 'polite' });
     this._backendError = el('div', { class: 'jp-offload-field-error' });
     machine.append(
       el('label', { class: 'jp-offload-row' }, el('span', {}, 'Backend'), selectBox(this._backendSelect)),
@@ -142,16 +149,23 @@ export class RunDialogBody extends Widget implements Dialog.IBodyWidget<ISubmitR
       el('label', { class: 'jp-offload-row' }, el('span', {}, 'Spot (preemptible)'), this._spot),
       el('label', { class: 'jp-offload-row' }, el('span', {}, 'Max runtime'), this._runtime),
       this._runtimeError,
-      this._estimate
+      this._estimate,
+      el('label', { class: 'jp-offload-row' }, el('span', {}, 'Budget ($)'), this._budget),
+      el('label', { class: 'jp-offload-row' }, el('span', {}, 'Cut runtime to fit budget'), this._capRuntime),
+      el('label', { class: 'jp-offload-row' }, el('span', {}, 'Stop if GPUs idle for'), this._idle),
+      this._policyError,
+      this._budgetNote
     );
     this._backendSelect.addEventListener('change', () => {
       this._fillMachines();
       this._validate();
     });
-    for (const e of [this._machineSelect, this._spot]) {
+    for (const e of [this._machineSelect, this._spot, this._capRuntime]) {
       e.addEventListener('change', () => this._validate());
     }
-    this._runtime.addEventListener('input', () => this._validate());
+    for (const e of [this._runtime, this._budget, this._idle]) {
+      e.addEventListener('input', () => this._validate());
+    }
     this._fillMachines();
     this._machinePart.replaceWith(machine);
     this._machinePart = machine;
@@ -280,6 +294,15 @@ export class RunDialogBody extends Widget implements Dialog.IBodyWidget<ISubmitR
       this._spot.checked = false;
     }
     const price = m ? (this._spot.checked ? m.spot_price_per_hour : m.price_per_hour) : null;
+    const budget = this._budgetValue();
+    const idleText = this._idle.value.trim();
+    const idleBad = idleText !== '' && !parseDuration(idleText);
+    this._policyError.textContent =
+      budget === undefined ? 'budget: a positive number of dollars, e.g. 20' : idleBad ? 'stop if idle: write it like 20m' : '';
+    this._budget.classList.toggle('jp-offload-invalid', budget === undefined);
+    this._idle.classList.toggle('jp-offload-invalid', idleBad);
+    ok = ok && budget !== undefined && !idleBad;
+    this._budgetNote.textContent = '';
     if (price === null || price === undefined) {
       this._estimate.textContent = 'Price unknown for this machine.';
     } else if (price === 0) {
@@ -287,14 +310,63 @@ export class RunDialogBody extends Widget implements Dialog.IBodyWidget<ISubmitR
     } else {
       const cap = runtime ? formatMoney((price * runtime) / 3600) : '?';
       this._estimate.textContent = `${formatMoney(price)}/h \u2013 at most ${cap} for the ${this._runtime.value.trim()} cap`;
-      const budget = this._backends.budget;
-      if (budget && runtime && (price * runtime) / 3600 > budget) {
-        this._estimate.textContent += ` (over the ${formatMoney(budget)} budget)`;
-      }
+      ok = this._checkBudget(price, runtime, budget ?? null) && ok;
     }
     ok = this._params.values() !== null && ok;
     ok = ok && !!this._backendSelect.value;
     setAcceptEnabled(this.node, ok);
+    return ok;
+  }
+
+  /** The budget field: a number, null when empty, undefined when unreadable. */
+  private _budgetValue(): number | null | undefined {
+    const text = this._budget.value.trim().replace(/^\$/, '');
+    if (!text) {
+      return null;
+    }
+    const v = Number(text);
+    return isFinite(v) && v > 0 ? v : undefined;
+  }
+
+  /** The budget line under the estimate; false when the server would refuse the launch. */
+  private _checkBudget(price: number, runtime: number | null, budget: number | null): boolean {
+    const spend = this._backends?.spend;
+    const name = this._backendSelect.value;
+    const be = spend?.backends[name];
+    const lines: string[] = [];
+    if (spend) {
+      let line = `Month to date ${formatMoney(spend.total)}`;
+      line += spend.monthly !== null ? ` of ${formatMoney(spend.monthly)}` : '';
+      line += be && be.monthly !== null ? `; ${name} ${formatMoney(be.spent)} of ${formatMoney(be.monthly)}` : '';
+      lines.push(line + '.');
+    }
+    const limits: [string, number][] = [];
+    if (budget !== null) {
+      limits.push([`the ${formatMoney(budget)} budget`, budget]);
+    }
+    if (spend && spend.monthly !== null) {
+      limits.push([`the monthly budget (${formatMoney(spend.monthly)})`, spend.monthly - spend.total]);
+    }
+    if (be && be.monthly !== null) {
+      limits.push([`${name}'s monthly budget (${formatMoney(be.monthly)})`, be.monthly - be.spent]);
+    }
+    const cost = runtime ? (price * runtime) / 3600 : 0;
+    const tightest = limits.sort((a, b) => a[1] - b[1])[0];
+    let ok = true;
+    if (tightest && runtime && cost > tightest[1]) {
+      const fits = (Math.max(0, tightest[1]) / price) * 3600;
+      if (this._capRuntime.checked && fits >= 60) {
+        lines.push(`Over ${tightest[0]}: the max runtime will be cut to ${formatDuration(fits)} to fit.`);
+      } else {
+        lines.push(
+          `Over ${tightest[0]} (${formatMoney(Math.max(0, tightest[1]))} left): raise it, shorten the max runtime` +
+            (fits >= 60 ? ', or tick "Cut runtime to fit budget".' : '.')
+        );
+        ok = false;
+      }
+    }
+    this._budgetNote.textContent = lines.join(' ');
+    this._budgetNote.classList.toggle('jp-offload-field-error', !ok);
     return ok;
   }
 
@@ -315,6 +387,9 @@ export class RunDialogBody extends Widget implements Dialog.IBodyWidget<ISubmitR
       gpu: null,
       spot: this._spot.checked,
       max_runtime: this._runtime.value.trim(),
+      budget: this._budgetValue() ?? null,
+      cap_runtime_to_budget: this._capRuntime.checked,
+      stop_if_idle: this._idle.value.trim() || null,
       parameters: this._params.values() ?? {},
       data: split(this._data.value),
       include: split(this._include.value)
@@ -334,6 +409,11 @@ export class RunDialogBody extends Widget implements Dialog.IBodyWidget<ISubmitR
   private _runtime!: HTMLInputElement;
   private _runtimeError!: HTMLDivElement;
   private _estimate!: HTMLDivElement;
+  private _budget!: HTMLInputElement;
+  private _capRuntime!: HTMLInputElement;
+  private _idle!: HTMLInputElement;
+  private _policyError!: HTMLDivElement;
+  private _budgetNote!: HTMLDivElement;
   private _params!: ParametersForm;
   private _include!: HTMLInputElement;
   private _data!: HTMLInputElement;
