@@ -6,10 +6,9 @@ handler modules never import each other or this module: adding an endpoint is on
 
 from __future__ import annotations
 
-from jupyter_server.utils import url_path_join
-
-from jupyter_ext.handlers import backends, gallery, jobs, sweeps
+from jupyter_ext.handlers import backends, gallery, jobs, machines, sweeps
 from jupyter_ext.handlers.base import OffloadHandler
+from jupyter_server.utils import url_path_join
 
 API_PREFIX = "offload/api"
 JOB_ID = r"(?P<job_id>[^/]+)"  # a job id, or a sweep id under sweeps/
@@ -33,6 +32,9 @@ ROUTES: list[tuple[str, type[OffloadHandler]]] = [
     (rf"jobs/{JOB_ID}/thumbnail", gallery.ThumbnailHandler),
     (r"gallery", gallery.GalleryHandler),
     (r"compare", gallery.CompareHandler),
+    # kept machines (side panel): live ones with their countdown, Stop
+    (r"machines", machines.MachinesHandler),
+    (r"machines/stop", machines.MachinesStopHandler),
     # the sweep panel
     (r"sweeps", sweeps.SweepsHandler),
     (rf"sweeps/{JOB_ID}", sweeps.SweepHandler),

@@ -59,6 +59,14 @@ class JobNotFound(OffloadError):
     default_field = "job_id"
 
 
+class MachineNotFound(OffloadError):
+    """No machine by that name in the store(s) (``offload machines stop NAME``)."""
+
+    exit_code = 3
+    http_status = 404
+    default_field = "name"
+
+
 class StoreError(OffloadError):
     """The store cannot be read or written; ``reason`` is the store's own words (for a write that
     failed every retry: what the runner records as "store not writable: <reason>")."""

@@ -136,7 +136,7 @@ def test_machines_cli_says_why_the_list_is_empty_and_refuses_unknown_names(capsy
     assert cli(["--store", store.url, "machines", "--running"]) == 0
     out = capsys.readouterr().out
     assert "no machine is running" in out and "--keep-alive" in out
-    assert cli(["--store", store.url, "machines", "stop", "offload-nope-123456"]) == 2
+    assert cli(["--store", store.url, "machines", "stop", "offload-nope-123456"]) == 3
     assert "no machine 'offload-nope-123456'" in capsys.readouterr().err
     assert cli(["--store", store.url, "machines", "stop"]) == 2
     assert "say which machines" in capsys.readouterr().err

@@ -12,18 +12,18 @@ from pathlib import Path
 from typing import Any
 
 import nbformat
-
 from jupyter_ext.service.core import OffloadService, jsonable
 from jupyter_ext.service.errors import ApiError
-from jupyter_ext.service.models import JobListQuery, JobRequest
 from jupyter_ext.service.paths import api_path_of, resolve_notebook
-from offload import jobs as core_jobs
-from offload.errors import OffloadError
 from offload.jobs import Job, index
 from offload.jobs.listing import SyncReport
 from offload.notebook import align_cells, provenance_of
 from offload.spec import ACTIVE_STATES, FINAL_STATES, JobSpec
 from offload.store import layout
+
+from jupyter_ext.service.models import JobListQuery, JobRequest
+from offload import jobs as core_jobs
+from offload.errors import OffloadError
 
 # ---------------------------------------------------------------------------------------------
 # submit and rerun
@@ -40,7 +40,8 @@ def submit(service: OffloadService, req: JobRequest, *, active_count: int = 0,
     folder = req.notebook.parent
     job = core_jobs.submit(
         req.notebook, parameters=req.parameters, backend=req.backend, gpu=req.gpu, gpu_count=req.gpu_count,
-        machine=req.machine, spot=req.spot, max_runtime=req.max_runtime, data=[folder / d for d in req.data],
+        machine=req.machine, spot=req.spot, max_runtime=req.max_runtime, keep_alive=req.keep_alive,
+        data=[folder / d for d in req.data],
         include=[folder / i for i in req.include], env=req.env, **req.policy,
         labels={"source": "jupyterlab", **({"user": user} if user else {})},
         backend_options_=service.backend_options.get(req.backend), store=service.store,

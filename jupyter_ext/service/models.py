@@ -15,9 +15,20 @@ from typing import Any, Protocol
 
 from jupyter_ext.service.errors import ApiError
 from jupyter_ext.service.paths import api_path_of, resolve_notebook
-from offload.errors import UsageError
 from offload.jobs.budget import parse_budget
-from offload.spec import ENV_MODES, KINDS, STATES, check_job_id, duration_field, parse_duration
+from offload.jobs.machines import MACHINE_NAME
+from offload.spec import (
+    ENV_MODES,
+    KINDS,
+    MAX_KEEP_ALIVE_S,
+    STATES,
+    check_job_id,
+    duration_field,
+    parse_duration,
+    parse_keep_alive,
+)
+
+from offload.errors import UsageError
 
 
 class ServerLimits(Protocol):
@@ -146,7 +157,9 @@ class JobRequest(RunRequest):
     policy: dict[str, Any]  # budget, cap_runtime_to_budget, stop_if_idle, idle_threshold, wait_for_capacity
 
     POLICY = ("budget", "cap_runtime_to_budget", "stop_if_idle", "idle_threshold", "wait_for_capacity")
-    FIELDS = (*RunRequest.FIELDS, "parameters", "gpu_count", "env", "data", "include", *POLICY)
+    keep_alive: int | None = None  # seconds the machine stays for the next job (None: the backend's default)
+
+    FIELDS = (*RunRequest.FIELDS, "parameters", "gpu_count", "env", "data", "include", *POLICY, "keep_alive")
 
     @classmethod
     def parse(cls, service: ServerLimits, body: dict[str, Any]) -> JobRequest:
@@ -167,7 +180,45 @@ class JobRequest(RunRequest):
                 # relative to the notebook's folder, and still inside the server root
                 resolve_notebook(service.root_dir, f"{api_dir}/{item}" if api_dir else item, field=name)
             lists[name] = tuple(items)
-        return cls(**run, parameters=parameters, gpu_count=gpu_count, env=env, **lists, policy=_policy(body))
+        return cls(**run, parameters=parameters, gpu_count=gpu_count, env=env, **lists, policy=_policy(body),
+                   keep_alive=_keep_alive(body))
+
+
+def _keep_alive(body: dict[str, Any]) -> int | None:
+    """``keep_alive``: "10m", seconds, or 0 (off); absent: the backend's ``keep_alive`` setting."""
+    value = require(body, "keep_alive", (str, int), optional=True)
+    try:
+        seconds = parse_keep_alive(value)
+    except UsageError as exc:
+        raise ApiError(400, exc.message, field="keep_alive", hint=exc.hint) from None
+    if seconds is not None and seconds > MAX_KEEP_ALIVE_S:
+        raise ApiError(400, f"keep_alive {value!r} is longer than {MAX_KEEP_ALIVE_S // 3600} h", field="keep_alive",
+                       hint="a warm machine bills while it waits: ask for minutes, e.g. 10m")
+    return seconds
+
+
+@dataclass(frozen=True)
+class MachineStopRequest:
+    """``POST /machines/stop``: end the named machines, or every live one with ``all: true``."""
+
+    names: tuple[str, ...]
+    all: bool
+
+    FIELDS = ("names", "all")
+
+    @classmethod
+    def parse(cls, body: dict[str, Any]) -> MachineStopRequest:
+        check_fields(body, cls.FIELDS)
+        names = require(body, "names", list, optional=True) or []
+        every = require(body, "all", bool, optional=True) or False
+        if every == bool(names):
+            raise ApiError(400, "say which machines to stop: names, or all: true", field="names",
+                           hint='{"names": ["offload-2026..."]} as GET /machines lists them, or {"all": true}')
+        for name in names:
+            if not isinstance(name, str) or not MACHINE_NAME.match(name):
+                raise ApiError(400, f"{name!r} is not a machine name", field="names",
+                               hint="names as GET /machines lists them (lowercase letters, digits, dashes)")
+        return cls(names=tuple(names), all=every)
 
 
 def _policy(body: dict[str, Any]) -> dict[str, Any]:

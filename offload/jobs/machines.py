@@ -7,12 +7,13 @@ client's objects: the claim ``machines/<name>/queue/<job>`` and the stop marker.
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
 from offload.backends.base import Ability, Backend, get_backend, machine_record_live
 from offload.config import backend_options, backend_store, load_config
-from offload.errors import OffloadError, UsageError
+from offload.errors import MachineNotFound, OffloadError, UsageError
 from offload.spec import MACHINE_KINDS, JobSpec, MachineState, parse_keep_alive
 from offload.store import Store, layout
 
@@ -109,10 +110,14 @@ def is_handed(handle: dict[str, Any] | None) -> bool:
 
 
 # listing and stopping -------------------------------------------------------------------------
-def known_stores(store: Store | str | None = None) -> list[Store]:
+def known_stores(store: Store | str | None = None, *, also: list[Store] = ()) -> list[Store]:
+    """``store`` alone when given; else the default store, every backend's store, and ``also``
+    (the Jupyter server's own store), each once."""
     if store is not None:
         return [store if isinstance(store, Store) else Store(store)]
-    urls = [Store().url]
+    urls = [s.url for s in also]
+    if Store().url not in urls:
+        urls.append(Store().url)
     for name in load_config().get("backends", {}):
         url = backend_store(name)
         if url and url not in urls:
@@ -149,9 +154,10 @@ def describe(rec: dict[str, Any], now: float | None = None) -> dict[str, Any]:
     }
 
 
-def list_machines(*, store: Store | str | None = None, running: bool = True) -> tuple[list[dict[str, Any]], str]:
+def list_machines(*, store: Store | str | None = None, running: bool = True,
+                  also: list[Store] = ()) -> tuple[list[dict[str, Any]], str]:
     """Machines recorded in the store(s), newest first, and why the list is empty when it is."""
-    stores = known_stores(store)
+    stores = known_stores(store, also=also)
     rows: list[dict[str, Any]] = []
     now = time.time()
     for st in stores:
@@ -179,18 +185,21 @@ def _find(name: str, stores: list[Store]) -> tuple[Store, dict[str, Any]]:
         rec = st.get_json(layout.machine_key(name), None) if _safe_name(name) else None
         if rec:
             return st, rec
-    raise UsageError(f"no machine {name!r} in {', '.join(s.url for s in stores)}",
-                     hint="`offload machines --running` lists the live machines", field="name")
+    raise MachineNotFound(f"no machine {name!r} in {', '.join(s.url for s in stores)}",
+                          hint="`offload machines --running` lists the live machines", field="name")
+
+
+MACHINE_NAME = re.compile(r"^[a-z][a-z0-9-]{0,62}$")  # machine names are VM names: also safe as store keys
 
 
 def _safe_name(name: str) -> bool:
-    return bool(name) and len(name) <= 63 and all(c.isalnum() and c.islower() or c.isdigit() or c == "-" for c in name)
+    return bool(MACHINE_NAME.match(name or ""))
 
 
-def stop_machine(name: str, *, store: Store | str | None = None) -> dict[str, Any]:
+def stop_machine(name: str, *, store: Store | str | None = None, also: list[Store] = ()) -> dict[str, Any]:
     """Ask machine ``name`` to end: it ends now when idle, after its current job when busy (a
     session ends at once). A machine whose agent no longer answers is deleted through its backend."""
-    stores = known_stores(store)
+    stores = known_stores(store, also=also)
     st, rec = _find(name, stores)
     if rec.get("state") == MachineState.ENDED:
         return {"name": name, "stopped": False, "message": f"{name} has already ended ({rec.get('reason') or 'ended'})"}
@@ -210,14 +219,11 @@ def stop_machine(name: str, *, store: Store | str | None = None) -> dict[str, An
     return {"name": name, "stopped": True, "message": message}
 
 
-def stop_all(*, store: Store | str | None = None) -> list[dict[str, Any]]:
-    rows, _why = list_machines(store=store)
-    out = []
-    for row in rows:
-        if row["role"] == "pack":
-            continue
-        out.append(stop_machine(row["name"], store=row.get("store") or store))
-    return out
+def stop_all(*, store: Store | str | None = None, also: list[Store] = ()) -> list[dict[str, Any]]:
+    """Stop every live machine but sweep packs (they end with their sweep)."""
+    rows, _why = list_machines(store=store, also=also)
+    return [stop_machine(row["name"], store=row.get("store") or store, also=also) for row in rows
+            if row["role"] != "pack"]
 
 
-__all__ = ["apply_keep_alive_default", "claim", "hand_off", "is_handed", "list_machines", "stop_all", "stop_machine"]
+__all__ = ["MACHINE_NAME", "apply_keep_alive_default", "claim", "hand_off", "is_handed", "list_machines", "stop_all", "stop_machine"]
