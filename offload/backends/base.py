@@ -72,6 +72,37 @@ class Ability(str, enum.Enum):
     SERIAL_OUTPUT = "serial_output"  # serial_output(handle): the machine's console, for a boot that never reported
     JOB_COST = "job_cost"  # job_cost(handle, status): what the job cost, from the backend's own prices
     KEEP_ALIVE = "keep_alive"  # its machine can stay after a job and take the next (runner/machine.py)
+    ATTACH = "attach"  # attach_route(handle, kernel): how to reach a running job\'s machine (offload.attach)
+
+
+@dataclass
+class AttachRoute:
+    """How a client reaches a running job's machine, for ``offload ssh`` and ``offload attach``
+    (the transports are in :mod:`offload.attach`).
+
+    ``kind``: ``local`` (this machine: a process in the work dir, the kernel's sockets directly),
+    ``srun`` (``srun --overlap --jobid slurm_job_id``: the shell, and the kernel's sockets relayed
+    through srun), ``ssh`` (OpenSSH server at ``host:port`` as ``user`` with ``key_file``, or the
+    SSH agent / default keys when it is None).
+    """
+
+    kind: str
+    host: str | None = None
+    port: int = 22
+    user: str | None = None
+    key_file: str | None = None
+    slurm_job_id: str | None = None
+    hint: str = ""  # what to check when the route does not answer (firewall, IAP, keys)
+
+
+def ssh_route(options: dict[str, Any], *, host: str | None = None, hint: str = "") -> AttachRoute | None:
+    """The SSH route a backend's options configure (``ssh_host``, ``ssh_port``, ``ssh_user``,
+    ``ssh_key``), ``host`` filling in a missing ``ssh_host``; None when there is no host."""
+    host = options.get("ssh_host") or host
+    if not host:
+        return None
+    return AttachRoute("ssh", host=str(host), port=int(options.get("ssh_port") or 22),
+                       user=options.get("ssh_user") or None, key_file=options.get("ssh_key") or None, hint=hint)
 
 
 class Backend(abc.ABC):
@@ -124,6 +155,11 @@ class Backend(abc.ABC):
 
     def job_cost(self, handle: dict[str, Any], status: dict[str, Any] | None) -> dict[str, Any]:
         raise NotImplementedError(f"backend {self.name!r} does not know what a job cost")
+
+    def attach_route(self, handle: dict[str, Any], kernel: dict[str, Any] | None) -> AttachRoute:
+        """How to reach the running job's machine (``kernel``: the runner's ``kernel.json`` record,
+        which names the host the job runs on)."""
+        raise NotImplementedError(f"backend {self.name!r} cannot attach to a running job")
 
     def validate(self, spec: JobSpec) -> None:
         """Reject resources this backend cannot provide, before anything is staged."""

@@ -27,10 +27,12 @@ from offload.backends.base import (
     B_GONE,
     B_RUNNING,
     Ability,
+    AttachRoute,
     Backend,
     BackendPhase,
     BackendState,
     Machine,
+    ssh_route,
 )
 from offload.backends.procs import pid_alive, proc_start_time, track
 from offload.errors import BackendError, UsageError
@@ -41,7 +43,7 @@ from offload.store import Store
 
 class LocalBackend(Backend):
     name = "local"
-    abilities = frozenset({Ability.KILL})
+    abilities = frozenset({Ability.KILL, Ability.ATTACH})
 
     def __init__(self, store: Store, **options: Any):
         super().__init__(store, **options)
@@ -98,6 +100,18 @@ class LocalBackend(Backend):
         """Hard stop (runner and kernel), for a runner that ignores SIGTERM."""
         with contextlib.suppress(ProcessLookupError):
             os.killpg(int(handle["pid"]), signal.SIGKILL)
+
+    def attach_route(self, handle: dict[str, Any], kernel: dict[str, Any] | None) -> AttachRoute:
+        """This machine, directly; through SSH when ``ssh_host`` is configured (a local job seen
+        from another machine, or a check of the SSH path)."""
+        via_ssh = ssh_route(self.options)
+        if via_ssh is not None:
+            return via_ssh
+        host = (kernel or {}).get("host") or handle.get("host")
+        if host not in (None, socket.gethostname()):
+            raise BackendError(f"the job runs on another host ({host}); attach from there",
+                               hint="or configure SSH to it: offload config set backend local ssh_host " + str(host))
+        return AttachRoute("local")
 
     def machines(self) -> list[Machine]:
         gpus = local_gpus()

@@ -50,10 +50,12 @@ from offload.backends.base import (
     B_RUNNING,
     B_UNKNOWN,
     Ability,
+    AttachRoute,
     Backend,
     BackendState,
     Machine,
     kept_warm,
+    ssh_route,
 )
 from offload.errors import BackendError, UsageError
 from offload.paths import data_dir
@@ -111,7 +113,7 @@ class SlurmBackend(Backend):
     """Each job is one ``sbatch`` submission whose script runs ``python -m offload.runner``."""
 
     name = "slurm"
-    abilities = frozenset({Ability.KILL, Ability.KEEP_ALIVE})
+    abilities = frozenset({Ability.KILL, Ability.KEEP_ALIVE, Ability.ATTACH})
 
     # ------------------------------------------------------------------ options and the script
     def _options(self, spec: JobSpec | None = None) -> dict[str, Any]:
@@ -309,6 +311,18 @@ class SlurmBackend(Backend):
         if proc.returncode != 0 and not _unknown_job(proc):
             raise _controller_unreachable(_output(proc)) or BackendError(
                 f"scancel {sid} failed: {_message(proc)}", hint="check `squeue -j " + sid + "`; is this your job?")
+
+    def attach_route(self, handle: dict[str, Any], kernel: dict[str, Any] | None) -> AttachRoute:
+        """``srun --overlap --jobid`` into the job's allocation (the shell; the kernel's sockets
+        relayed through srun); SSH to the node instead when ``ssh_host`` is configured (``node``:
+        the node the job runs on)."""
+        node = (kernel or {}).get("host")
+        if self.options.get("ssh_host") == "node" and node:
+            return ssh_route({**self.options, "ssh_host": None}, host=node,
+                             hint="the node must accept SSH from here (most clusters allow it while you have a job there)")
+        via_ssh = ssh_route(self.options)
+        return via_ssh or AttachRoute("srun", slurm_job_id=str(handle["slurm_job_id"]),
+                                      hint="`srun --overlap` needs SLURM 20.11 or later")
 
     def kill(self, handle: dict[str, Any]) -> None:
         """Hard stop, for a runner that ignores SIGTERM."""

@@ -1,7 +1,7 @@
 """The ``offload`` command: one module per verb group, each adding its own sub-commands.
 
 ``run`` (submit and follow), ``jobs`` (ls, logs, show, cancel, merge), ``admin`` (deps, config,
-machines, gc), ``spend`` (month to date against the budgets), ``sweep`` (the ``offload sweep`` group); ``_format`` is what they share.
+machines, gc), ``spend`` (month to date against the budgets), ``attach`` (ssh, attach: into a running job), ``sweep`` (the ``offload sweep`` group); ``_format`` is what they share.
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ from offload import _startup
 _startup.skip_unused_imports()  # the CLI is its own process: before anything imports nbformat
 
 from offload._version import __version__  # noqa: E402
-from offload.cli import admin, jobs, run, spend, sweep  # noqa: E402
+from offload.cli import admin, attach, jobs, run, spend, sweep  # noqa: E402
 from offload.errors import OffloadError  # noqa: E402
 
-VERB_GROUPS = (run, jobs, admin, spend)
+VERB_GROUPS = (run, jobs, admin, spend, attach)
 
 
 def build_parser() -> argparse.ArgumentParser:

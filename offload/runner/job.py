@@ -11,6 +11,7 @@ import os
 import socket
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,16 @@ from offload.metrics import last_values
 from offload.notebook import strip_ansi
 from offload.runner import environment
 from offload.runner.core import JobProgram, LogSink, Outcome, Stop
-from offload.runner.kernel import KERNEL_NAME, death_reason, kernel_manager, kernel_pid, kill_kernel
+from offload.runner.kernel import (
+    KERNEL_NAME,
+    death_reason,
+    has_subshells,
+    ipykernel_version,
+    kernel_manager,
+    kernel_pid,
+    kernel_record,
+    kill_kernel,
+)
 from offload.snapshot.bundle import materialize
 from offload.snapshot.deps import EnvSpec
 from offload.spec import JobState
@@ -100,6 +110,35 @@ class NotebookJob(JobProgram):
         self.say(f"environment ready: {python}")
         return str(python)
 
+    def publish_kernel(self, km: Any, *, cwd: Path, work: Path, python: str) -> None:
+        """Write the running kernel's record (``kernel.json``: how ``offload attach``/``ssh`` reach
+        it), in a thread: the first cell does not wait for the store."""
+        def publish() -> None:
+            version = ipykernel_version(python)
+            if not has_subshells(version):
+                self.say(f"the kernel runs ipykernel {version or '(unknown)'} from {python}: `offload attach` needs "
+                         "ipykernel >= 7 (kernel subshells) to run code while a cell runs; install "
+                         "'ipykernel>=7' in that environment, or run the job isolated (--env isolated)")
+            try:
+                record = kernel_record(km, cwd=cwd, work=work, python=python, ipykernel=version)
+                self.store.put_json(self.key(layout.KERNEL), record)
+            except Exception as exc:  # attach is a convenience: the job goes on without it
+                self.say(f"could not record the kernel's connection for attach: {exc}")
+
+        self.kernel_publisher = threading.Thread(target=publish, name="offload-kernel-record", daemon=True)
+        self.kernel_publisher.start()
+
+    def unpublish_kernel(self) -> None:
+        """The kernel is about to stop: its record goes (attach then says the job's state)."""
+        publisher = getattr(self, "kernel_publisher", None)
+        if publisher is None:
+            return
+        publisher.join(timeout=60)
+        try:
+            self.store.delete(self.key(layout.KERNEL))
+        except Exception as exc:
+            self.say(f"could not remove the kernel's record: {exc}")
+
     def restore_checkpoints(self, dest: Path) -> None:
         parent = self.spec.parent
         if not parent:
@@ -140,6 +179,7 @@ class NotebookJob(JobProgram):
                     program.set_status(cell=ordinal, cell_id=cell.get("id"))
                     if program.kpid is None and km.has_kernel:
                         program.kpid = kernel_pid(km)
+                        program.publish_kernel(km, cwd=nb_in.parent, work=work, python=python)
                     if program.stop_reason:
                         raise Stop
 
@@ -173,6 +213,7 @@ class NotebookJob(JobProgram):
                 self.say(reason)
         finally:
             self.status["timings"]["execute_s"] = time.time() - t0
+            self.unpublish_kernel()
             try:
                 if km.has_kernel:
                     run_sync(km.shutdown_kernel)(now=True)

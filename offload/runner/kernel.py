@@ -4,7 +4,13 @@ warm ``%%offload`` session.
 The kernel runs ``python -m ipykernel_launcher`` of the job's interpreter (this one, or the
 isolated environment built for the job), from a kernelspec written into the job's work dir, on
 IPC sockets in a short private directory: no TCP port races between concurrent jobs, and nothing
-listens beyond the machine.
+listens beyond the machine (the directory is the user's own, mode 0700: other users cannot connect
+either). ``offload attach`` reaches those sockets directly on the machine, or relayed through
+``srun``/SSH from elsewhere (:mod:`offload.attach`); :func:`kernel_record` is what it reads.
+
+ipykernel >= 7 (kernel subshells, JEP 91) is what lets a console run code while a cell runs; an
+isolated environment always gets it, a job in the user's own interpreter (kernel mode) says so in
+its log when that interpreter's ipykernel is older.
 """
 
 from __future__ import annotations
@@ -12,6 +18,9 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -20,6 +29,7 @@ from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.manager import AsyncKernelManager
 
 KERNEL_NAME = "offload-runner-python"
+SUBSHELLS_SINCE = 7  # ipykernel major version with kernel subshells (JEP 91)
 
 
 def kernel_manager(work: Path, python: str, *, display_name: str = "offload runner") -> AsyncKernelManager:
@@ -74,3 +84,38 @@ def death_reason(km: Any, exc: Exception) -> str:
     if code is not None:
         return f"the kernel died with exit status {code}"
     return f"the kernel died or stopped answering: {type(exc).__name__}: {exc}"
+
+
+def ipykernel_version(python: str) -> str | None:
+    """The ipykernel version of interpreter ``python`` (its metadata: no kernel import, ~30 ms)."""
+    if os.path.realpath(python) == os.path.realpath(sys.executable):
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            return version("ipykernel")
+        except PackageNotFoundError:
+            return None
+    try:
+        out = subprocess.run([python, "-c", "import importlib.metadata as m; print(m.version('ipykernel'))"],
+                             capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def has_subshells(version: str | None) -> bool:
+    try:
+        return int((version or "0").split(".")[0]) >= SUBSHELLS_SINCE
+    except ValueError:
+        return False
+
+
+def kernel_record(km: Any, *, cwd: Path, work: Path, python: str, ipykernel: str | None) -> dict[str, Any]:
+    """What ``offload attach``/``ssh`` need to reach the running kernel: its connection info (IPC
+    socket paths and the HMAC key: the store is the trust boundary), where it runs, its pid."""
+    info = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in km.get_connection_info().items()}
+    return {
+        "connection": info, "host": socket.gethostname(), "pid": kernel_pid(km), "runner_pid": os.getpid(),
+        "cwd": str(cwd), "work_dir": str(work), "python": python, "ipykernel": ipykernel,
+        "subshells": has_subshells(ipykernel),
+    }

@@ -7,6 +7,8 @@ jobs/<job-id>/spec.json                 JobSpec, written once by the client (job
 jobs/<job-id>/env.json, handle.json     the client's, with the spec
 jobs/<job-id>/status.json ...           the runner's: status, log/<n>.txt, metrics.jsonl, output.ipynb,
                                         outputs/, checkpoints/, result.json
+jobs/<job-id>/kernel.json               the runner's, while the notebook's kernel runs: how to reach it
+                                        (connection info, host, pid, work dir); removed when it ends
 jobs/<job-id>/cancel                    the client's: presence asks the runner to stop
 jobs/<job-id>/reconciled.json           the client's conclusion when the backend says the job is gone
 jobs/<job-id>/retry.json                the client's: the job that retries this one
@@ -49,6 +51,7 @@ def job_key(job_id: str, name: str = "") -> str:
 PROVENANCE = "provenance.json"  # job_key(id, PROVENANCE): where the job's code came from
 MLFLOW = "mlflow.json"  # job_key / sweep_key: the MLflow run mirrored from the store
 NOTIFY = "notify.json"  # job_key / sweep_key: the webhook to call when it ends
+KERNEL = "kernel.json"  # job_key(id, KERNEL): the running kernel's connection record (offload.attach)
 NOTIFIED = "notified.json"  # job_key / sweep_key: the end was announced (exclusive create)
 
 

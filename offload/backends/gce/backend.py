@@ -34,10 +34,12 @@ from offload.backends.base import (
     B_RUNNING,
     B_UNKNOWN,
     Ability,
+    AttachRoute,
     Backend,
     BackendState,
     Machine,
     kept_warm,
+    ssh_route,
 )
 from offload.backends.cost import actual, estimate, load_price_table, machine_price
 from offload.backends.gce import catalog
@@ -87,7 +89,7 @@ class _Attempt(dict):
 
 class GceBackend(Backend):
     name = "gce"
-    abilities = frozenset({Ability.SERIAL_OUTPUT, Ability.JOB_COST, Ability.KEEP_ALIVE})
+    abilities = frozenset({Ability.SERIAL_OUTPUT, Ability.JOB_COST, Ability.KEEP_ALIVE, Ability.ATTACH})
 
     def __init__(self, store: Store, **options: Any):
         super().__init__(store, **options)
@@ -506,6 +508,36 @@ class GceBackend(Backend):
         if rec and rec.get("state") in FINAL_STATES:
             return rec["state"]
         return None
+
+    def attach_route(self, handle: dict[str, Any], kernel: dict[str, Any] | None) -> AttachRoute:
+        """SSH (paramiko, no gcloud) to the VM: its external IP, or its internal one with
+        ``ssh_internal_ip`` (a VPN, or a bastion/IAP tunnel you run), or ``ssh_host`` as given.
+        The VM must accept your key (``ssh_user``/``ssh_key``: in project or instance metadata
+        ``ssh-keys``, or your OS Login profile) and its firewall must allow tcp:22 from you."""
+        hint = (f"allow SSH to the VM: a firewall rule for tcp:22 from your address on network "
+                f"{self.options.get('network', 'default')} (or from IAP's 35.235.240.0/20 with "
+                "ssh_internal_ip and a tunnel you run), and your public key in the project's ssh-keys "
+                "metadata or your OS Login profile (docs/attach.md)")
+        if self.options.get("ssh_host"):
+            return ssh_route(self.options, hint=hint)  # type: ignore[return-value]
+        from google.api_core import exceptions as gexc
+
+        instances, _ops = self._compute()
+        try:
+            inst = instances.get(project=handle.get("project") or self.project, zone=handle["zone"],
+                                 instance=handle["name"])
+        except gexc.NotFound:
+            raise BackendError(f"the job's VM {handle['name']} no longer exists") from None
+        except Exception as exc:
+            raise self._api_error(exc, "read the job's VM") from None
+        nics = list(inst.network_interfaces)
+        internal = nics[0].network_i_p if nics else None
+        external = next((ac.nat_i_p for nic in nics for ac in nic.access_configs if ac.nat_i_p), None)
+        host = internal if self.options.get("ssh_internal_ip") else external
+        if not host:
+            raise BackendError(f"the job's VM {handle['name']} has no external IP to SSH to", field="ssh_host",
+                               hint="set ssh_internal_ip (through a VPN or a tunnel you run) or ssh_host: " + hint)
+        return ssh_route(self.options, host=host, hint=hint)  # type: ignore[return-value]
 
     def serial_output(self, handle: dict[str, Any]) -> str:
         """The VM's console: boot messages when the runner never wrote a log."""
