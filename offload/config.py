@@ -9,12 +9,18 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from typing import Any
 
 from offload.errors import UsageError
 from offload.paths import BACKEND_ENV, STORE_ENV, data_dir
 
 TOP_LEVEL = ("backend", "store", "budget")
+# <section>.<key> settings beside the backends' (offload/jobs/tracking.py, offload/jobs/notify.py), and
+# the environment variable that overrides each
+SECTIONS = {"mlflow": ("tracking_uri", "experiment"), "notify": ("webhook",)}
+SECTION_ENV = {"mlflow.tracking_uri": "MLFLOW_TRACKING_URI", "mlflow.experiment": "MLFLOW_EXPERIMENT_NAME",
+               "notify.webhook": "OFFLOAD_NOTIFY_WEBHOOK"}
 BUDGET_KEYS = ("monthly", "job")  # budget.monthly: this month's spend cap; budget.job: a job's default budget
 
 
@@ -50,8 +56,10 @@ def _coerce(value: str) -> Any:
         return value
 
 
-def set_values(pairs: list[str]) -> dict[str, Any]:
-    """Apply ``key value key value ...`` to the config and save it."""
+def set_values(pairs: list[str], *, check: Callable[[str, str, Any], None] | None = None) -> dict[str, Any]:
+    """Apply ``key value key value ...`` to the config and save it; nothing is written when one
+    pair is refused. ``check(backend, option, value)`` refuses a backend option (the CLI passes
+    offload.backends.options.check_option: this layer knows no backend)."""
     if len(pairs) % 2:
         raise UsageError(
             f"`offload config set` takes key value pairs; {pairs[-1]!r} has no value",
@@ -70,17 +78,27 @@ def set_values(pairs: list[str]) -> dict[str, Any]:
                                  hint=f"budget keys: {', '.join('budget.' + k for k in BUDGET_KEYS)}")
             budget = cfg.get("budget")
             cfg["budget"] = {**(budget if isinstance(budget, dict) else {}), name: _coerce(value)}
+        elif key.split(".", 1)[0] in SECTIONS:  # mlflow.tracking_uri, notify.webhook ...
+            sect, _, name = key.partition(".")
+            if name not in SECTIONS[sect]:
+                raise UsageError(f"unknown config key {key!r}", field=key,
+                                 hint=f"{sect} keys: {', '.join(f'{sect}.{k}' for k in SECTIONS[sect])}")
+            cfg.setdefault(sect, {})[name] = value
         elif key.startswith("backends."):  # the dotted form the README's table uses
             parts = key.split(".")
             if len(parts) != 3 or not all(parts):
                 raise UsageError(f"config key {key!r} is not backends.<backend>.<option>",
                                  hint="for example: offload config set backends.local.max_jobs 4", field=key)
+            if check is not None:
+                check(parts[1], parts[2], _coerce(value))
             cfg.setdefault("backends", {}).setdefault(parts[1], {})[parts[2]] = _coerce(value)
         elif "." in key:
             raise UsageError(f"unknown config key {key!r}",
                              hint=f"top-level keys: {', '.join(TOP_LEVEL)}; backend options: backends.<backend>.<option>",
                              field=key)
         else:
+            if check is not None:
+                check(section, key, _coerce(value))
             cfg.setdefault("backends", {}).setdefault(section, {})[key] = _coerce(value)
     save_config(cfg)
     return cfg
@@ -126,6 +144,13 @@ def effective_config() -> list[tuple[str, Any, str]]:
         rows += [(f"budget.{k}", v, "file") for k, v in sorted(cfg["budget"].items())]
     elif "budget" in cfg:
         rows.append(("budget", cfg["budget"], "file"))
+    for sect, names in SECTIONS.items():
+        for name in names:
+            env = SECTION_ENV[f"{sect}.{name}"]
+            if os.environ.get(env):
+                rows.append((f"{sect}.{name}", os.environ[env], f"env {env}"))
+            elif (cfg.get(sect) or {}).get(name) not in (None, ""):
+                rows.append((f"{sect}.{name}", cfg[sect][name], "file"))
     for name, opts in sorted((cfg.get("backends") or {}).items()):
         rows += [(f"backends.{name}.{key}", value, "file") for key, value in sorted(opts.items())]
     if not (cfg.get("backends") or {}).get("local", {}).get("max_jobs"):

@@ -15,7 +15,7 @@ import nbformat
 from jupyter_ext.service.core import OffloadService, jsonable
 from jupyter_ext.service.errors import ApiError
 from jupyter_ext.service.paths import api_path_of, resolve_notebook
-from offload.jobs import Job, index
+from offload.jobs import Job, index, provenance, recording, tracking
 from offload.jobs.listing import SyncReport
 from offload.notebook import align_cells, provenance_of
 from offload.spec import ACTIVE_STATES, FINAL_STATES, JobSpec
@@ -96,14 +96,19 @@ def job_detail(service: OffloadService, job_id: str) -> dict[str, Any]:
         has_output=service.store.exists(layout.job_key(job.id, "output.ipynb")),
         outputs=_safe(job.outputs, []),
         cli=cli_command(spec, service.root_dir),
+        provenance=_safe(lambda: provenance.for_view(provenance.read(service.store, job.id)), None),
+        mlflow=_safe(lambda: tracking.job_run(service.store, job.id), None),
     )
     return out
 
 
 def sync(service: OffloadService, *, full: bool = False, scan: bool = True,
          watch: Collection[str] = ()) -> SyncReport:
-    """One watcher pass over the server's store: new and active jobs only (``full``: every job)."""
-    return core_jobs.sync_store(service.store, full=full, scan=scan, watch=watch)
+    """One watcher pass over the server's store: new and active jobs only (``full``: every job);
+    then running jobs are mirrored to MLflow and ended ones announced (``offload.jobs.recording``)."""
+    report = core_jobs.sync_store(service.store, full=full, scan=scan, watch=watch)
+    recording.observe_pass(service.store, report.seen)
+    return report
 
 
 def api_row(service: OffloadService, row: dict[str, Any]) -> dict[str, Any]:

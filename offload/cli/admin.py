@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from offload.backends.options import check_option
 from offload.cli._format import backend_arg, backend_name, store_arg
 from offload.config import config_path, effective_config, set_values
 from offload.errors import UsageError
@@ -74,7 +75,7 @@ def cmd_deps(args: argparse.Namespace) -> int:
 
 def cmd_config(args: argparse.Namespace) -> int:
     if args.action == "set":
-        set_values(args.pairs)
+        set_values(args.pairs, check=check_option)
     rows = effective_config()
     if args.json:
         print(json.dumps({key: {"value": value, "source": source} for key, value, source in rows}, indent=1))

@@ -58,6 +58,9 @@ def add_parsers(sub: Any) -> None:
     r.add_argument("--allow-unresolved", action="store_true", help="run even if some imports map to no installed package")
     r.add_argument("--allow-secret", action="append", metavar="PATH",
                    help="ship this file although it looks like a secret (repeatable)")
+    r.add_argument("--notify", metavar="URL",
+                   help="webhook told when the job ends (Slack-compatible JSON; 'off' for none; "
+                        "default: the notify.webhook setting)")
     r.add_argument("--detach", "-d", action="store_true", help="print the job id and return at once")
     r.add_argument("--quiet", "-q", action="store_true")
     r.set_defaults(func=cmd_run)
@@ -74,7 +77,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         machine=args.machine, spot=args.spot, max_runtime=args.max_runtime, keep_alive=args.keep_alive, cpus=args.cpus,
         memory_gb=args.memory, data=args.data or [], include=args.include or [], env=args.env,
         store=store_arg(args), allow_unresolved=args.allow_unresolved, retries=args.retries,
-        allow_secrets=args.allow_secret or [],
+        allow_secrets=args.allow_secret or [], notify=args.notify,
         budget=args.budget, cap_runtime_to_budget=args.cap_runtime_to_budget, stop_if_idle=args.stop_if_idle,
         idle_threshold=args.idle_threshold, wait_for_capacity=args.wait_for_capacity,
         backend_options_=backend_opts(args),

@@ -61,6 +61,7 @@ def add_sweep_parser(subparsers: Any) -> argparse.ArgumentParser:
     g.add_argument("--spot", action="store_true")
     g.add_argument("--max-runtime", help="per trial, e.g. 2h")
     g.add_argument("--env", choices=("kernel", "isolated"))
+    g.add_argument("--notify", metavar="URL", help="webhook told when the sweep ends (Slack-compatible; 'off')")
     g.add_argument("--detach", action="store_true", help="run the driver in the background")
     g.add_argument("--quiet", action="store_true")
     g.add_argument("--json", action="store_true", help="print JSON (ls, show)")
@@ -103,7 +104,7 @@ def run_sweep_cli(args: argparse.Namespace) -> int:
         seed=args.seed, pruner=args.pruner, storage=args.storage, study_name=args.study_name,
         max_failures=args.max_failures, enqueue=args.enqueue, backend=args.backend, gpu=args.gpu,
         spot=args.spot, machine=args.machine, max_runtime=args.max_runtime, env=args.env,
-        detach=args.detach, quiet=args.quiet, store=st,
+        detach=args.detach, quiet=args.quiet, store=st, notify=args.notify,
     )
     if args.detach:
         print(f"sweep {res.id} started in the background; `offload sweep show {res.id}` to follow it")

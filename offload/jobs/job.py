@@ -22,6 +22,7 @@ from offload.errors import BackendError, JobFailed, JobNotFound, OffloadError, U
 from offload.jobs import index, machines
 from offload.jobs.collect import merge_job
 from offload.jobs.launch import launch_spec
+from offload.jobs.observe import observe
 from offload.metrics import last_values, parse_metrics
 from offload.spec import (
     ACTIVE_STATES,
@@ -239,11 +240,19 @@ class Job:
                 continue
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(f"job {self.id} still {self.state} after {timeout} s")
+            self._observe()
             time.sleep(delay)
             delay = min(delay * 1.5, 0.5)  # a finished job is seen within half a second
+        self._observe()
         if raise_on_error and self.state != JobState.SUCCEEDED:
             raise JobFailed(f"job {self.id} {self.state}: {self.status.get('reason') or ''}".rstrip(": "))
         return self
+
+    def _observe(self) -> None:
+        """A recording client watching the job mirrors it to MLflow and announces its end
+        (:mod:`offload.jobs.observe`; nothing for a job without a run or a webhook)."""
+        if self.record and self._status is not None:
+            observe(self, self._status)
 
     @property
     def done(self) -> bool:
@@ -262,6 +271,8 @@ class Job:
         boot_seen = 0
         while True:
             ended = self.refresh()["state"] in FINAL_STATES if follow else True
+            if follow:
+                self._observe()
             if nxt == 0:
                 boot = self._boot_log()
                 if len(boot) > boot_seen:

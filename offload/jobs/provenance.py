@@ -19,7 +19,9 @@ from offload.store import Store, layout
 
 log = logging.getLogger("offload")
 
-__all__ = ["capture", "read", "record", "record_rerun", "summary_line"]
+__all__ = ["capture", "for_view", "read", "record", "record_rerun", "summary_line"]
+
+VIEW_DIFF = 64 * 1024  # the diff a job detail view carries (it is polled); `offload show --diff` has all
 
 summary_line = capture_mod.summary_line  # one line for `offload show`
 
@@ -63,3 +65,19 @@ def read(store: Store, job_id: str, *, _depth: int = 0) -> dict[str, Any] | None
         return None
     found = read(store, parent, _depth=_depth + 1)
     return {**found, "inherited_from": parent} if found else None
+
+
+def for_view(prov: dict[str, Any] | None, *, max_diff: int = VIEW_DIFF) -> dict[str, Any] | None:
+    """The record for a polled view: a diff over ``max_diff`` bytes is cut at a file boundary
+    (``diff_cut: true``; ``offload show --diff JOB`` prints all of it)."""
+    git = (prov or {}).get("git")
+    if not git or len((git.get("diff") or "").encode()) <= max_diff:
+        return prov
+    kept, total = [], 0
+    for patch in capture_mod.split_patches(git["diff"]):
+        size = len(patch.encode())
+        if total + size > max_diff:
+            break
+        kept.append(patch)
+        total += size
+    return {**prov, "git": {**git, "diff": "".join(kept), "diff_cut": True}}

@@ -13,12 +13,14 @@ from pathlib import Path
 from typing import Any
 
 from offload.jobs import notify, provenance, tracking
-from offload.spec import JobSpec
-from offload.store import Store
+from offload.jobs.job import Job
+from offload.jobs.observe import observe
+from offload.spec import FINAL_STATES, JobSpec, JobState
+from offload.store import Store, layout
 
 log = logging.getLogger("offload")
 
-__all__ = ["check_webhook", "on_rerun", "on_submit"]
+__all__ = ["check_webhook", "observe_pass", "on_rerun", "on_submit", "sweep_ended", "sweep_started"]
 
 check_webhook = notify.check_webhook  # submit checks its ``notify`` argument before anything else
 
@@ -60,3 +62,63 @@ def _side_records(store: Store, spec: JobSpec, prov: dict[str, Any] | None, *, w
             say(f"MLflow run {run['run_id']}: {run.get('url') or run['tracking_uri']}")
     except Exception as exc:
         say(f"warning: the job is not recorded in MLflow: {exc}")
+
+
+def observe_pass(store: Store, seen: dict[str, tuple[Any, Any]]) -> None:
+    """After a watcher pass (``SyncReport.seen``: job id -> (state before, state now)): mirror the
+    running jobs to MLflow and announce the jobs that ended in it. Never raises."""
+    for job_id, (before, after) in seen.items():
+        if after == JobState.RUNNING or (after in FINAL_STATES and before != after):
+            try:
+                job = Job(job_id, store=store, record=False)  # the pass has reconciled it already
+                st = store.get_json(job.key("status.json"), None) or {}
+                if st.get("state") != after:  # concluded by the client (lost, cancelled before start)
+                    st = {**st, **(store.get_json(job.key("reconciled.json"), None) or {})}
+                observe(job, {**st, "state": after})
+            except Exception as exc:  # a job that cannot be read now is read at the next pass
+                log.debug("observe %s: %s", job_id, exc)
+
+
+# sweeps: the driver is the one observer of its sweep ---------------------------------------------
+def sweep_started(store: Store, sweep_id: str, rec: dict[str, Any], *, say: Any) -> None:
+    """The sweep's webhook record and MLflow parent run (once; a resumed driver finds them)."""
+    try:
+        notify.record_sweep(store, sweep_id, webhook=(rec.get("submit") or {}).get("notify"))
+    except Exception as exc:
+        say(f"warning: no end-of-sweep notification: {exc}")
+    try:
+        run = tracking.start_sweep_run(store, sweep_id, rec)
+        if run:
+            say(f"MLflow parent run {run['run_id']}" + (f": {run['url']}" if run.get("url") else ""))
+    except Exception as exc:
+        say(f"warning: the sweep is not recorded in MLflow: {exc}")
+
+
+def _best(study: Any, objectives: list[str]) -> dict[str, Any] | None:
+    if len(objectives) != 1:
+        return None
+    try:
+        t = study.best_trial
+    except (ValueError, RuntimeError):  # no completed trial
+        return None
+    return {"values": {objectives[0]: t.value}, "params": dict(t.params), "number": t.number}
+
+
+def sweep_ended(store: Store, sweep_id: str, rec: dict[str, Any], *, state: str, error: str | None,
+                counts: dict[str, Any], study: Any, say: Any) -> None:
+    """Close the MLflow parent run and announce the end (when the sweep asked for it)."""
+    best = _best(study, rec.get("objectives") or [])
+    shown = {k[2:]: v for k, v in counts.items() if v and k in ("n_complete", "n_pruned", "n_fail")}
+    url = None
+    try:
+        tracking.end_sweep_run(store, sweep_id, state=str(state), best=best, counts=counts)
+        url = (store.get_json(layout.sweep_key(sweep_id, layout.MLFLOW), None) or {}).get("url")
+    except Exception as exc:
+        say(f"warning: could not close the sweep's MLflow run: {exc}")
+    if str(state) not in ("completed", "failed", "stopped"):
+        return
+    try:
+        notify.sweep_ended(store, sweep_id, state=str(state), notebook=Path(rec["notebook"]).name, error=error,
+                           counts=shown, best=best, run_url=url)
+    except Exception as exc:
+        say(f"warning: could not send the end-of-sweep webhook: {exc}")

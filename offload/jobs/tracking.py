@@ -34,9 +34,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import nbformat
+
 from offload.backends.base import Ability
 from offload.config import load_config
 from offload.errors import UsageError
+from offload.notebook import declared_parameters
 from offload.spec import FINAL_STATES, JobSpec, JobState
 from offload.store import Store, layout
 
@@ -82,6 +85,8 @@ def run_url(uri: str, experiment_id: str, run_id: str) -> str | None:
 
 
 def _client(uri: str) -> Any:
+    # Closing a run prints "View run ... at" to stdout; our own line says it where it belongs.
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     try:  # heavy and optional: imported only when a tracking URI is set
         from mlflow.tracking import MlflowClient
     except ImportError:
@@ -160,7 +165,7 @@ def start_job_run(store: Store, spec: JobSpec, *, provenance: dict[str, Any] | N
     name = f"trial {spec.labels['trial']}" if parent and "trial" in spec.labels else f"{Path(spec.notebook).stem} {spec.id}"
     run = client.create_run(exp_id, start_time=int(spec.created_at * 1000), tags={k: v for k, v in tags.items() if v},
                             run_name=name)
-    params = [Param(str(k)[:250], _param_value(v)) for k, v in (spec.parameters or {}).items()]
+    params = [Param(str(k)[:250], _param_value(v)) for k, v in _effective_parameters(store, spec).items()]
     for i in range(0, len(params), 100):
         client.log_batch(run.info.run_id, params=params[i:i + 100])
     rec = {"tracking_uri": _clean_uri(uri), "experiment_id": exp_id, "run_id": run.info.run_id,
@@ -171,6 +176,22 @@ def start_job_run(store: Store, spec: JobSpec, *, provenance: dict[str, Any] | N
     return rec
 
 
+def _effective_parameters(store: Store, spec: JobSpec) -> dict[str, Any]:
+    """The notebook's declared defaults (its ``parameters`` cell, as the bundle holds it) with the
+    job's values over them: what the run used, not only what was overridden."""
+    out: dict[str, Any] = {}
+    try:
+        manifest = store.get_json(layout.bundle_key(spec.bundle_id), None) or {}
+        entry = (manifest.get("files") or {}).get(spec.notebook)
+        if entry:
+            nb = nbformat.reads(store.get_text(layout.blob_key(entry["sha256"])), as_version=4)
+            out = {k: (d.get("default") if d.get("default") is not None else d.get("source"))
+                   for k, d in declared_parameters(nb).items()}
+    except Exception as exc:  # the overrides alone, then
+        log.debug("declared parameters of %s: %s", spec.id, exc)
+    return {**out, **(spec.parameters or {})}
+
+
 def _param_value(v: Any) -> str:
     import json
 
@@ -178,13 +199,16 @@ def _param_value(v: Any) -> str:
     return text[:6000]
 
 
-def job_run(store: Store, job_id: str, *, created_at: float | None = None) -> dict[str, Any] | None:
-    """The job's recorded run (cached; a young job without one is asked again later)."""
+def job_run(store: Store, job_id: str, *, created_at: Any = None) -> dict[str, Any] | None:
+    """The job's recorded run (cached). ``created_at`` (a number, or a function giving it): a
+    job younger than that may still get its record from its submitter, so it is asked again."""
     key = (store.url, job_id)
     with _lock:
         if key in _records:
             return _records[key]
     rec = store.get_json(layout.job_key(job_id, layout.MLFLOW), None)
+    if rec is None and callable(created_at):
+        created_at = created_at()
     if rec is not None or created_at is None or time.time() - created_at > _RECORD_WAIT_S:
         with _lock:
             _records[key] = rec
@@ -199,7 +223,7 @@ def mirror(job: Any, status: dict[str, Any] | None = None) -> bool:
     has not sent: new metric points, and once the job has ended its artifacts and final status.
     Returns whether the job has a run. Errors are the caller's to log (a watcher goes on)."""
     key = (job.store.url, job.id)
-    rec = job_run(job.store, job.id, created_at=job.spec.created_at)
+    rec = job_run(job.store, job.id, created_at=lambda: job.spec.created_at)
     if rec is None:
         return False
     st = status or job.last_status or job.status
@@ -209,6 +233,10 @@ def mirror(job: Any, status: dict[str, Any] | None = None) -> bool:
             return True
     client = _client_for(rec)
     run_id = rec["run_id"]
+    if final and key not in _sent and client.get_run(run_id).info.status != "RUNNING":
+        with _lock:  # closed by another observer before this process saw the job (a restarted server)
+            _ended.add(key)
+        return True
     _send_metrics(client, run_id, key, job.metrics)
     if final:
         _send_end(client, run_id, job, st)
@@ -244,8 +272,7 @@ def _send_end(client: Any, run_id: str, job: Any, st: dict[str, Any]) -> None:
     store = job.store
     with tempfile.TemporaryDirectory(prefix="offload-mlflow-") as tmp:
         try:
-            nb = Path(tmp) / "executed" / Path(job.spec.notebook).name
-            nb.parent.mkdir(parents=True)
+            nb = Path(tmp) / Path(job.spec.notebook).name  # the executed notebook, at the run's root
             nb.write_text(store.get_text(job.key("output.ipynb")))
             client.log_artifact(run_id, str(nb))
         except KeyError:

@@ -36,7 +36,7 @@ import pathspec
 from offload.snapshot._secrets import ContentScan
 from offload.snapshot.bundle import SECRET_PATTERNS
 
-__all__ = ["MAX_DIFF", "MAX_FILE_DIFF", "capture", "clean_remote_url", "summary_line"]
+__all__ = ["MAX_DIFF", "MAX_FILE_DIFF", "capture", "clean_remote_url", "split_patches", "summary_line"]
 
 MAX_DIFF = 512 * 1024  # bytes of diff kept in the record, all files together
 MAX_FILE_DIFF = 128 * 1024  # one file's patch over this is listed, not kept (a notebook's images)
@@ -104,7 +104,8 @@ def _remote(root: Path) -> dict[str, str] | None:
 _DIFF_HEADER = re.compile(r"^diff --git ", re.M)
 
 
-def _split_patches(diff: str) -> list[str]:
+def split_patches(diff: str) -> list[str]:
+    """A multi-file diff as one patch per file."""
     starts = [m.start() for m in _DIFF_HEADER.finditer(diff)]
     if not starts:
         return []
@@ -216,7 +217,7 @@ def _describe(top: Path, *, max_diff: int, max_file_diff: int) -> dict[str, Any]
     else:  # nothing committed: everything staged is the change
         tracked = _git(top, "diff", "--cached", "--no-ext-diff", "--no-textconv", "--")
     untracked = _untracked(top)
-    patches = _split_patches(tracked)
+    patches = split_patches(tracked)
     patches += [_untracked_patch(top, rel) for rel in untracked[:MAX_UNTRACKED]]
     files, kept, omitted, withheld = [], [], [], []
     total = 0

@@ -25,6 +25,7 @@ from typing import Any
 
 from offload.backends.base import available_backends
 from offload.errors import NotebookError, UsageError
+from offload.jobs.notify import check_webhook
 from offload.notebook import declared_parameters, read_notebook
 from offload.spec import new_job_id, parse_duration
 from offload.store import Store
@@ -86,10 +87,13 @@ def sweep(
     quiet: bool = False,
     sweep_id: str | None = None,
     pack: bool = False,
+    notify: str | None = None,
 ) -> SweepResult:
     """Run an Optuna study whose trials are jobs running ``notebook`` with sampled parameters.
 
     Blocks until the sweep ends (``detach=True`` starts a background driver and returns at once).
+    ``notify``: a webhook told when the sweep ends (Slack-compatible; "off"; default: the
+    ``notify.webhook`` setting); with MLflow tracking on, the sweep is a parent run of its trials.
     Raises :class:`SweepFailed` when ``max_failures`` trials failed; any bad input raises an
     :class:`~offload.errors.UsageError` before a job is started.
     """
@@ -100,7 +104,7 @@ def sweep(
         storage=storage, study_name=study_name, max_failures=max_failures, enqueue=enqueue,
         backend=backend, gpu=gpu, spot=spot, machine=machine, max_runtime=max_runtime, env=env,
         data=data, backend_options=backend_options, retries=retries, store=st, sweep_id=sweep_id,
-        pack=pack,
+        pack=pack, notify=notify,
     )
     run_driver(
         st, rec["id"], detach=detach, quiet=quiet,
@@ -116,7 +120,7 @@ def create_sweep(notebook: str | os.PathLike, *, space: Any, objective: Any, dir
                  backend: str | None, gpu: str | None, spot: bool, machine: str | None,
                  max_runtime: Any, env: str | None, data: list[str] | None,
                  backend_options: dict[str, Any] | None, retries: int, store: Store,
-                 sweep_id: str | None = None, pack: bool = False) -> dict[str, Any]:
+                 sweep_id: str | None = None, pack: bool = False, notify: str | None = None) -> dict[str, Any]:
     """Validate everything and write ``sweeps/<id>/sweep.json``; no job is started.
 
     Each bad input raises a UsageError (SpaceError for the space) whose ``field`` is the REST body
@@ -143,10 +147,11 @@ def create_sweep(notebook: str | os.PathLike, *, space: Any, objective: Any, dir
     sp.make_sampler(sampler, seed=seed, space=sp_, n_objectives=len(names))
     sp.make_pruner(pruner, n_objectives=len(names))
     points = sp.load_enqueue(enqueue, sp_)
+    check_webhook(notify)  # the sweep's end-of-run webhook: an http(s) URL or "off"
     sid = sweep_id or new_job_id()
     submit: dict[str, Any] = {"spot": bool(spot)}
     for k, v in (("backend", backend), ("gpu", gpu), ("machine", machine), ("max_runtime", max_runtime),
-                 ("env", env), ("data", data), ("backend_options", backend_options)):
+                 ("env", env), ("data", data), ("backend_options", backend_options), ("notify", notify)):
         if v is not None:
             submit[k] = v
     rec = {

@@ -28,6 +28,8 @@ from typing import Any
 from offload import jobs
 from offload.config import backend_options, default_backend
 from offload.errors import OffloadError, UsageError
+from offload.jobs import recording
+from offload.jobs.observe import observe
 from offload.snapshot.deps import snapshot
 from offload.spec import ACTIVE_STATES, FINAL_STATES, JobState
 from offload.store import Store
@@ -265,6 +267,7 @@ class Driver:
     def check(self, a: Active) -> None:
         job = a.job
         state = job.refresh()["state"]
+        observe(job, job.last_status)  # the trial's MLflow run (live metrics, artifacts at the end)
         metrics = list(job.metrics or []) if (self.pruning or state in FINAL_STATES) else []
         if self.pruning and state not in FINAL_STATES:
             name = self.objectives[0]
@@ -443,6 +446,7 @@ class Driver:
         self.info.setdefault("started_at", _now())
         self.info["runs"] = int(self.info.get("runs", 0)) + 1
         self.write_info(state=RUNNING, error=None, finished_at=None)
+        recording.sweep_started(self.store, self.id, self.rec, say=self.say)  # MLflow parent run, webhook
         try:
             self._enqueue_initial()
             if self.packing:
@@ -466,6 +470,8 @@ class Driver:
         self.wait_cancelled()
         self.write_info(state=state, error=error, finished_at=_now(), **summary_counts(self.study))
         self.say(f"{state}{': ' + error if error else ''}")
+        recording.sweep_ended(self.store, self.id, self.rec, state=state, error=error,
+                              counts=summary_counts(self.study), study=self.study, say=self.say)
         return dict(self.info)
 
     def _enqueue_initial(self) -> None:
