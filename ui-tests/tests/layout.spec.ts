@@ -181,6 +181,10 @@ test.describe('first-party layout and feedback (issue 17)', () => {
     await command(page, 'offload:open-job', { id: gone });
     await expect(page.locator('.jp-toast-message, .Toastify__toast').filter({ hasText: 'no longer exists' }).first()).toBeVisible();
     await expect(page.locator(`#jp-offload-job-main-${gone}`)).toHaveCount(0);
+    // and so does a sweep panel restored for a notebook that was removed
+    await command(page, 'offload:sweep', { path: `${tmpPath}/removed.ipynb` });
+    await expect(page.locator('.jp-toast-message, .Toastify__toast').filter({ hasText: 'its sweep panel was closed' }).first()).toBeVisible();
+    await expect(page.locator('.jp-offload-Sweep')).toHaveCount(0);
 
     // the executed notebook: a read-only notebook view with its image output, in both themes
     const job = page.locator(`#jp-offload-job-main-${ids[0]}`);
@@ -199,6 +203,17 @@ test.describe('first-party layout and feedback (issue 17)', () => {
     const colors = await banner.evaluate(n => [getComputedStyle(n).color, getComputedStyle(n).backgroundColor]);
     expect(contrast(colors[0], colors[1])).toBeGreaterThan(7);
     await shot(page, 'layout-04-executed-dark');
+    await command(page, 'offload:open-job', { id: ids[0] });
+    await expect(job.locator('figure[data-metric="loss"] svg')).toBeVisible();
+    await shot(page, 'layout-04b-job-detail-dark');
+    // notifications (with their action buttons) stay inside the window
+    const width = page.viewportSize()!.width;
+    const toasts = page.locator('.Toastify__toast');
+    expect(await toasts.count()).toBeGreaterThan(0);
+    // (polled: a toast slides in from the right edge before it settles)
+    await expect
+      .poll(async () => Math.max(...(await toasts.evaluateAll(ns => ns.map(n => n.getBoundingClientRect().right)))))
+      .toBeLessThanOrEqual(width);
     await page.theme.setLightTheme();
   });
 

@@ -10,6 +10,7 @@ import { Widget } from '@lumino/widgets';
 import {
   ACTIVE_SWEEP_STATES,
   api,
+  ApiError,
   errorText,
   IBackends,
   IParameter,
@@ -53,6 +54,8 @@ export class SweepWidget extends Widget {
   sweepId: string | null;
   /** Called when the shown sweep changes (for the layout restorer). */
   onSweepChanged: () => void = () => undefined;
+  /** Called when the notebook is gone and it has no sweep (a panel restored after it was removed). */
+  onGone: () => void = () => undefined;
   /** Called once a sweep has been started from this panel (the sweep-finished watch). */
   onSweepStarted: () => void = () => undefined;
   /** Called when the shown sweep, or its state, changes (the toolbar's Stop follows it). */
@@ -212,6 +215,10 @@ export class SweepWidget extends Widget {
       backends = b;
       params = inspection.parameters;
     } catch (err) {
+      if (err instanceof ApiError && err.status === 404 && err.field === 'path' && !this._list.length) {
+        this.onGone(); // restored for a notebook that is gone, with no sweep to show
+        return;
+      }
       this._body.textContent = '';
       this._body.append(el('p', { class: 'jp-offload-field-error' }, errorText(err)));
       return;

@@ -129,6 +129,12 @@ export const sweepPlugin: JupyterFrontEndPlugin<void> = {
       const w = widget;
       content.onSweepChanged = () => void sweepTracker.save(w);
       content.onSweepStarted = () => void pollNow(sweepsPoll);
+      content.onGone = () => {
+        if (!w.isDisposed) {
+          w.dispose();
+          Notification.info(`${path} no longer exists; its sweep panel was closed.`, { autoClose: 5000 });
+        }
+      };
       widget.toolbar.addItem(
         'refresh',
         new ToolbarButton({
