@@ -77,7 +77,8 @@ class SubshellClient:
         """Run ``code`` in the subshell; print what it prints (text); return the execute_reply's
         content (``status`` ok / error)."""
         mid = self._request(self.kc.shell_channel, "execute_request", {
-            "code": code, "silent": False, "store_history": True, "user_expressions": {},
+            "code": code, "silent": False, "store_history": False,  # the notebook keeps its own numbering
+            "user_expressions": {},
             "allow_stdin": False, "stop_on_error": False,
         }, subshell=True)
         deadline = time.monotonic() + max(self.timeout, 3600.0)

@@ -153,7 +153,7 @@ def srun_pipe(slurm_job_id: str, python: str) -> Callable[[str], Any]:
                 proc.kill()
                 proc.wait()
 
-        return send, lambda: proc.stdout.read1(65536), close  # type: ignore[union-attr]
+        return send, lambda: proc.stdout.read(65536), close  # unbuffered: what is there  # type: ignore[union-attr]
 
     return open_pipe
 

@@ -1,0 +1,168 @@
+"""offload attach / offload ssh into a running job, end to end with real parts: the local backend
+(the kernel's own IPC sockets), a real OpenSSH server on loopback (tests/sshd_server.py: the SSH
+relay a GCE VM is reached by), and the suite's real SLURM cluster (srun --overlap). The CLI runs
+as a user runs it, in its own process."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from offload.errors import ConflictError
+from offload.jobs import Job, submit
+from offload.runner.kernel import has_subshells
+from offload.spec import JobState
+from offload.store import Store, layout
+from offload.testing import wait_for
+
+LOOP = ["import time\nstep = 0", "while True:\n    step += 1\n    time.sleep(0.05)"]
+CONFLICT = ConflictError.exit_code
+
+
+def offload(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "offload.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+def read_step(job: Job) -> int:
+    r = offload("attach", job.id, "--execute", "print(step)")
+    assert r.returncode == 0, r.stderr
+    return int(r.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture
+def store(tmp_path) -> Store:
+    return Store((tmp_path / "store").as_uri())
+
+
+def set_backend_options(home: Path, backend: str, options: dict) -> None:
+    cfg = home / "config.json"
+    data = json.loads(cfg.read_text()) if cfg.exists() else {}
+    data.setdefault("backends", {})[backend] = options
+    cfg.write_text(json.dumps(data))
+
+
+def check_running_job(job: Job) -> None:
+    """What a user sees through any route: live variables while the cell runs, a shell in the
+    notebook's directory, exit codes passed through, errors shown; the job goes on."""
+    first = read_step(job)
+    assert first > 0
+    assert Job(job.id, store=job.store).state == JobState.RUNNING
+    wait_for(lambda: read_step(job) > first + 5, 120, "the live variable to change")  # the cell keeps running
+
+    record = job.store.get_json(job.key(layout.KERNEL))
+    pwd = offload("ssh", job.id, "--", "pwd")
+    assert pwd.returncode == 0, pwd.stderr
+    assert pwd.stdout.strip() == record["cwd"]
+    ls = offload("ssh", job.id, "--", "ls", "-1")
+    assert "loop.ipynb" in ls.stdout.split()  # the notebook's own directory on the job's machine
+    assert offload("ssh", job.id, "--", "sh", "-c", "exit 3").returncode == 3
+    quoted = offload("ssh", job.id, "--", "printf", "%s|", "a b", "$HOME", "; echo no")
+    assert quoted.stdout == "a b|$HOME|; echo no|"  # argv words arrive as given: nothing is run by a shell
+
+    err = offload("attach", job.id, "--execute", "1/0")
+    assert err.returncode == 1 and "ZeroDivisionError" in err.stderr
+    assert Job(job.id, store=job.store).state == JobState.RUNNING  # attaching never disturbs the job
+
+
+def check_ended(job: Job) -> None:
+    job.cancel()
+    job.wait(timeout=180)
+    assert not job.store.exists(job.key(layout.KERNEL))  # the record goes with the kernel
+    r = offload("attach", job.id, "--execute", "print(step)")
+    assert r.returncode == CONFLICT
+    assert "cancelled" in r.stderr and "no running kernel" in r.stderr
+
+
+def test_local_attach_and_ssh_while_the_cell_runs(notebook, store):
+    job = submit(notebook("loop.ipynb", LOOP), backend="local", store=store)
+    try:
+        check_running_job(job)
+        record = job.store.get_json(job.key(layout.KERNEL))
+        assert record["connection"]["transport"] == "ipc"  # no TCP port at all, on any interface
+        assert oct(os.stat(os.path.dirname(record["connection"]["ip"])).st_mode & 0o777) == "0o700"
+        assert record["subshells"] is True
+    finally:
+        check_ended(job)
+
+
+def test_a_queued_job_is_waited_for_or_named(notebook, store):
+    blocker = submit(notebook("loop.ipynb", LOOP), backend="local", store=store, backend_options_={"max_jobs": 1})
+    try:
+        wait_for(lambda: blocker.store.exists(blocker.key(layout.KERNEL)), 120, "the first job's kernel")
+        queued = submit(notebook("second.ipynb", ["x = 1"]), backend="local", store=store, backend_options_={"max_jobs": 1})
+        wait_for(lambda: Job(queued.id, store=store).state == JobState.QUEUED, 120, "the second job to wait for a slot")
+        r = offload("attach", queued.id, "--no-wait", "--execute", "x")
+        assert r.returncode == CONFLICT and "is queued" in r.stderr and "not running yet" in r.stderr
+        r = offload("attach", queued.id, "--timeout", "3", "--execute", "x")
+        assert "waiting for its kernel to start" in r.stderr  # progress while it waits
+        assert r.returncode == CONFLICT and "did not start within 3 s" in r.stderr
+    finally:
+        blocker.cancel()
+    queued.wait(timeout=180)
+
+
+def test_ipykernel_versions_with_subshells():
+    assert has_subshells("7.0.0") and has_subshells("7.4.0") and has_subshells("10.1")
+    assert not has_subshells("6.29.5") and not has_subshells(None) and not has_subshells("dev")
+
+
+@pytest.fixture(scope="module")
+def sshd(tmp_path_factory):
+    from tests.sshd_server import Sshd, why_cannot_run
+
+    reason = why_cannot_run()
+    if reason:
+        pytest.skip(f"no OpenSSH server here: {reason}")
+    server = Sshd(tmp_path_factory.mktemp("sshd")).start()
+    yield server
+    server.stop()
+
+
+def test_attach_and_ssh_through_a_real_ssh_server(notebook, store, sshd, offload_home):
+    """The SSH route (what a GCE VM is reached by), against OpenSSH on loopback: the kernel's
+    sockets are relayed over SSH exec channels, the shell runs through sshd."""
+    set_backend_options(offload_home, "local", sshd.options())
+    job = submit(notebook("loop.ipynb", LOOP), backend="local", store=store)
+    try:
+        check_running_job(job)
+        assert (Path(offload_home) / "known_hosts").read_text().startswith("[127.0.0.1]")  # remembered
+    finally:
+        check_ended(job)
+
+
+def test_ssh_route_errors_name_the_setting(notebook, store, sshd, offload_home, tmp_path):
+    job = submit(notebook("loop.ipynb", LOOP), backend="local", store=store)
+    try:
+        wait_for(lambda: job.store.exists(job.key(layout.KERNEL)), 120, "the job's kernel")
+        set_backend_options(offload_home, "local", {**sshd.options(), "ssh_key": str(tmp_path / "missing")})
+        r = offload("ssh", job.id, "--", "true")
+        assert r.returncode == 2 and "does not exist" in r.stderr
+        other = tmp_path / "other_key"
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
+        set_backend_options(offload_home, "local", {**sshd.options(), "ssh_key": str(other)})
+        r = offload("ssh", job.id, "--", "true")
+        assert r.returncode == 5 and "refused the key" in r.stderr
+    finally:
+        job.cancel()
+        job.wait(timeout=180)
+
+
+@pytest.fixture
+def clean_queue(slurm_cluster):
+    yield
+    subprocess.run(["scancel", "--full", "--partition", "debug,urgent,restricted"], env=slurm_cluster.env,
+                   capture_output=True, timeout=20, check=False)
+
+
+def test_slurm_attach_and_ssh_through_srun_overlap(slurm_cluster, notebook, store, clean_queue):
+    job = submit(notebook("loop.ipynb", LOOP), backend="slurm", store=store)
+    try:
+        check_running_job(job)
+    finally:
+        check_ended(job)
