@@ -5,10 +5,14 @@
  *   IOffload (tokens.ts), through which the others extend it.
  * - sweeps/plugin.ts: the Sweep panel.
  * - cells/plugin.ts: Run Cell on GPU.
+ * - jobs/machines.ts: kept machines in the side panel (countdown, Stop).
+ * - jobs/desktop.ts: a system notification when a job ends while the tab is in the background.
  */
 import { JupyterFrontEndPlugin } from '@jupyterlab/application';
 
 import { cellRunPlugin } from './cells/plugin';
+import { desktopNotifyPlugin } from './jobs/desktop';
+import { machinesPlugin } from './jobs/machines';
 import { jobsPlugin } from './jobs/plugin';
 import { sweepPlugin } from './sweeps/plugin';
 
@@ -16,5 +20,11 @@ export { CellRunCommandIDs, CommandIDs, IOffload, PanelRegistry, SweepCommandIDs
 export type { IPanelSpec } from './tokens';
 export { gpuIcon } from './util/icons';
 
-const plugins: JupyterFrontEndPlugin<any>[] = [jobsPlugin, sweepPlugin, cellRunPlugin];
+const plugins: JupyterFrontEndPlugin<any>[] = [
+  jobsPlugin,
+  machinesPlugin,
+  sweepPlugin,
+  cellRunPlugin,
+  desktopNotifyPlugin
+];
 export default plugins;

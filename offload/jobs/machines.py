@@ -98,8 +98,8 @@ def hand_off(spec: JobSpec, store: Store, backend: Backend) -> dict[str, Any] | 
         if not _compatible(now_rec, spec, time.time()):
             store.delete(layout.machine_queue_key(rec["name"], spec.id))
             continue
-        return {**rec["handle"], "on_machine": rec["name"], "handed_at": time.time(),
-                "created_at": time.time(), "launched_at": time.time()}
+        now = time.time()  # the job's machine exists from now on: provision_s is 0
+        return {**rec["handle"], "on_machine": rec["name"], "handed_at": now, "created_at": now, "launched_at": now}
     return None
 
 

@@ -163,7 +163,7 @@ class SessionServer(JobProgram):
         self.loop.run_until_complete(self._start_kernel(work))
         self.say("session kernel ready")
         idle_since = time.time()
-        self._note_idle(idle_since)
+        self._note_idle(idle_since, write=True)  # listed with its countdown as soon as it is ready
         stop_keys = [layout.session_key(self.job_id, "stop")]
         if self.record is not None:  # `offload machines stop NAME` / the panel's Stop button
             stop_keys.append(layout.machine_stop_key(self.record.name))
@@ -189,10 +189,13 @@ class SessionServer(JobProgram):
             time.sleep(POLL_S if now - idle_since < 60 else 0.2)
         return self.stopped_outcome()
 
-    def _note_idle(self, since: float) -> None:
+    def _note_idle(self, since: float, *, write: bool = False) -> None:
+        """The record's countdown restarts after each cell; its next heartbeat writes it (no store
+        write on a warm cell's path), except when the session has just become ready."""
         if self.record is not None:
-            self.record.note(idle_since=since, idle_deadline=since + self.idle_s, jobs_served=self.served,
-                             keep_alive_s=int(self.idle_s))
+            fields = {"idle_since": since, "idle_deadline": since + self.idle_s, "jobs_served": self.served,
+                      "keep_alive_s": int(self.idle_s)}
+            (self.record.update if write else self.record.note)(**fields)
 
     def _serve(self, job_id: str) -> None:
         handlers = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
