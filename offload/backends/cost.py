@@ -1,7 +1,8 @@
 """Prices and cost estimates.
 
 The bundled table (``offload/backends/prices/gce.json``) carries the date its prices were taken, so an
-estimate can say how old it is; a user can point ``OFFLOAD_GCE_PRICES`` (or the gce backend option
+estimate can say how old it is (`offload machines` warns past 90 days); with credentials, today's
+prices come from the Cloud Billing Catalog API (:mod:`offload.backends.billing`, cached daily); a user can point ``OFFLOAD_GCE_PRICES`` (or the gce backend option
 ``prices``) at their own copy when their contract prices differ. Costs are estimates: GCE bills per
 second with a one-minute minimum, and spot prices move.
 """
@@ -11,11 +12,13 @@ from __future__ import annotations
 import json
 import math
 import os
+import time
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from offload.backends import billing
 from offload.errors import UsageError
 
 BUNDLED = Path(__file__).parent / "prices" / "gce.json"
@@ -58,6 +61,64 @@ def load_price_table(path: str | os.PathLike | None = None) -> dict[str, Any]:
     return merged
 
 
+STALE_AFTER_DAYS = 90  # a bundled table older than this is flagged in `offload machines` and the estimates
+
+
+def gce_price_table(options: dict[str, Any] | None = None, *, refresh: bool = False) -> dict[str, Any]:
+    """The prices a gce backend uses: the user's table (``prices`` option or ``OFFLOAD_GCE_PRICES``)
+    when given; else today's live prices from the Cloud Billing Catalog API for the first region
+    (cached for the day; fetched only with ``refresh``, which `offload machines` passes) over the
+    bundled table; else the bundled table. ``source`` says which."""
+    opts = options or {}
+    chosen = opts.get("prices") or os.environ.get(PRICES_ENV)
+    base = load_price_table(chosen)
+    if chosen:
+        return {**base, "source": f"your table {chosen}"}
+    out = {**base, "source": "bundled table"}
+    if opts.get("live_prices") in (False, "false", "no", "off", 0):
+        return out
+    region = (str(opts.get("regions") or opts.get("region") or base.get("default_region", "us-central1"))
+              .split(",")[0].strip())
+    entry = billing.refresh(base, region, opts) if refresh else billing.cached(region)
+    if not entry or "overlay" not in entry:
+        if entry and entry.get("error"):
+            out["live_error"] = entry["error"]
+        return out
+    live = entry["overlay"]
+    merged = {**out, "machines": dict(base["machines"]), "gpus": dict(base["gpus"])}
+    for section in ("machines", "gpus"):
+        for name, got in live.get(section, {}).items():
+            if name in merged[section]:
+                old = merged[section][name].get("price") or [None, None]
+                pair = [n if n is not None else o for n, o in zip(got["price"], old, strict=True)]
+                merged[section][name] = {**merged[section][name], "price": pair}
+    # live prices are for `region` itself: no multiplier on top of them there
+    merged["region_multipliers"] = {**base.get("region_multipliers", {}), region: 1.0}
+    merged.update(taken=entry["day"], source=f"{billing.SOURCE} ({region}, fetched {entry['day']})",
+                  live_region=region)
+    return merged
+
+
+def price_note(table: dict[str, Any] | None, *, now: float | None = None) -> str | None:
+    """One line for `offload machines`: where the prices come from, their date, and a warning
+    when a table is older than STALE_AFTER_DAYS."""
+    if not table:
+        return None
+    taken = table.get("taken")
+    line = f"prices: {table.get('source', 'bundled table')}, taken {taken or '?'}"
+    if table.get("source", "bundled").startswith(("bundled", "your table")) and taken:
+        try:
+            age = int(((now or time.time()) - time.mktime(time.strptime(taken, "%Y-%m-%d"))) // 86400)
+        except ValueError:
+            age = None
+        if age is not None and age > STALE_AFTER_DAYS:
+            line += (f"\nwarning: these prices are {age} days old; list prices and spot prices move. With "
+                     "Application Default Credentials `offload machines` reads today's from the Cloud Billing "
+                     "Catalog API (live_error says why it could not)" if not table.get("live_error") else
+                     f"\nwarning: these prices are {age} days old; live prices failed: {table['live_error']}")
+    return line
+
+
 @dataclass
 class Price:
     """Dollars per hour for one machine shape in one region, with where the number came from."""
@@ -88,13 +149,15 @@ def machine_price(
     entry = table["machines"].get(machine)
     if entry is None or "price" not in entry:
         return Price(None, None, region, table.get("taken"))
-    od, sp = entry["price"]
+    od, sp = entry["price"]  # either may be null: a3-highgpu-1g/2g/4g are not offered on demand
     if gpu and gpu_count and not entry.get("gpu"):
         gp = table.get("gpus", {}).get(gpu, {}).get("price")
         if gp is None:
             return Price(None, None, region, table.get("taken"))
-        od, sp = od + gp[0] * gpu_count, sp + gp[1] * gpu_count
-    return Price(round(od * mult, 4), round(sp * mult, 4), region, table.get("taken"))
+        od = None if od is None or gp[0] is None else od + gp[0] * gpu_count
+        sp = None if sp is None or gp[1] is None else sp + gp[1] * gpu_count
+    return Price(None if od is None else round(od * mult, 4), None if sp is None else round(sp * mult, 4),
+                 region, table.get("taken"))
 
 
 def estimate(

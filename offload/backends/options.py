@@ -28,6 +28,7 @@ BUILTIN: dict[str, frozenset[str]] = {
         "spot_fallback", "sweep_on_launch", "cancel_wait_s", "operation_timeout_s", "boot_timeout",
         "keep_vm_on_boot_failure", "image", "cpu_image", "disk_gb", "disk_type", "network", "subnetwork",
         "external_ip", "service_account", "scopes", "labels",
+        "capacity_backoff_s", "live_prices", "billing_endpoint",  # --wait-for-capacity; live prices (issue 18)
     }),
 }
 # The options whose values have a type (checked after the value is read as JSON: 4 is a number).
@@ -36,9 +37,9 @@ _SECONDS = ("a number of seconds (>= 0)", lambda v: isinstance(v, (int, float)) 
 _FLAG = ("true or false", lambda v: isinstance(v, bool))
 _TYPES: dict[str, tuple[str, Any]] = {
     "max_jobs": _WHOLE, "ssh_port": _WHOLE, "disk_gb": _WHOLE,
-    "cancel_wait_s": _SECONDS, "operation_timeout_s": _SECONDS, "boot_timeout": _SECONDS,
+    "cancel_wait_s": _SECONDS, "operation_timeout_s": _SECONDS, "boot_timeout": _SECONDS, "capacity_backoff_s": _SECONDS,
     "budget_monthly": ("an amount in dollars (>= 0)", _SECONDS[1]),
-    "spot_fallback": _FLAG, "sweep_on_launch": _FLAG, "external_ip": _FLAG, "keep_vm_on_boot_failure": _FLAG,
+    "spot_fallback": _FLAG, "sweep_on_launch": _FLAG, "live_prices": _FLAG, "external_ip": _FLAG, "keep_vm_on_boot_failure": _FLAG,
 }
 
 

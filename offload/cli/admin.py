@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from offload.backends.cost import gce_price_table, price_note
 from offload.backends.options import check_option
 from offload.cli._format import backend_arg, backend_name, store_arg
 from offload.config import config_path, effective_config, set_values
@@ -95,6 +96,8 @@ def cmd_machines(args: argparse.Namespace) -> int:
     if args.running:
         return _running(args)
     name, be = backend_arg(args)
+    if isinstance(getattr(be, "table", None), dict) and name == "gce":  # today's live prices (cached daily)
+        be.table = gce_price_table(be.options, refresh=True)
     ms = be.machines()
     if args.json:
         print(json.dumps([m.to_dict() for m in ms], indent=1))
@@ -108,9 +111,9 @@ def cmd_machines(args: argparse.Namespace) -> int:
         spot = f"{m.spot_price_per_hour:.2f}" if m.spot_price_per_hour is not None else "-"
         gpu = f"{m.gpu_count}x {m.gpu}" if m.gpu else "-"
         print(f"{m.name:<22} {gpu:<14} {m.vcpus or '-':>5} {m.memory_gb or '-':>7} {price:>8} {spot:>9}")
-    taken = getattr(be, "table", {}).get("taken") if isinstance(getattr(be, "table", None), dict) else None
-    if taken:
-        print(f"prices as of {taken} (override with the backend's `prices` option)")
+    note = price_note(be.table) if isinstance(getattr(be, "table", None), dict) else None
+    if note:
+        print(note + "\n(contract prices: the backend's `prices` option or OFFLOAD_GCE_PRICES)")
     return 0
 
 

@@ -37,7 +37,8 @@ _ACTIVE = {str(s.value) for s in ACTIVE_STATES}
 
 
 def parse_budget(value: Any, *, field_name: str = "budget") -> float | None:
-    """``20``, ``"20"``, ``"$20.50"`` -> dollars; None and ``""`` stay None."""
+    """``20``, ``"20"``, ``"$20.50"`` -> dollars; None and ``""`` stay None. A monthly budget may be
+    0 (no priced launch this month); a job's budget must be positive."""
     if value is None or value == "":
         return None
     try:
@@ -47,7 +48,7 @@ def parse_budget(value: Any, *, field_name: str = "budget") -> float | None:
     except ValueError:
         raise UsageError(f"cannot read budget {value!r}", hint="a number of US dollars, for example 20",
                          field=field_name) from None
-    if not math.isfinite(dollars) or dollars <= 0:
+    if not math.isfinite(dollars) or dollars < 0 or (dollars == 0 and "monthly" not in field_name):
         raise UsageError(f"budget {value!r} must be a positive number of dollars", hint="for example 20",
                          field=field_name)
     return dollars

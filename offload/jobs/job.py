@@ -171,9 +171,12 @@ class Job:
         if handle is None:
             # Launching can take minutes (zone failover waits on each insert); only a client that
             # died mid-launch leaves a job without a handle for this long.
-            if time.time() - self.spec.created_at > LAUNCH_TIMEOUT_S:
+            if time.time() - self.spec.created_at > LAUNCH_TIMEOUT_S + (self.spec.wait_for_capacity_s or 0):
                 return self._conclude(status, JobState.LOST, "the job was never launched (client stopped during submit)")
-            return {**status, "state": JobState.PROVISIONING, "reason": "launching"}
+            waiting = (self.store.get_json(self.key("attempts.json"), None) or {}).get("waiting") \
+                if self.spec.wait_for_capacity_s else None  # --wait-for-capacity: round, next try (gce/capacity.py)
+            return {**status, "state": JobState.PROVISIONING, "reason": waiting["say"] if waiting else "launching",
+                    **({"waiting": waiting} if waiting else {})}
         try:
             bstate = self.backend().state(handle)
         except OffloadError as exc:

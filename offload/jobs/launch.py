@@ -53,6 +53,8 @@ def launch_spec(
     except Exception as exc:
         msg = str(exc) if isinstance(exc, OffloadError) else f"{type(exc).__name__}: {exc}"
         failed = {"state": JobState.FAILED, "reason": f"launch failed: {msg}", "at": time.time(), "finished_at": time.time()}
+        if store.exists(layout.job_key(spec.id, "cancel")):  # cancelled while launching (waiting for capacity)
+            failed.update(state=JobState.CANCELLED, reason=msg)
         store.put_json(layout.job_key(spec.id, "reconciled.json"), failed)
         index.record(spec, store.url, failed)
         raise

@@ -228,8 +228,9 @@ class FakeGCE:
 
     # knobs for tests ------------------------------------------------------------------------
     def stockout(self, zone: str, *, sync: bool = False, code: str = "ZONE_RESOURCE_POOL_EXHAUSTED",
-                 reason: str = "resource_availability") -> None:
-        self.stockouts[zone] = {"sync": sync, "code": code, "reason": reason}
+                 reason: str = "resource_availability", attempts: int | None = None) -> None:
+        """``zone`` has no capacity; with ``attempts=N`` only for the next N inserts there (it recovers)."""
+        self.stockouts[zone] = {"sync": sync, "code": code, "reason": reason, "left": attempts}
 
     def restock(self, zone: str) -> None:
         self.stockouts.pop(zone, None)
@@ -338,8 +339,14 @@ class FakeGCE:
             if (zone, name) in self.instances:
                 raise HttpError(409, f"The resource 'projects/{self.project}/zones/{zone}/instances/{name}' "
                                 "already exists", "alreadyExists")
+        if sched.get("provisioningModel") == "FLEX_START":  # DWS flex-start: what Compute Engine checks
+            self._check_flex_start(mt, body, sched)
         quota = self.quotas.get(region)
         stock = self.stockouts.get(zone)
+        if stock and stock.get("left") is not None:  # a stockout that ends after N attempts
+            stock["left"] -= 1
+            if stock["left"] <= 0:
+                self.stockouts.pop(zone, None)
         if quota and quota["sync"]:
             raise HttpError(403, f"Quota '{quota['metric']}' exceeded.  Limit: 0.0 in region {region}.",
                             "quotaExceeded")
@@ -375,6 +382,27 @@ class FakeGCE:
             self.instances[(zone, name)] = inst
         self._later(self.op_delay, self._boot, zone, name, op)
         return op
+
+    @staticmethod
+    def _check_flex_start(machine_type: str, body: dict[str, Any], sched: dict[str, Any]) -> None:
+        """Flex-start VMs: accelerator-optimized machine types only (not A4X, G4), a maxRunDuration of
+        at most seven days, a termination action, no reservation, no live migration or restart."""
+        family = machine_type.split("-", 1)[0]
+        if family not in ("a2", "a3", "a4", "g2", "h4d"):
+            raise HttpError(400, f"Invalid value for field 'resource.scheduling.provisioningModel': 'FLEX_START'. "
+                            f"Machine type {machine_type} does not support the FLEX_START provisioning model.", "invalid")
+        seconds = int((sched.get("maxRunDuration") or {}).get("seconds", 0))
+        if not 0 < seconds <= 7 * 86400:
+            raise HttpError(400, "Invalid value for field 'resource.scheduling.maxRunDuration': FLEX_START "
+                            "instances require a maxRunDuration of at most 7 days.", "invalid")
+        if sched.get("instanceTerminationAction") not in ("DELETE", "STOP"):
+            raise HttpError(400, "Invalid value for field 'resource.scheduling.instanceTerminationAction'.", "invalid")
+        if (body.get("reservationAffinity") or {}).get("consumeReservationType") != "NO_RESERVATION":
+            raise HttpError(400, "Invalid value for field 'resource.reservationAffinity': FLEX_START instances "
+                            "require consumeReservationType NO_RESERVATION.", "invalid")
+        if sched.get("onHostMaintenance") != "TERMINATE" or sched.get("automaticRestart", True):
+            raise HttpError(400, "Invalid value for field 'resource.scheduling': FLEX_START instances require "
+                            "onHostMaintenance TERMINATE and automaticRestart false.", "invalid")
 
     def _boot(self, zone: str, name: str, op: Operation) -> None:
         with self.lock:

@@ -41,8 +41,8 @@ from offload.backends.base import (
     kept_warm,
     ssh_route,
 )
-from offload.backends.cost import actual, estimate, load_price_table, machine_price
-from offload.backends.gce import catalog
+from offload.backends.cost import actual, estimate, gce_price_table, machine_price
+from offload.backends.gce import capacity, catalog
 from offload.backends.gce.attempts import classify_attempt, exhausted_error
 from offload.backends.gce.boot import startup_script
 from offload.backends.gce.wheel import ship_wheel
@@ -93,7 +93,7 @@ class GceBackend(Backend):
 
     def __init__(self, store: Store, **options: Any):
         super().__init__(store, **options)
-        self.table = load_price_table(options.get("prices"))
+        self.table = gce_price_table(options)  # yours, today's live (cached), or the bundled table
         self.project: str | None = options.get("project")
         self.regions = _listify(options.get("regions")) or _listify(options.get("region")) or [
             self.table.get("default_region", "us-central1")
@@ -181,6 +181,11 @@ class GceBackend(Backend):
             raise UsageError(f"max runtime {rt} s is outside what GCE allows (30 s to 120 days)",
                              hint="for example --max-runtime 4h")
         shapes = catalog.shapes_for(self.table, spec.resources)
+        spot_only = [s.machine for s in shapes if self.table["machines"].get(s.machine, {}).get("on_demand") is False]
+        if spot_only and len(spot_only) == len(shapes) and not spec.resources.spot and not spec.wait_for_capacity_s:
+            raise UsageError(f"{', '.join(spot_only)} is not offered on demand (spot and DWS flex-start only)",
+                             hint="add --spot, or --wait-for-capacity 2h to request it as a flex-start VM, "
+                                  "or ask for all 8 GPUs (--gpu-count 8)", field="spot")
         if not any(self._zones(s) for s in shapes):
             where = sorted({r for s in shapes if s.gpu for r in self.table["gpus"][s.gpu].get("zones", {})})
             raise UsageError(
@@ -238,6 +243,10 @@ class GceBackend(Backend):
         return parent.get("zone")
 
     def launch(self, spec: JobSpec) -> dict[str, Any]:
+        # --wait-for-capacity: rounds of the zone walk with backoff, DWS flex-start where it applies
+        return capacity.launch_waiting(spec, self.store, self.options, lambda: self._launch_once(spec))
+
+    def _launch_once(self, spec: JobSpec) -> dict[str, Any]:
         self.validate(spec)
         instances, _ops = self._compute()
         if self.options.get("sweep_on_launch", True):
@@ -314,8 +323,9 @@ class GceBackend(Backend):
             nic.subnetwork = o["subnetwork"]
         if o.get("external_ip", True):
             nic.access_configs = [compute_v1.AccessConfig(name="External NAT", type_="ONE_TO_ONE_NAT")]
+        flex = not spot and capacity.flex_start(spec, shape.machine)  # DWS: Google queues the request
         sched = compute_v1.Scheduling(
-            provisioning_model="SPOT" if spot else "STANDARD",
+            provisioning_model="SPOT" if spot else "FLEX_START" if flex else "STANDARD",
             instance_termination_action="DELETE",
             max_run_duration=compute_v1.Duration(seconds=machine_cap_s(spec)),
             on_host_maintenance="TERMINATE" if shape.gpu else "MIGRATE",
@@ -332,6 +342,8 @@ class GceBackend(Backend):
             service_accounts=[compute_v1.ServiceAccount(
                 email=o.get("service_account", "default"), scopes=_listify(o.get("scopes")) or SCOPES)],
         )
+        if flex:  # a flex-start VM consumes no reservation
+            inst.reservation_affinity = compute_v1.ReservationAffinity(consume_reservation_type="NO_RESERVATION")
         if shape.accelerator:
             inst.guest_accelerators = [compute_v1.AcceleratorConfig(
                 accelerator_count=shape.gpu_count,
@@ -356,8 +368,9 @@ class GceBackend(Backend):
             return att
         except Exception as exc:
             raise self._api_error(exc, f"creating a VM in {zone}") from None
-        try:
-            op = self._wait(op, zone)
+        try:  # a flex-start request may stay queued at Google for up to two hours
+            queue_s = capacity.FLEX_QUEUE_S if not spot and capacity.flex_start(spec, shape.machine) else None
+            op = self._wait(op, zone, queue_s)
         except Exception as exc:
             self._delete_quietly(name, zone)
             att.update(outcome="error", message=f"waiting for the insert operation failed: {exc}")
@@ -378,9 +391,9 @@ class GceBackend(Backend):
         att["outcome"] = "created"
         return att
 
-    def _wait(self, op: Any, zone: str) -> Any:
+    def _wait(self, op: Any, zone: str, timeout_s: float | None = None) -> Any:
         _instances, ops = self._compute()
-        deadline = time.monotonic() + self.op_timeout_s
+        deadline = time.monotonic() + max(self.op_timeout_s, timeout_s or 0)
         while getattr(op.status, "name", str(op.status)) != "DONE" and time.monotonic() < deadline:
             op = ops.wait(project=self.project, zone=zone, operation=op.name)
         return op
