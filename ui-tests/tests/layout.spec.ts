@@ -196,6 +196,12 @@ test.describe('first-party layout and feedback (issue 17)', () => {
     await expect(executed.locator('.jp-OutputArea-output img').first()).toBeVisible();
     await expect(executed.locator('.jp-MarkdownOutput').first()).toBeVisible();
     await expect(executed.locator('.jp-InputPrompt').first()).toBeVisible();
+    // read-only: typing into a cell changes nothing
+    const firstCode = executed.locator('.jp-CodeCell .cm-content').first();
+    const before = await firstCode.textContent();
+    await firstCode.click();
+    await page.keyboard.type('zz');
+    await expect(firstCode).toHaveText(before ?? '');
     await shot(page, 'layout-03-executed-light');
     await page.theme.setDarkTheme();
     const banner = executed.locator('.jp-offload-readonly-banner');
