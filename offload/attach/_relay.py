@@ -109,7 +109,7 @@ class Relay:
                     if not data:
                         break
                     conn.sendall(data)
-            except OSError:
+            except Exception:  # the far side or the client went away (paramiko says EOFError)
                 pass
             with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_WR)
@@ -122,10 +122,11 @@ class Relay:
                 if not data:
                     break
                 send(data)
-        except OSError:
+        except Exception:  # the far side went away
             pass
         finally:
-            close()
+            with contextlib.suppress(Exception):
+                close()
             t.join(timeout=5)
             conn.close()
 
@@ -168,9 +169,9 @@ def ssh_pipe(client: Any, python: str) -> Callable[[str], Any]:
         chan.exec_command(shlex.join(bridge_argv(python, path)))
 
         def close() -> None:
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(Exception):  # the connection may be closing under it
                 chan.shutdown_write()
-            chan.close()
+                chan.close()
 
         return chan.sendall, lambda: chan.recv(65536), close
 

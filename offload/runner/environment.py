@@ -223,6 +223,11 @@ def _build(
     kernel = list(env.kernel_pins) or list(KERNEL_PACKAGES)  # the kernel the notebook ran in
     if not any(k.split("==")[0] == "ipykernel" for k in kernel):
         kernel.append("ipykernel")
+    # ipykernel >= 7 in every isolated environment: kernel subshells (offload attach, a console
+    # beside the running cell); an older pin from the user's kernel is raised to it
+    kernel = ["ipykernel>=7" if k.startswith("ipykernel==") and k[11:].split(".")[0].isdigit()
+              and int(k[11:].split(".")[0]) < 7 else k
+              for k in kernel]
     say(f"building environment (uv): {len(lines)} packages + {', '.join(kernel)}, Python {env.python} "
         f"[{target.name[:12]}]")
     cmd = [*uv, "venv", "--quiet", "--python", base, str(target)]
