@@ -13,6 +13,8 @@ import json
 import os
 import subprocess
 import sys
+import threading
+import time
 
 import pytest
 
@@ -211,3 +213,71 @@ def test_offload_magic_on_slurm_runs_every_cell_in_one_allocation(clean_slurm, t
     gone = lambda: not subprocess.run(["squeue", "-h", "-j", sid, "-o", "%T"], env=clean_slurm.env,  # noqa: E731
                                       capture_output=True, text=True).stdout.strip()
     wait_for(gone, 120, "the session's allocation to end with the kernel")
+
+
+def test_sweep_packs_are_listed_as_machines_while_they_run(tmp_path):
+    """A sweep's packs (K trials on one machine) register as machines: listed while the sweep
+    runs, ended with it. Local pack machines, the path gce and slurm packs take."""
+    from offload import sweeps as sw
+    from tests.test_sweep import SLEEPY, jobs_of
+    from tests.test_sweep import notebook as sweep_notebook
+
+    nb = sweep_notebook(tmp_path / "pk" / "sleep.ipynb", "x = 0.0\nsleep_s = 2.0\n", SLEEPY)
+    seen: dict[str, dict] = {}
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            for row in list_machines(store=Store())[0]:
+                seen.setdefault(row["name"], row)
+            time.sleep(0.2)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        res = sw.sweep(nb, space={"x": {"type": "float", "low": 0, "high": 1}}, objective="v", trials=4,
+                       parallel=4, per_gpu=2, sampler="random", seed=0, quiet=True, pack=True)
+    finally:
+        done.set()
+        watcher.join(5)
+    assert res.state == "completed"
+    store = Store()
+    packs = {store.get_json(layout.job_key(ids[0], "spec.json"))["labels"]["pack"] for ids in jobs_of(res.id).values()}
+    assert len(packs) == 2
+    assert {machine_name(p) for p in packs} <= set(seen), seen  # both were listed while they ran
+    assert all(seen[machine_name(p)]["role"] == "pack" for p in packs)
+    wait_for(lambda: all(_record(store, machine_name(p)).get("state") == "ended" for p in packs), 60,
+             "the packs' machines to end with the sweep")
+    assert list_machines(store=store)[0] == []
+
+
+@pytest.mark.parametrize("kind", ["file", "gs"])
+def test_two_clients_never_both_claim_one_machine(kind, tmp_path, request):
+    """The claim protocol (runner/machine.py) on a real store: two submits racing for the same
+    idle machine, 40 times: at most one wins each time (both may lose and boot their own)."""
+    from offload.jobs.machines import claim
+
+    if kind == "gs":
+        if binary() is None:
+            pytest.skip("fake-gcs-server binary missing")
+        store = request.getfixturevalue("gcs_env")()
+    else:
+        store = Store((tmp_path / "store").as_uri())
+    wins = []
+    for n in range(40):
+        gate = threading.Barrier(2)
+        got: dict[str, bool] = {}
+
+        def race(job: str, gate: threading.Barrier = gate, got: dict[str, bool] = got) -> None:
+            gate.wait()
+            got[job] = claim(store, "offload-m", job)
+
+        threads = [threading.Thread(target=race, args=(f"job-{n}-{side}",)) for side in "ab"]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert sum(got.values()) <= 1, (n, got)
+        wins.append(sum(got.values()))
+        store.delete(layout.machine_queue_key("offload-m"), recursive=True)  # the machine took it
+    assert sum(wins) > 0  # the protocol does let a client win
