@@ -103,3 +103,24 @@ def test_a_write_the_store_refuses_is_a_store_error_with_the_reason(gcs_server, 
     assert "Forbidden" in info.value.reason and "a.txt" in info.value.message
     assert len(proxy.refused_bodies) == 3  # tried, then retried twice with backoff
     assert via_proxy.get_text("a.txt") == "before"  # reads still work
+
+
+def test_a_client_reading_a_read_only_store_shows_what_it_cannot_record(tmp_path, notebook):
+    """The CLI's reads conclude (a runner gone is 'lost') and record it; on a store that refuses
+    writes the conclusion is shown, with why it was not recorded, instead of an error."""
+    import os
+    import signal
+
+    from tests.test_server_hardening import RefusingStore
+
+    store = Store((tmp_path / "store").as_uri())
+    job = submit(notebook("sleep.ipynb", ["import time\ntime.sleep(120)"]), store=store)
+    _wait("the job to run", lambda: job.refresh()["state"] == "running")
+    os.killpg(int(job.handle["pid"]), signal.SIGKILL)
+    refusing = RefusingStore(store.url)
+    refusing.attempts = []
+    seen = _wait("the runner to be gone", lambda: (st := Job(job.id, store=refusing).status)["state"] == "lost" and st)
+    assert "not recorded" in seen["store_note"] and refusing.attempts == [layout.job_key(job.id, "reconciled.json")]
+    assert not store.exists(layout.job_key(job.id, "reconciled.json"))
+    assert Job(job.id, store=store).status["state"] == "lost"  # a client that can write records it
+    assert store.exists(layout.job_key(job.id, "reconciled.json"))

@@ -18,7 +18,14 @@ import nbformat
 
 from offload.backends.base import BackendPhase, get_backend
 from offload.config import backend_options
-from offload.errors import BackendError, JobFailed, JobNotFound, OffloadError, UsageError
+from offload.errors import (
+    BackendError,
+    JobFailed,
+    JobNotFound,
+    OffloadError,
+    StoreError,
+    UsageError,
+)
 from offload.jobs import index, machines
 from offload.jobs.collect import merge_job
 from offload.jobs.launch import launch_spec
@@ -220,7 +227,10 @@ class Job:
     def _conclude(self, status: dict, state: str, reason: str) -> dict:
         record = {"state": state, "reason": reason, "at": time.time(), "finished_at": time.time()}
         if self.record:
-            self.store.put_json(self.key("reconciled.json"), record)
+            try:
+                self.store.put_json(self.key("reconciled.json"), record)
+            except StoreError as exc:  # a read-only store: shown now, recorded by the next client that can
+                return {**status, **record, "store_note": f"not recorded: {exc.reason}"}
         return {**status, **record}
 
     def _index(self) -> None:
