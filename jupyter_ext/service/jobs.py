@@ -96,6 +96,8 @@ def job_detail(service: OffloadService, job_id: str) -> dict[str, Any]:
         has_output=service.store.exists(layout.job_key(job.id, "output.ipynb")),
         outputs=_safe(job.outputs, []),
         cli=cli_command(spec, service.root_dir),
+        timings=jsonable(_safe(job.timings, {})),
+        env_cache=st.get("env_cache"),
         provenance=_safe(lambda: provenance.for_view(provenance.read(service.store, job.id)), None),
         mlflow=_safe(lambda: tracking.job_run(service.store, job.id), None),
     )

@@ -119,6 +119,13 @@ class Backend(abc.ABC):
     name: ClassVar[str]
     abilities: ClassVar[frozenset[Ability]] = frozenset()
     internal: ClassVar[bool] = False
+    # seconds between two ``state`` reads of one job by a client (0: every refresh); an API with a
+    # read quota (Compute Engine) sets it, and clients back off further while nothing changes
+    state_poll_s: ClassVar[float] = 0.0
+    # each job's machine starts with an empty disk (a cloud VM): the client's paths (its Python)
+    # mean nothing there, and the runner packs environments it builds into the store so that a
+    # later machine unpacks them instead of building (runner/environment.py)
+    fresh_machine: ClassVar[bool] = False
 
     def can(self, ability: Ability) -> bool:
         return ability in self.abilities

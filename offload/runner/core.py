@@ -75,6 +75,17 @@ class LogSink:
         pass
 
 
+def runner_timings() -> dict[str, float]:
+    """What the runner knows at its start: when it started, and the machine's boot program's
+    duration when one ran before it (``OFFLOAD_BOOT_S``, set by a GCE VM's boot)."""
+    out = {"runner_started_at": time.time()}
+    try:
+        out["boot_program_s"] = float(os.environ["OFFLOAD_BOOT_S"])
+    except (KeyError, ValueError):
+        pass
+    return out
+
+
 def machine_backend(name: str) -> type[Backend]:
     """The class of the backend that started this machine, for its runner-side hooks
     (slot, termination reason, on_runner_exit); the plain base class when it is not installed."""
@@ -96,7 +107,8 @@ class JobProgram:
         self.flush_lock = threading.Lock()
         self.status: dict[str, Any] = {
             "state": JobState.QUEUED, "cell": 0, "n_cells": 0, "attempt": spec.attempt,
-            "host": socket.gethostname(), "pid": os.getpid(), "runner_version": __version__, "timings": {},
+            "host": socket.gethostname(), "pid": os.getpid(), "runner_version": __version__,
+            "timings": runner_timings(),
         }
         self.status_dirty = True
         self.last_status_write = 0.0
@@ -157,7 +169,10 @@ class JobProgram:
 
     # state updates ----------------------------------------------------------------------------
     def set_status(self, **fields: Any) -> None:
+        """Update the status; ``timings`` are merged into those already recorded."""
         with self.lock:
+            if "timings" in fields:
+                fields["timings"] = {**self.status.get("timings", {}), **(fields["timings"] or {})}
             self.status.update(fields)
             self.status_dirty = True
 

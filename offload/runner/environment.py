@@ -9,25 +9,43 @@ The environment always contains ``ipykernel`` (the runner starts the notebook's 
 the ``offload`` package of this very version (copied from the running source, so
 ``offload.log_metric`` inside the notebook writes where the runner reads), and nothing else but
 the snapshot's install set: on the local backend that proves the snapshot is complete.
+
+A machine whose disk goes with its job (a GCE VM) would build the same environment again on
+every boot, so :func:`provide_env` also keeps built environments in the store: the first machine
+packs its environment (a relocatable uv virtual environment, tar.gz) under
+``envs/packs/<env hash>/<accelerator>-py<python>-<platform>.tar.gz`` and a later machine unpacks
+it instead of building: no package index, no resolver, no installer (``docs/gce.md`` has the
+measurements that chose a packed virtual environment over shipping uv's cache). ``platform``
+names the OS, the CPU and the base interpreter (its path: the virtual environment links to it).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import platform
 import re
 import shutil
 import subprocess
 import sys
+import tarfile
+import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from offload._version import __version__
 from offload.errors import OffloadError
+from offload.paths import data_dir
 from offload.snapshot.deps import EnvSpec, load_environment
+from offload.store import Store, layout
 
-__all__ = ["prepare_env", "EnvBuildError", "find_uv", "env_dir"]
+__all__ = ["prepare_env", "provide_env", "PreparedEnv", "EnvBuildError", "find_uv", "env_dir",
+           "default_cache_dir", "CACHE_ENV"]
+
+CACHE_ENV = "OFFLOAD_ENV_CACHE"  # overrides where built environments live on this machine
 
 READY = ".offload-ready.json"
 KERNEL_PACKAGES = ("ipykernel",)
@@ -60,12 +78,32 @@ def find_uv() -> list[str]:
     )
 
 
+def default_cache_dir() -> Path:
+    """Built environments on this machine: ``$OFFLOAD_ENV_CACHE``, else ``envs/`` in the data dir."""
+    return Path(os.environ.get(CACHE_ENV) or data_dir() / "envs")
+
+
+@dataclass
+class PreparedEnv:
+    """An environment ready to run: its Python, and where it came from.
+
+    ``cache``: ``hit`` (already on this machine, or unpacked from the store's cache), ``built``
+    (built here and packed into the store for the next machine), ``miss`` (built here, not
+    stored: no store cache for this machine, or the upload failed). ``source``: ``machine``,
+    ``store`` or ``index`` (built from the package index)."""
+
+    python: Path
+    cache: str
+    source: str
+    pack_key: str | None = None
+
+
 def env_dir(env: EnvSpec, cache_dir: Path, accelerator: str | None = None) -> Path:
     key = env.env_hash[:32] + (f"-{accelerator}" if accelerator else "")
     return Path(cache_dir) / key
 
 
-def _python_for(env: EnvSpec, python: str | None, uv: list[str]) -> str:
+def _python_for(env: EnvSpec, python: str | None, uv: list[str] | None) -> str:
     """An interpreter with the snapshot's Python major.minor."""
     want = ".".join(env.python.split(".")[:2])
     if python:
@@ -76,7 +114,7 @@ def _python_for(env: EnvSpec, python: str | None, uv: list[str]) -> str:
     found = shutil.which(f"python{want}")
     if found:
         return found
-    out = subprocess.run([*uv, "python", "find", want], capture_output=True, text=True)
+    out = subprocess.run([*(uv or find_uv()), "python", "find", want], capture_output=True, text=True)
     if out.returncode == 0 and out.stdout.strip():
         return out.stdout.strip()
     raise EnvBuildError(
@@ -189,20 +227,118 @@ def prepare_env(
     ``reuse_base``: create the environment on top of the base interpreter's packages (a GPU
     image's preinstalled torch) and skip every pinned distribution it already has at that version.
     """
+    return provide_env(env, cache_dir=cache_dir, python=python, accelerator=accelerator,
+                       include_optional=include_optional, reuse_base=reuse_base, log=log).python
+
+
+def provide_env(
+    env: EnvSpec,
+    *,
+    cache_dir: Path,
+    python: str | None = None,
+    accelerator: str | None = None,
+    include_optional: bool = False,
+    reuse_base: bool = False,
+    store: Store | None = None,
+    log: Callable[[str], None] | None = None,
+) -> PreparedEnv:
+    """:func:`prepare_env`, saying where the environment came from; with ``store``, a built
+    environment is packed into the store and a missing one is unpacked from it when there."""
     say = log or (lambda _msg: None)
     cache_dir = Path(cache_dir)
     target = env_dir(env, cache_dir, accelerator)
     hit = _ready(target)
     if hit is not None:
-        return hit
+        return PreparedEnv(hit, "hit", "machine")
     fh = _lock(cache_dir / f"{target.name}.lock")
     try:
         hit = _ready(target)  # built by whoever held the lock before us
         if hit is not None:
-            return hit
-        return _build(env, target, python, accelerator, include_optional, reuse_base, say)
+            return PreparedEnv(hit, "hit", "machine")
+        key = None
+        if store is not None and not reuse_base:  # an env over the image's packages stays local
+            base = _python_for(env, python, None)
+            key = pack_key(env, accelerator, base)
+            got = _unpack(store, key, target, say)
+            if got is not None:
+                return PreparedEnv(got, "hit", "store", key)
+        py = _build(env, target, python, accelerator, include_optional, reuse_base, say)
+        if key is None or store is None:
+            return PreparedEnv(py, "miss", "index")
+        try:
+            _pack(store, key, target, say)
+            return PreparedEnv(py, "built", "index", key)
+        except Exception as exc:  # the job has its environment; only the next machine pays
+            say(f"could not store the environment for the next machine: {exc}")
+            return PreparedEnv(py, "miss", "index", key)
     finally:
         fh.close()
+
+
+def _interpreter_tag(base: str) -> str:
+    """OS, CPU and the base interpreter (path and version) a relocatable environment links to."""
+    real = os.path.realpath(base)
+    ident = hashlib.sha256(real.encode()).hexdigest()[:8]
+    return f"{sys.platform}-{platform.machine().lower()}-{ident}"
+
+
+def pack_key(env: EnvSpec, accelerator: str | None, base: str) -> str:
+    """Store key of ``env`` built over interpreter ``base`` (layout.env_pack_key)."""
+    py = ".".join(env.python.split(".")[:2])
+    return layout.env_pack_key(env.env_hash, accelerator or "cpu", py, _interpreter_tag(base))
+
+
+def _pack(store: Store, key: str, target: Path, say: Callable[[str], None]) -> None:
+    if store.exists(key):  # another machine stored it first: same inputs, same environment
+        return
+    t0 = time.time()
+    with tempfile.TemporaryDirectory(prefix="offload-envpack-") as tmp:
+        path = Path(tmp) / "env.tar.gz"
+        with tarfile.open(path, "w:gz", compresslevel=1) as tf:
+            tf.add(target, arcname="env")
+        store.put_file(path, key)
+        size = path.stat().st_size
+    say(f"environment stored for the next machine ({size / 2**20:.0f} MiB, {time.time() - t0:.1f} s)")
+
+
+def _unpack(store: Store, key: str, target: Path, say: Callable[[str], None]) -> Path | None:
+    """Unpack ``key`` into ``target``; None when the store has no such environment."""
+    t0 = time.time()
+    with tempfile.TemporaryDirectory(prefix="offload-envpack-", dir=target.parent) as tmp:
+        path = Path(tmp) / "env.tar.gz"
+        try:
+            store.get_file(key, path)
+        except (KeyError, FileNotFoundError):
+            return None
+        with tarfile.open(path, "r:gz") as tf:
+            members = tf.getmembers()
+            bad = [m.name for m in members if not (m.name == "env" or m.name.startswith("env/")) or ".." in m.name]
+            if bad:
+                raise EnvBuildError(f"the stored environment {key} has unsafe paths ({bad[0]})",
+                                    hint=f"delete it from the store ({key}); the next job builds it again")
+            # our own pack: its links point at the base interpreter, outside the environment
+            tf.extractall(tmp, members=members, **({"filter": "fully_trusted"} if hasattr(tarfile, "fully_trusted_filter") else {}))
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(Path(tmp) / "env", target)
+    marker = target / READY
+    info = json.loads(marker.read_text())
+    py = target / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+    try:
+        _install_offload(_site_packages(py))  # this machine's offload, whichever packed the rest
+    except (OSError, subprocess.CalledProcessError):
+        shutil.rmtree(target, ignore_errors=True)  # its base interpreter is not here after all: build
+        say(f"the stored environment {key} does not run here; building it")
+        return None
+    info.update(python=str(py), restored_from=key, restored_at=time.time())
+    marker.write_text(json.dumps(info, indent=1))
+    if subprocess.run([str(py), "-c", "import ipykernel"], capture_output=True).returncode != 0:
+        shutil.rmtree(target, ignore_errors=True)  # its base interpreter differs after all: build
+        say(f"the stored environment {key} does not run here; building it")
+        return None
+    say(f"environment unpacked from the store in {time.time() - t0:.1f} s (built once in "
+        f"{info.get('build_s', 0):.0f} s on another machine)")
+    return py
 
 
 def _build(
@@ -230,7 +366,8 @@ def _build(
               for k in kernel]
     say(f"building environment (uv): {len(lines)} packages + {', '.join(kernel)}, Python {env.python} "
         f"[{target.name[:12]}]")
-    cmd = [*uv, "venv", "--quiet", "--python", base, str(target)]
+    # relocatable: the same environment works unpacked elsewhere (the store's cache, another machine)
+    cmd = [*uv, "venv", "--quiet", "--relocatable", "--python", base, str(target)]
     if reuse_base:
         cmd.insert(3, "--system-site-packages")
     _run(cmd, "create the virtual environment")

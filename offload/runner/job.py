@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import socket
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -88,6 +87,8 @@ class NotebookJob(JobProgram):
         (work / "outputs").mkdir(exist_ok=True)
         (work / "checkpoints").mkdir(exist_ok=True)
         self.restore_checkpoints(work / "checkpoints")
+        # data_s: the bundle (notebook, modules, data) and any checkpoints restored from the store
+        self.set_status(timings={"data_s": (t1 - t0) + (time.time() - t2)})
         os.environ.update({**self.job_environ(work), "PYTHONUNBUFFERED": "1"})  # the kernel inherits them
         self.set_status(state=JobState.RUNNING, phase="notebook", notebook_started_at=time.time(),
                         timings={"materialize_s": t1 - t0, "env_s": t2 - t1}, python=python)
@@ -95,20 +96,22 @@ class NotebookJob(JobProgram):
 
     def prepare_env(self, manifest: dict) -> str:
         if self.spec.env_mode != "isolated":
-            python = self.spec.python
+            python = None if self.backend_cls.fresh_machine else self.spec.python  # the client's path
             return python if python and os.path.exists(python) else sys.executable
         env_dict = manifest.get("env") or self.store.get_json(self.key("env.json"))
         self.say("preparing an isolated environment from the dependency snapshot")
-        cache = Path(os.environ.get("OFFLOAD_ENV_CACHE") or Path(tempfile.gettempdir()) / "offload-envs")
-        python = environment.prepare_env(
-            EnvSpec.from_dict(env_dict), cache_dir=cache, log=self.say,
+        got = environment.provide_env(
+            EnvSpec.from_dict(env_dict), cache_dir=environment.default_cache_dir(), log=self.say,
             # a GPU job gets the accelerator builds (PyTorch CUDA wheels); the image's packages are
             # reused where versions match (GCE Deep Learning VM images carry most of them)
             accelerator="auto" if self.spec.resources.gpu else None,
             reuse_base=bool(os.environ.get("OFFLOAD_REUSE_BASE")),
+            # a machine whose disk goes with the job keeps built environments in the store
+            store=self.store if self.backend_cls.fresh_machine else None,
         )
-        self.say(f"environment ready: {python}")
-        return str(python)
+        self.set_status(env_cache=got.cache, env_source=got.source)
+        self.say(f"environment ready ({got.cache}, from the {got.source}): {got.python}")
+        return str(got.python)
 
     def publish_kernel(self, km: Any, *, cwd: Path, work: Path, python: str) -> None:
         """Write the running kernel's record (``kernel.json``: how ``offload attach``/``ssh`` reach
@@ -174,6 +177,8 @@ class NotebookJob(JobProgram):
 
                 def cell_start(cell, cell_index=None, **kw):
                     original_start(cell, cell_index, **kw)
+                    if "first_cell_at" not in program.status["timings"]:  # the kernel is up
+                        program.set_status(timings={"first_cell_at": time.time(), "kernel_s": time.time() - t0})
                     program.current_cell_id = cell.get("id")
                     ordinal = code_cells.index(cell_index) + 1 if cell_index in code_cells else 0
                     program.set_status(cell=ordinal, cell_id=cell.get("id"))

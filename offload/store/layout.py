@@ -26,7 +26,11 @@ machines/<name>.json                    a machine's record: backend, shape, zone
 machines/<name>/queue/<job-id>          a job handed to a warm machine: the claim (client, launch_spec)
 machines/<name>/stop                    end this machine (client: `offload machines stop`)
 sweeps/<sweep-id>/...                   a sweep's record and its packs
-envs/...                                cached environments and client wheels
+envs/wheels/<digest>/<wheel>            the client's own code for GCE VMs (client)
+envs/boot/<deps digest>/<py>-<platform>.tar.gz   a GCE VM's runner environment, packed by the first VM
+                                        that built it (written once; later VMs unpack it)
+envs/packs/<env-hash>/<accel>-<py>-<platform>.tar.gz   a job's isolated environment, packed by the
+                                        first machine that built it (written once, runner)
 ```
 
 Keys are POSIX paths relative to the root. Ids are checked (``spec.check_job_id``) before they
@@ -102,3 +106,20 @@ WHEELS = f"{ENVS}/wheels"  # the client's own code, shipped to GCE VMs
 
 def wheel_key(digest: str, name: str) -> str:
     return f"{WHEELS}/{digest}/{name}"
+
+
+BOOT_ENVS = f"{ENVS}/boot"  # GCE VMs' runner environments (offload.backends.gce.boot packs them)
+
+
+def boot_env_template(digest: str) -> str:
+    """Key of a VM's packed runner environment for dependencies ``digest``; the VM fills in
+    ``{python}`` (``py3.11``) and ``{platform}`` (``linux-x86_64-<interpreter id>``)."""
+    return f"{BOOT_ENVS}/{digest}/{{python}}-{{platform}}.tar.gz"
+
+
+ENV_PACKS = f"{ENVS}/packs"  # isolated job environments (offload.runner.environment packs them)
+
+
+def env_pack_key(env_hash: str, accelerator: str, python: str, platform: str) -> str:
+    """Key of a packed isolated environment: env hash + accelerator + Python + platform."""
+    return f"{ENV_PACKS}/{env_hash[:32]}/{accelerator}-py{python}-{platform}.tar.gz"

@@ -26,6 +26,7 @@ import itertools
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -66,6 +67,44 @@ def _built_in_accel(machine_type: str) -> str | None:
         if machine_type.startswith(prefix + "-"):
             return accel
     return None
+
+
+@dataclass
+class Image:
+    """A boot image: the programs on its PATH (name -> host program), nothing else of the host's
+    environment. ``stock_debian()`` is Debian 12's own Python (PEP 668 marker, no project packages);
+    ``no_python()`` has no python3 at all."""
+
+    bin: Path
+
+    @classmethod
+    def make(cls, where: Path, programs: dict[str, str]) -> Image:
+        where.mkdir(parents=True, exist_ok=True)
+        for name, target in programs.items():
+            link = where / name
+            if not link.exists():
+                link.symlink_to(target)
+        return cls(where)
+
+    @classmethod
+    def stock_debian(cls, where: Path) -> Image | None:
+        """None where the host has no Debian system Python with the PEP 668 marker."""
+        py = Path("/usr/bin/python3")
+        if not py.exists():
+            return None
+        marker = subprocess.run([str(py), "-c", "import sysconfig, os; print(os.path.exists(os.path.join("
+                                 "sysconfig.get_path('stdlib'), 'EXTERNALLY-MANAGED')))"],
+                                capture_output=True, text=True).stdout.strip()
+        if marker != "True":
+            return None
+        return cls.make(where, {"python3": str(py)})
+
+    @classmethod
+    def no_python(cls, where: Path) -> Image:
+        return cls.make(where, {})
+
+
+DEBIAN_12 = "projects/debian-cloud/global/images/family/debian-12"
 
 
 @dataclass
@@ -114,6 +153,10 @@ class FakeVM:
         self.proc: subprocess.Popen[bytes] | None = None
         self.metadata = MetadataServer(self)
 
+    def source_image(self) -> str:
+        disks = self.inst.get("disks") or [{}]
+        return disks[0].get("initializeParams", {}).get("sourceImage", "")
+
     def attributes(self) -> dict[str, str]:
         return {i["key"]: i.get("value", "") for i in self.inst.get("metadata", {}).get("items", [])}
 
@@ -124,14 +167,21 @@ class FakeVM:
             return
         path = self.dir / "startup-script"
         path.write_text(script)
-        env = {k: v for k, v in os.environ.items() if k not in self.fake.vm_env_drop}
+        image = self.fake.images.get(self.source_image())
+        if image is None:  # the test's own environment: every package already there
+            env = {k: v for k, v in os.environ.items() if k not in self.fake.vm_env_drop}
+            env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
+        else:  # a stock image: its own PATH and nothing of the test's environment
+            env = {"PATH": str(image.bin), "LANG": "C.UTF-8"}
         env.update(self.fake.vm_env)
         host = f"127.0.0.1:{self.metadata.port}"
-        env.update(GCE_METADATA_HOST=host, GCE_METADATA_IP=host, HOME=str(self.dir),
-                   OFFLOAD_HOME=str(self.dir / "offload-home"))
-        env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
+        home, tmp = self.dir / "home", self.dir / "tmp"  # empty: a fresh machine
+        home.mkdir(exist_ok=True)
+        tmp.mkdir(exist_ok=True)
+        env.update(GCE_METADATA_HOST=host, GCE_METADATA_IP=host, HOME=str(home), TMPDIR=str(tmp),
+                   OFFLOAD_HOME=str(home / ".local/share/offload"))
         with open(self.serial, "ab") as out:
-            self.proc = subprocess.Popen(["bash", str(path)], cwd=self.dir, env=env, stdout=out,
+            self.proc = subprocess.Popen([shutil.which("bash") or "/bin/bash", str(path)], cwd=self.dir, env=env, stdout=out,
                                          stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                          start_new_session=True)
 
@@ -176,6 +226,7 @@ class FakeGCE:
         vm_env: dict[str, str] | None = None,
         accelerators: dict[str, set[str]] | None = None,
         boot_vms: bool = True,
+        images: dict[str, Image] | None = None,
     ):
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -183,8 +234,9 @@ class FakeGCE:
         self.op_delay, self.grace_s, self.time_scale = op_delay, grace_s, time_scale
         self.boot_vms = boot_vms  # False: instances exist but run nothing (launch benchmarks)
         self.vm_env = dict(vm_env or {})
+        self.images = dict(images or {})  # source image -> Image; others run in the test's environment
         self.vm_env_drop = {"NO_GCE_CHECK", "GOOGLE_APPLICATION_CREDENTIALS", "OFFLOAD_STORE",
-                            "PYTEST_CURRENT_TEST", "CLOUDSDK_CONFIG"}
+                            "PYTEST_CURRENT_TEST", "CLOUDSDK_CONFIG", "TMPDIR", "OFFLOAD_ENV_CACHE"}
         self.accelerators = accelerators if accelerators is not None else _default_accelerators()
         self.lock = threading.RLock()
         self.instances: dict[tuple[str, str], dict[str, Any]] = {}

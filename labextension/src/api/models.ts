@@ -113,6 +113,10 @@ export interface IJobDetail extends IJobSummary {
   outputs: string[];
   cli: string;
   stale_heartbeat_s?: number | null;
+  /** Phase timings in seconds (provision_s, boot_s, env_s, data_s, kernel_s, first_cell_s...). */
+  timings?: Record<string, number | null>;
+  /** Where the isolated environment came from: hit, built or miss (null: the kernel's own). */
+  env_cache?: string | null;
 }
 
 export interface ILogChunk {

@@ -20,6 +20,16 @@ function table(rows: [string, string][], label: string): HTMLTableElement {
   return t;
 }
 
+/** Where a job's time went (``timings`` of the job detail), in the order a job lives them. */
+const PHASES: [string, string][] = [
+  ['provision_s', 'Provision'],
+  ['boot_s', 'Boot'],
+  ['env_s', 'Environment'],
+  ['data_s', 'Data'],
+  ['kernel_s', 'Kernel start'],
+  ['first_cell_s', 'Submit to first cell']
+];
+
 export class JobDetailWidget extends Widget {
   constructor(readonly jobId: string) {
     super();
@@ -192,6 +202,15 @@ export class JobDetailWidget extends Widget {
     reqs.forEach(r => ul.append(el('li', {}, r.spec ?? r.name)));
     envDetails.append(ul);
     this._info.append(envDetails);
+    const phases = PHASES.filter(([k]) => typeof d.timings?.[k] === 'number').map(
+      ([k, label]): [string, string] => [label, formatDuration(d.timings![k] as number)]
+    );
+    if (d.env_cache) {
+      phases.push(['Environment cache', d.env_cache]);
+    }
+    if (phases.length) {
+      this._info.append(el('h3', {}, 'Timings'), table(phases, 'phase timings'));
+    }
     if (d.zones_tried.length) {
       this._info.append(
         el('h3', {}, 'Zones tried'),

@@ -19,9 +19,11 @@ the client was given, which breaks any non-default endpoint (and our tests).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -45,9 +47,9 @@ from offload.backends.cost import actual, estimate, gce_price_table, machine_pri
 from offload.backends.gce import capacity, catalog
 from offload.backends.gce.attempts import classify_attempt, exhausted_error
 from offload.backends.gce.boot import startup_script
-from offload.backends.gce.wheel import ship_wheel
+from offload.backends.gce.wheel import runner_requirements, ship_wheel, uv_version
 from offload.errors import BackendError, UsageError
-from offload.spec import FINAL_STATES, JobSpec, JobState, machine_name
+from offload.spec import FINAL_STATES, JobSpec, JobState, machine_name, parse_duration
 from offload.store import Store, layout
 
 DEFAULT_IMAGE = "projects/deeplearning-platform-release/global/images/family/common-cu124-debian-11-py310"
@@ -56,6 +58,7 @@ SCOPES = ["https://www.googleapis.com/auth/cloud-platform"]
 MIN_RUN_S, MAX_RUN_S = 30, 120 * 86400  # GCE's bounds on maxRunDuration
 LABEL_MANAGED, LABEL_JOB = "offload-managed", "offload-job"
 ENDPOINT_ENV = "OFFLOAD_GCE_API_ENDPOINT"
+BOOT_TIMEOUT_S = 15 * 60  # a VM whose runner has not reported by then is failed and deleted
 ADC_HINT = ("run `gcloud auth application-default login` (or set GOOGLE_APPLICATION_CREDENTIALS to a "
             "service-account key file)")
 
@@ -64,6 +67,14 @@ def machine_cap_s(spec: JobSpec) -> int:
     """The VM's maxRunDuration: the job's max runtime, plus its keep-alive window when kept warm
     (the slack a later job on the warm machine can use; runner/machine.py never hands it more)."""
     return int(spec.resources.max_runtime_s + (spec.resources.keep_alive_s or 0))
+
+
+def _boot_timeout(value: Any) -> int:
+    try:
+        return parse_duration(value)
+    except UsageError as exc:
+        raise UsageError(f"gce option boot_timeout: {exc}", hint="for example boot_timeout 15m",
+                         field="boot_timeout") from None
 
 
 def _listify(value: Any) -> list[str]:
@@ -90,6 +101,8 @@ class _Attempt(dict):
 class GceBackend(Backend):
     name = "gce"
     abilities = frozenset({Ability.SERIAL_OUTPUT, Ability.JOB_COST, Ability.KEEP_ALIVE, Ability.ATTACH})
+    state_poll_s = 2.0  # at most one instances.get per watched job every 2 s (Compute read quota)
+    fresh_machine = True  # every VM starts with an empty disk
 
     def __init__(self, store: Store, **options: Any):
         super().__init__(store, **options)
@@ -101,6 +114,7 @@ class GceBackend(Backend):
         self.zones = _listify(options.get("zones")) or _listify(options.get("zone"))
         self.endpoint: str | None = options.get("api_endpoint") or os.environ.get(ENDPOINT_ENV) or None
         self.op_timeout_s = float(options.get("operation_timeout_s", 300))
+        self.boot_timeout_s = _boot_timeout(options.get("boot_timeout", BOOT_TIMEOUT_S))
         self._clients: tuple[Any, Any] | None = None
 
     # clients ----------------------------------------------------------------------------------
@@ -304,6 +318,7 @@ class GceBackend(Backend):
             "offload-wheel": wheel_key,
             "offload-version": __version__,
         }
+        meta.update(self._boot_metadata(wheel_key))
         if self.endpoint:
             meta["offload-compute-endpoint"] = self.endpoint
         if o.get("keep_vm_on_boot_failure"):
@@ -349,6 +364,24 @@ class GceBackend(Backend):
                 accelerator_count=shape.gpu_count,
                 accelerator_type=f"zones/{zone}/acceleratorTypes/{shape.accelerator}")]
         return inst
+
+    def _boot_metadata(self, wheel_key: str) -> dict[str, str]:
+        """What the boot program needs to build the runner's environment (boot.py): values, never
+        script text. The cached environment's key is named here (layout) and filled in on the VM."""
+        reqs, uv = runner_requirements(), uv_version()
+        # keyed by what it holds (dependencies, uv), not by the client's code: a code change
+        # reinstalls only the wheel on the next VM
+        digest = hashlib.sha256("\n".join([*reqs, f"uv=={uv}"]).encode()).hexdigest()[:20]
+        meta = {
+            "offload-requirements": "\n".join(reqs),
+            "offload-boot-env": layout.boot_env_template(digest),
+            "offload-uv-version": uv,
+            "offload-python": "{}.{}".format(*sys.version_info[:2]),
+        }
+        index = self.options.get("index_url")
+        if index:
+            meta["offload-index-url"] = str(index)
+        return meta
 
     def _try_zone(self, spec: JobSpec, shape: catalog.Shape, region: str, zone: str, spot: bool,
                   name: str, wheel_key: str) -> dict[str, Any]:
@@ -420,6 +453,7 @@ class GceBackend(Backend):
             "cost_estimate": {**estimate(price, spec.resources.max_runtime_s), "prices_taken": self.table.get("taken")},
             "max_run_duration_s": machine_cap_s(spec),
             "api_endpoint": self.endpoint,
+            "boot_timeout_s": self.boot_timeout_s,
         }
 
     def _record_attempts(self, spec: JobSpec, attempts: list[dict[str, Any]], handle: dict[str, Any] | None) -> None:

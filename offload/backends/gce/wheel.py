@@ -12,6 +12,7 @@ import base64
 import hashlib
 import importlib.metadata
 import io
+import re
 import zipfile
 from pathlib import Path
 
@@ -77,3 +78,52 @@ def ship_wheel(store: Store) -> str:
         store.put_bytes(key, data)
     _cache[store.url] = (key, data)
     return key
+
+
+# What the runner needs on a VM: the package's dependencies without the Jupyter server and lab
+# (the client's UI, never used by a runner), with the store's gs:// driver.
+_NOT_ON_VMS = {"jupyter-server", "jupyterlab"}
+_VM_EXTRA = ("gcsfs>=2024.2", "google-auth>=2.20")
+
+
+def _name(req: str) -> str:
+    return re.split(r"[\s\[<>=!~;]", req.strip(), maxsplit=1)[0].lower().replace("_", "-")
+
+
+def runner_requirements() -> list[str]:
+    """Pinned requirements of the VM's runner environment: each at the version the client runs
+    (the combination the user tested), or the package's own range where the client lacks it."""
+    out = []
+    reqs = _declared() or [r for r in (importlib.metadata.requires(DIST) or []) if "extra ==" not in r]
+    for req in [*reqs, *_VM_EXTRA]:
+        name = _name(req)
+        if name in _NOT_ON_VMS or any(_name(o) == name for o in out):
+            continue
+        try:
+            out.append(f"{name}=={importlib.metadata.version(name)}")
+        except importlib.metadata.PackageNotFoundError:
+            out.append(req.split(";")[0].strip())
+    return out
+
+
+def _declared() -> list[str]:
+    """The dependencies of the source tree being shipped (a development checkout's pyproject.toml
+    can be newer than the metadata of its editable install); empty when not run from one."""
+    pyproject = Path(__file__).resolve().parents[3] / "pyproject.toml"
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10: the installed metadata is the only record
+        return []
+    try:
+        project = tomllib.loads(pyproject.read_text()).get("project", {})
+    except (OSError, ValueError):
+        return []
+    return list(project.get("dependencies", [])) if project.get("name") == DIST else []
+
+
+def uv_version() -> str:
+    """The client's uv version: the VM fetches the same one (any version when the client has none)."""
+    try:
+        return importlib.metadata.version("uv")
+    except importlib.metadata.PackageNotFoundError:
+        return ""
