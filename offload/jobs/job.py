@@ -16,7 +16,7 @@ from typing import Any
 
 import nbformat
 
-from offload.backends.base import BackendPhase, get_backend
+from offload.backends.base import Ability, BackendPhase, BackendState, get_backend
 from offload.config import backend_options
 from offload.errors import (
     BackendError,
@@ -43,6 +43,9 @@ from offload.store import Store, as_store, layout
 
 STALE_AFTER_S = 60.0  # heartbeat age after which a running job is flagged as unresponsive
 LAUNCH_TIMEOUT_S = 3600.0  # a job still without a backend handle after this was never launched
+STATE_POLL_MAX_S = 15.0  # backend reads back off to this while nothing changes
+# job id -> (monotonic time of the last backend read, next interval, BackendState, (state, cell))
+_BACKEND_READS: dict[str, tuple[float, float, BackendState, tuple]] = {}
 
 
 def resolve_job_id(ref: str, store: Store) -> str:
@@ -173,6 +176,7 @@ class Job:
             return status
         if reconciled:
             return {**(status or {}), **reconciled}
+        reported = status is not None  # the runner has written its first status
         status = dict(status or {"state": JobState.QUEUED, "cell": 0, "n_cells": 0})
         handle = self.handle
         if handle is None:
@@ -185,7 +189,7 @@ class Job:
             return {**status, "state": JobState.PROVISIONING, "reason": waiting["say"] if waiting else "launching",
                     **({"waiting": waiting} if waiting else {})}
         try:
-            bstate = self.backend().state(handle)
+            bstate = self._backend_state(handle, status)
         except OffloadError as exc:
             status["backend_note"] = str(exc)
             return status
@@ -207,6 +211,14 @@ class Job:
             if implied in (JobState.FAILED, JobState.PREEMPTED):
                 return self._conclude(status, implied, bstate.reason or implied)
             return self._conclude(status, JobState.LOST, f"the job's {self.spec.backend} process/machine is gone ({bstate.reason or 'no reason given'})")
+        if not reported and bstate.state in (BackendPhase.RUNNING, BackendPhase.PROVISIONING):
+            # The machine is up but its runner has not reported: booting (never "queued" while it
+            # bills), and failed by the watchdog when it stays silent past the backend's boot timeout.
+            timeout = handle.get("boot_timeout_s")
+            if timeout and self._boot_overdue(handle, float(timeout)):
+                return self._boot_failed(handle, status, float(timeout))
+            return {**status, "state": JobState.PROVISIONING,
+                    "reason": "booting" if bstate.state == BackendPhase.RUNNING else bstate.reason}
         if bstate.state == BackendPhase.PENDING and status["state"] == JobState.QUEUED:
             status["reason"] = bstate.reason
         elif bstate.state == BackendPhase.PROVISIONING and status["state"] == JobState.QUEUED:
@@ -216,6 +228,53 @@ class Job:
         if hb and status["state"] == JobState.RUNNING and time.time() - hb > STALE_AFTER_S:
             status["stale_heartbeat_s"] = time.time() - hb
         return status
+
+    def _backend_state(self, handle: dict, status: dict[str, Any]) -> BackendState:
+        """The backend's view, read at most once per ``state_poll_s`` per job (Compute Engine
+        read quota), less often while nothing changes; the store is read first on every refresh,
+        so a runner's own news is never delayed. Shared by every Job object of this process."""
+        be = self.backend()
+        poll = float(be.state_poll_s or 0)
+        if not poll:
+            return be.state(handle)
+        now = time.monotonic()
+        mark = (status.get("state"), status.get("cell"))
+        last = _BACKEND_READS.get(self.id)
+        if last is not None and now < last[0] + (last[1] if mark == last[3] else poll):
+            return last[2]
+        bstate = be.state(handle)
+        steady = last is not None and last[2].state == bstate.state and last[3] == mark
+        _BACKEND_READS[self.id] = (now, min(last[1] * 1.5, STATE_POLL_MAX_S) if steady else poll, bstate, mark)
+        return bstate
+
+    def _boot_overdue(self, handle: dict, timeout: float) -> bool:
+        """No status, and no boot-log line either, within ``timeout`` of the machine's creation
+        (or of the boot log's last write: a slow boot that keeps logging is not stuck)."""
+        now = time.time()
+        since = float(handle.get("created_at") or self.spec.created_at)
+        if now - since < timeout:
+            return False
+        logged = self.store.modified(self.key("boot.log"))
+        return now - max(since, logged or 0) >= timeout
+
+    def _boot_failed(self, handle: dict, status: dict[str, Any], timeout: float) -> dict[str, Any]:
+        """The boot watchdog: fail the job with the machine's console tail, delete the machine."""
+        be = self.backend()
+        tail = ""
+        if be.can(Ability.SERIAL_OUTPUT):
+            try:
+                lines = [ln for ln in be.serial_output(handle).splitlines() if ln.strip()]
+                tail = "\n".join(lines[-12:])
+            except Exception as exc:  # the console is a courtesy: the verdict stands without it
+                tail = f"(no console output: {exc})"
+        try:
+            be.cancel(handle)
+        except Exception as exc:
+            status["backend_note"] = f"could not delete the machine: {exc}"
+        reason = (f"the machine did not report within the boot timeout ({timeout:.0f} s); "
+                  + (f"its console ends with:\n{tail}" if tail else "it wrote no console output"))
+        _BACKEND_READS.pop(self.id, None)
+        return self._conclude(status, JobState.FAILED, reason)
 
     def conclude(self, state: JobState, reason: str) -> dict[str, Any]:
         """Record the client's conclusion about a job whose runner cannot (it never ran, or its
@@ -359,6 +418,36 @@ class Job:
 
     def merge(self, into: str | os.PathLike | None = None, *, write: bool = True):
         return merge_job(self, into=into, write=write)
+
+    def timings(self) -> dict[str, Any]:
+        """Where a job's time went, in seconds (None for a phase not reached or not measured):
+
+        ``provision_s`` launch -> machine created (backends that create one: GCE);
+        ``boot_s`` machine created (else launch) -> runner started; ``env_s`` the environment
+        (built, unpacked or reused: ``env_cache`` says which); ``data_s`` bundle and checkpoints
+        from the store; ``kernel_s`` kernel start -> first cell; ``first_cell_s`` submit -> first
+        cell started (the sum a user waits). The runner records what it measures in its status;
+        the times before it exists come from the handle the launch wrote."""
+        st = self.status
+        raw = dict(st.get("timings") or {})
+        h = self.handle or {}
+        submitted = self.spec.created_at
+        launched, created = h.get("launched_at"), h.get("created_at")
+        runner, first = raw.get("runner_started_at"), raw.get("first_cell_at")
+
+        def span(a: Any, b: Any) -> float | None:
+            return round(float(b) - float(a), 3) if a is not None and b is not None else None
+
+        phases = {
+            "provision_s": span(launched, created),
+            "boot_s": span(created or launched or submitted, runner),
+            "env_s": raw.get("env_s"), "data_s": raw.get("data_s"), "kernel_s": raw.get("kernel_s"),
+            "first_cell_s": span(submitted, first),
+        }
+        phases = {k: (round(v, 3) if isinstance(v, float) else v) for k, v in phases.items()}
+        return {**phases, "created_at": submitted, "started_at": st.get("started_at"),
+                "finished_at": st.get("finished_at"), "duration_s": st.get("duration_s"),
+                **{k: v for k, v in raw.items() if k not in phases}}
 
     def summary(self) -> dict[str, Any]:
         st = self.status
