@@ -6,9 +6,10 @@ handler modules never import each other or this module: adding an endpoint is on
 
 from __future__ import annotations
 
+from jupyter_server.utils import url_path_join
+
 from jupyter_ext.handlers import backends, gallery, jobs, machines, sweeps
 from jupyter_ext.handlers.base import OffloadHandler
-from jupyter_server.utils import url_path_join
 
 API_PREFIX = "offload/api"
 JOB_ID = r"(?P<job_id>[^/]+)"  # a job id, or a sweep id under sweeps/

@@ -12,18 +12,18 @@ from pathlib import Path
 from typing import Any
 
 import nbformat
+
 from jupyter_ext.service.core import OffloadService, jsonable
 from jupyter_ext.service.errors import ApiError
+from jupyter_ext.service.models import JobListQuery, JobRequest
 from jupyter_ext.service.paths import api_path_of, resolve_notebook
+from offload import jobs as core_jobs
+from offload.errors import OffloadError
 from offload.jobs import Job, index, provenance, recording, tracking
 from offload.jobs.listing import SyncReport
 from offload.notebook import align_cells, provenance_of
 from offload.spec import ACTIVE_STATES, FINAL_STATES, JobSpec
 from offload.store import layout
-
-from jupyter_ext.service.models import JobListQuery, JobRequest
-from offload import jobs as core_jobs
-from offload.errors import OffloadError
 
 # ---------------------------------------------------------------------------------------------
 # submit and rerun

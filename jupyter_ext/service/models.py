@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from jupyter_ext.service.errors import ApiError
 from jupyter_ext.service.paths import api_path_of, resolve_notebook
+from offload.errors import UsageError
 from offload.jobs.budget import parse_budget
 from offload.jobs.machines import MACHINE_NAME
 from offload.spec import (
@@ -27,8 +28,6 @@ from offload.spec import (
     parse_duration,
     parse_keep_alive,
 )
-
-from offload.errors import UsageError
 
 
 class ServerLimits(Protocol):
