@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from jupyter_server.utils import url_path_join
 
-from jupyter_ext.handlers import backends, gallery, jobs, machines, sweeps
+from jupyter_ext.handlers import attach, backends, gallery, jobs, machines, sweeps
 from jupyter_ext.handlers.base import OffloadHandler
 
 API_PREFIX = "offload/api"
@@ -28,6 +28,7 @@ ROUTES: list[tuple[str, type[OffloadHandler]]] = [
     (rf"jobs/{JOB_ID}/notebook", jobs.ExecutedNotebookHandler),
     (rf"jobs/{JOB_ID}/merge-plan", jobs.MergePlanHandler),
     (rf"jobs/{JOB_ID}/merge", jobs.MergeFileHandler),
+    (rf"jobs/{JOB_ID}/console", attach.ConsoleHandler),  # a console on the running job's kernel
     (r"events", jobs.EventsHandler),
     # the gallery
     (rf"jobs/{JOB_ID}/thumbnail", gallery.ThumbnailHandler),

@@ -1,0 +1,149 @@
+"""A JupyterLab console on a job's running kernel, which this server did not start.
+
+``open_console`` (in the thread pool) finds the job's kernel (``offload.attach``: its record in the
+store, the backend's route, loopback relays for a remote machine), creates a kernel subshell there,
+and ``register`` (on the server's loop) adds an :class:`AttachedKernelManager` for it to the
+server's kernel manager under a new kernel id. JupyterLab then opens an ordinary console on that
+id: its websocket goes through the same authenticated ``/api/kernels`` endpoint as every kernel's.
+
+The manager sends every shell message to the subshell (the header's ``subshell_id`` is set and
+the message signed again), so the console, its kernel_info and the debugger's requests are
+answered while the notebook's cell keeps the main shell busy. It never starts, interrupts,
+restarts or shuts down the job's kernel: shutting the console's kernel down here deletes its
+subshell and closes the relays; the job goes on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from jupyter_client.session import DELIM
+from jupyter_server.services.kernels.kernelmanager import ServerKernelManager
+from tornado import web
+from traitlets import Unicode
+
+from offload.attach import SubshellClient, find_target, open_kernel
+
+KERNEL_NAME = "python3"
+
+
+@dataclass
+class AttachedConsole:
+    job_id: str
+    connection: dict[str, Any]
+    subshell_id: str
+    host: str | None
+    route: str
+    stack: contextlib.ExitStack = field(repr=False)
+
+
+def open_console(service: Any, job_id: str) -> AttachedConsole:
+    """Reach the running job's kernel and make a subshell for a console (thread pool)."""
+    job = service.job(job_id)
+    target = find_target(job.id, store=job.store, wait=False)
+    stack = contextlib.ExitStack()
+    try:
+        info = stack.enter_context(open_kernel(target))
+        client = SubshellClient(info, timeout=30)
+        try:
+            subshell = client.open()
+        finally:
+            client.kc.stop_channels()  # the subshell stays: the console uses it
+    except Exception:
+        stack.close()
+        raise
+    return AttachedConsole(job.id, info, subshell, target.record.get("host"), target.route.kind, stack)
+
+
+class AttachedKernelManager(ServerKernelManager):
+    """A kernel manager for a job's kernel: connects, never owns it."""
+
+    job_id = Unicode("")
+    subshell_id = Unicode("")
+
+    def attach(self, console: AttachedConsole) -> None:
+        self.load_connection_info(console.connection)
+        self.job_id, self.subshell_id = console.job_id, console.subshell_id
+        self._console = console
+        self._ready = self._ready_future()
+
+    @staticmethod
+    def _ready_future() -> Any:
+        import asyncio
+
+        fut = asyncio.get_running_loop().create_future()
+        fut.set_result(None)
+        return fut
+
+    @property
+    def has_kernel(self) -> bool:
+        return True
+
+    async def is_alive(self) -> bool:  # type: ignore[override]
+        return not getattr(self, "_closed", False)
+
+    def connect_shell(self, identity: bytes | None = None) -> Any:  # type: ignore[override]
+        """The shell stream, with every outgoing message addressed to the subshell."""
+        stream = super().connect_shell(identity=identity)
+        send = stream.send_multipart
+        session = self.session
+        subshell = self.subshell_id
+
+        def to_subshell(frames: list[Any], *args: Any, **kwargs: Any) -> Any:
+            frames = [bytes(f) if not isinstance(f, bytes) else f for f in frames]
+            i = frames.index(DELIM)
+            header = json.loads(frames[i + 2])
+            header["subshell_id"] = subshell
+            frames[i + 2] = session.pack(header)
+            frames[i + 1] = session.sign(frames[i + 2:i + 6])
+            return send(frames, *args, **kwargs)
+
+        stream.send_multipart = to_subshell
+        return stream
+
+    async def shutdown_kernel(self, now: bool = False, restart: bool = False) -> None:  # type: ignore[override]
+        """Delete the subshell and close the relays; the job's kernel is not touched."""
+        if restart:
+            raise web.HTTPError(409, f"this console's kernel belongs to job {self.job_id}; it cannot be restarted from here")
+        if getattr(self, "_closed", False):
+            return
+        self._closed = True
+        console: AttachedConsole = self._console
+        try:
+            client = SubshellClient(console.connection, timeout=5)
+            client.subshell_id = console.subshell_id
+            client.close()  # delete_subshell_request on the control channel
+        except Exception as exc:
+            self.log.info("offload: could not delete subshell %s of job %s: %s", console.subshell_id, self.job_id, exc)
+        finally:
+            console.stack.close()
+
+    async def restart_kernel(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
+        raise web.HTTPError(409, f"this console's kernel belongs to job {self.job_id}; it cannot be restarted from here")
+
+    async def interrupt_kernel(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
+        raise web.HTTPError(409, f"this console's kernel belongs to job {self.job_id}; interrupting it would stop the "
+                                 "job's running cell", reason="Conflict")
+
+    def cleanup_resources(self, restart: bool = False) -> None:  # nothing of ours on the job's machine
+        pass
+
+
+def register(kernel_manager: Any, console: AttachedConsole) -> dict[str, Any]:
+    """Add the console's kernel to the server's kernel manager (on the server's loop)."""
+    kernel_id = str(uuid.uuid4())
+    km = AttachedKernelManager(parent=kernel_manager, log=kernel_manager.log, kernel_name=KERNEL_NAME, kernel_id=kernel_id,
+                               connection_file="", owns_kernel=False)
+    km.attach(console)
+    kernel_manager._kernels[kernel_id] = km
+    kernel_manager._kernel_connections[kernel_id] = 0
+    kernel_manager._kernel_ports[kernel_id] = km.ports
+    kernel_manager.start_watching_activity(kernel_id)
+    km.execution_state = "busy"  # the notebook's cell is running: the server does not nudge it
+    return {"kernel_id": kernel_id, "job_id": console.job_id, "subshell_id": console.subshell_id,
+            "host": console.host, "route": console.route, "kernel_name": KERNEL_NAME}
+

@@ -1,0 +1,125 @@
+"""A JupyterLab console on a running job's kernel, through a real Jupyter server: the console
+endpoint registers the job's kernel (a subshell) as a kernel of the server, the ordinary
+authenticated kernel websocket talks to it while the notebook's cell runs, interrupt and restart
+are refused, and shutting the console's kernel down leaves the job running."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import time
+import uuid
+
+import pytest
+from tornado.httpclient import HTTPClientError
+
+from offload.attach import execute
+from offload.jobs import Job, submit
+from offload.spec import JobState
+from offload.store import layout
+from offload.testing import wait_for
+from tests.notebooks import make_notebook
+
+pytest_plugins = ["pytest_jupyter.jupyter_server"]
+
+LOOP = ["import time\nstep = 0", "while True:\n    step += 1\n    time.sleep(0.05)"]
+
+
+@pytest.fixture
+def jp_server_config():
+    return {
+        "ServerApp": {"jpserver_extensions": {"jupyter_ext": True}},
+        "OffloadExtensionApp": {"poll_interval": 0.2, "backends": ["local"]},
+    }
+
+
+async def post(jp_fetch, *parts, body=None, **kw):
+    return await jp_fetch(*parts, method="POST", body=json.dumps(body or {}), request_timeout=300, **kw)
+
+
+def msg(msg_type: str, content: dict, channel: str = "shell") -> dict:
+    return {"header": {"msg_id": uuid.uuid4().hex, "msg_type": msg_type, "session": "test", "username": "test",
+                       "version": "5.4", "date": ""},
+            "parent_header": {}, "metadata": {}, "content": content, "channel": channel, "buffers": []}
+
+
+async def evaluate(ws, code: str, timeout: float = 120) -> str:
+    """execute_request on the console's websocket; the text/plain result for it."""
+    m = msg("execute_request", {"code": code, "silent": False, "store_history": False, "user_expressions": {},
+                                "allow_stdin": False, "stop_on_error": True})
+    await ws.write_message(json.dumps(m))
+    deadline = time.monotonic() + timeout
+    result, replied, idle = None, False, False
+    while time.monotonic() < deadline and not (replied and idle):  # shell reply and iopub: either order
+        raw = await asyncio.wait_for(ws.read_message(), timeout=deadline - time.monotonic())
+        reply = json.loads(raw)
+        if reply.get("parent_header", {}).get("msg_id") != m["header"]["msg_id"]:
+            continue
+        if reply["msg_type"] == "execute_result":
+            result = reply["content"]["data"]["text/plain"]
+        if reply["msg_type"] == "error":
+            raise AssertionError(reply["content"])
+        replied = replied or reply["msg_type"] == "execute_reply"
+        idle = idle or (reply["msg_type"] == "status" and reply["content"]["execution_state"] == "idle")
+    assert replied and idle, f"no answer to {code!r}"
+    return result
+
+
+def running_job(root) -> Job:
+    job = submit(make_notebook(root / "loop.ipynb", LOOP), backend="local")
+    wait_for(lambda: job.store.exists(job.key(layout.KERNEL)), 180, "the job's kernel")
+    return job
+
+
+async def test_console_on_a_running_job_kernel(jp_fetch, jp_ws_fetch, jp_root_dir):
+    job = running_job(jp_root_dir)
+    try:
+        r = await post(jp_fetch, "offload", "api", "jobs", job.id, "console")
+        assert r.code == 201
+        out = json.loads(r.body)
+        kid = out["kernel_id"]
+        assert out["job_id"] == job.id and out["route"] == "local" and out["subshell_id"]
+        kernels = json.loads((await jp_fetch("api", "kernels")).body)
+        assert kid in [k["id"] for k in kernels]  # a kernel of this server, for JupyterLab's console
+
+        ws = await jp_ws_fetch("api", "kernels", kid, "channels")
+        first = int(await evaluate(ws, "step"))
+        assert first > 0
+        wait_deadline = time.monotonic() + 120
+        while int(await evaluate(ws, "step")) <= first + 5:  # the cell keeps running: the value moves
+            assert time.monotonic() < wait_deadline, "the live variable did not change"
+            await asyncio.sleep(0.3)
+
+        with pytest.raises(HTTPClientError) as info:  # an interrupt would stop the job's cell
+            await post(jp_fetch, "api", "kernels", kid, "interrupt")
+        assert info.value.code == 409
+        ws.close()
+
+        r = await jp_fetch("api", "kernels", kid, method="DELETE", request_timeout=120)
+        assert r.code == 204
+        assert kid not in [k["id"] for k in json.loads((await jp_fetch("api", "kernels")).body)]
+        # closing the console never stops the job's kernel: the job runs on, its cell still counting
+        assert Job(job.id, store=job.store).state == JobState.RUNNING
+        assert job.store.exists(job.key(layout.KERNEL))
+        buf = io.StringIO()
+        assert await asyncio.to_thread(execute, job.id, "print(step)", store=job.store, out=buf) == 0
+        assert int(buf.getvalue().split()[-1]) > first
+    finally:
+        job.cancel()
+        await asyncio.to_thread(job.wait, 180)
+
+    with pytest.raises(HTTPClientError) as info:  # an ended job: 409 naming its state
+        await post(jp_fetch, "offload", "api", "jobs", job.id, "console")
+    assert info.value.code == 409
+    assert "cancelled" in json.loads(info.value.response.body)["message"]
+
+
+async def test_console_endpoint_needs_auth(jp_fetch, jp_root_dir):
+    with pytest.raises(HTTPClientError) as info:
+        await jp_fetch("offload", "api", "jobs", "20260101-000000-abcdef", "console", method="POST", body="{}",
+                       headers={"Authorization": ""})
+    assert info.value.code in (401, 403)
+    with pytest.raises(HTTPClientError) as info:
+        await post(jp_fetch, "offload", "api", "jobs", "20260101-000000-abcdef", "console")
+    assert info.value.code == 404
