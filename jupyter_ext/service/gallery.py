@@ -4,20 +4,24 @@ comparison of two jobs (parameters, metrics with deltas, outputs cell by cell)."
 from __future__ import annotations
 
 import base64
-import json
+import threading
+import time
 from typing import Any
 
 from jupyter_ext.service.core import OffloadService, jsonable
 from jupyter_ext.service.errors import ApiError
 from jupyter_ext.service.jobs import api_row, job_filter, summary_of
 from jupyter_ext.service.models import JobListQuery, job_id_arg
-from offload.jobs import index
+from offload.jobs import index, tracking
 from offload.spec import FINAL_STATES, JobState
-from offload.store import layout
+from offload.store import has_output, layout, read_output
 
 IMAGE_MIMES = ("image/png", "image/jpeg", "image/gif", "image/svg+xml")
 MAX_TEXT = 2000  # characters of a cell's text output shown in compare
 SORT_KEYS = ("created_at", "cost")  # besides any metric
+DISTINCT_TTL_S = 2.0
+_distinct_cache: dict[tuple[str, index.Filter], tuple[float, tuple[list[str], list[str]]]] = {}
+_distinct_lock = threading.Lock()
 
 
 def thumbnail(service: OffloadService, job_id: str) -> tuple[str, bytes] | None:
@@ -26,8 +30,10 @@ def thumbnail(service: OffloadService, job_id: str) -> tuple[str, bytes] | None:
     if job_id in service.thumbnails:
         return service.thumbnails[job_id]
     try:
-        nb = json.loads(service.store.get_text(layout.job_key(job_id, "output.ipynb")))
-    except (KeyError, ValueError):
+        nb = read_output(service.store, job_id)
+    except ValueError:
+        return None
+    if nb is None:
         return None
     found = _first_image(nb)
     status = service.store.get_json(layout.job_key(job_id, "status.json"), None) or {}
@@ -47,7 +53,7 @@ def gallery(service: OffloadService, query: JobListQuery) -> dict[str, Any]:
         return {"cards": [], "notebooks": [], "metrics": [], "next_cursor": None, "total": 0}
     base = job_filter(service, query, kinds=("notebook",), states=states)
     where = index.Filter(states=base.states, notebooks=base.notebooks, kinds=base.kinds, include_null_kind=True)
-    notebooks, metric_names = index.distinct(service.store.url, where)
+    notebooks, metric_names = _distinct(service.store.url, where)
     order = None
     if query.sort and query.sort != "created_at":
         if query.sort not in SORT_KEYS and query.sort not in metric_names:
@@ -62,15 +68,40 @@ def gallery(service: OffloadService, query: JobListQuery) -> dict[str, Any]:
             "total": page.total}
 
 
+def _distinct(store: str, where: index.Filter) -> tuple[list[str], list[str]]:
+    """The filter and sort menus' choices (every card's notebooks and metric names): a scan of the
+    index, so kept for ``DISTINCT_TTL_S``; paging through the gallery does not repeat it."""
+    now = time.monotonic()
+    with _distinct_lock:
+        hit = _distinct_cache.get((store, where))
+    if hit and now - hit[0] < DISTINCT_TTL_S:
+        return hit[1]
+    found = index.distinct(store, where)
+    with _distinct_lock:
+        if len(_distinct_cache) > 256:
+            _distinct_cache.clear()
+        _distinct_cache[(store, where)] = (now, found)
+    return found
+
+
 def _card(service: OffloadService, r: dict[str, Any]) -> dict[str, Any]:
-    has_output = service.store.exists(layout.job_key(r["id"], "output.ipynb"))
+    output = has_output(service.store, r["id"])
     return {
         "id": r["id"], "notebook": r.get("notebook"), "source_path": r.get("source_path"),
         "state": r.get("state"), "parameters": r.get("parameters") or {}, "metrics": r.get("metrics") or {},
         "cost": r.get("cost"), "created_at": r.get("created_at"), "finished_at": r.get("finished_at"),
-        "backend": r.get("backend"), "has_output": has_output,
-        "thumbnail": f"jobs/{r['id']}/thumbnail" if has_output and thumbnail(service, r["id"]) else None,
+        "backend": r.get("backend"), "has_output": output,
+        "thumbnail": f"jobs/{r['id']}/thumbnail" if output and thumbnail(service, r["id"]) else None,
+        "mlflow": _mlflow_run(service, r["id"]),
     }
+
+
+def _mlflow_run(service: OffloadService, job_id: str) -> dict[str, Any] | None:
+    """The job's MLflow run (its link on the card); read once per job and cached."""
+    try:
+        return tracking.job_run(service.store, job_id)
+    except Exception:  # a card without its link is still a card
+        return None
 
 
 def compare(service: OffloadService, a: str, b: str) -> dict[str, Any]:

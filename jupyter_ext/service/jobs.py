@@ -23,7 +23,7 @@ from offload.jobs import Job, index, provenance, recording, tracking
 from offload.jobs.listing import SyncReport
 from offload.notebook import align_cells, provenance_of
 from offload.spec import ACTIVE_STATES, FINAL_STATES, JobSpec
-from offload.store import layout
+from offload.store import has_output, layout, read_output
 
 # ---------------------------------------------------------------------------------------------
 # submit and rerun
@@ -93,7 +93,7 @@ def job_detail(service: OffloadService, job_id: str) -> dict[str, Any]:
         handle=job.handle,
         zones_tried=_zones_tried(st, job.handle),
         error=st.get("error"),
-        has_output=service.store.exists(layout.job_key(job.id, "output.ipynb")),
+        has_output=has_output(service.store, job.id),
         outputs=_safe(job.outputs, []),
         cli=cli_command(spec, service.root_dir),
         timings=jsonable(_safe(job.timings, {})),
@@ -175,11 +175,11 @@ def metrics(service: OffloadService, job_id: str) -> dict[str, Any]:
 
 def executed_notebook(service: OffloadService, job_id: str) -> dict[str, Any]:
     job = service.job(job_id)
-    try:
-        return json.loads(service.store.get_text(layout.job_key(job.id, "output.ipynb")))
-    except KeyError:
+    nb = read_output(service.store, job.id)
+    if nb is None:
         raise ApiError(409, f"job {job.id} has no executed notebook yet ({job.state})",
-                       hint="it appears once the job starts running") from None
+                       hint="it appears once the job starts running")
+    return nb
 
 
 # ---------------------------------------------------------------------------------------------

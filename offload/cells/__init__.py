@@ -5,3 +5,7 @@
 notebook a cell becomes), ``remote`` (the half that runs in the job's kernel; it imports only the
 store), ``session`` (the client of a warm session). ``offload.load_ipython_extension`` is the entry.
 """
+
+from offload import _startup
+
+_startup.defer_format_grammars()  # `%load_ext offload` in a kernel: no IRI grammar built at import

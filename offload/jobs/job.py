@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import nbformat
+from nbformat.v4.rwbase import rejoin_lines
 
 from offload.backends.base import Ability, BackendPhase, BackendState, get_backend
 from offload.config import backend_options
@@ -39,7 +40,7 @@ from offload.spec import (
     check_job_id,
     new_job_id,
 )
-from offload.store import Store, as_store, layout
+from offload.store import Store, as_store, layout, read_output
 
 STALE_AFTER_S = 60.0  # heartbeat age after which a running job is flagged as unresponsive
 LAUNCH_TIMEOUT_S = 3600.0  # a job still without a backend handle after this was never launched
@@ -375,10 +376,9 @@ class Job:
 
     @property
     def output_notebook(self):
-        try:
-            return nbformat.reads(self.store.get_text(self.key("output.ipynb")), as_version=4)
-        except KeyError:
-            return None
+        """The executed notebook: complete once the job has ended, as far as it ran before."""
+        nb = read_output(self.store, self.id)
+        return None if nb is None else rejoin_lines(nbformat.from_dict(nb))  # as nbformat.reads would
 
     def outputs(self) -> list[str]:
         prefix = self.key("outputs")

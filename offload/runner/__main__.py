@@ -8,7 +8,7 @@ import sys
 
 from offload import _startup
 
-_startup.skip_unused_imports(papermill=True)
+_startup.skip_unused_imports()  # papermill's own trimming waits until its kernel is starting (runner.job)
 
 from offload.runner.programs import main  # noqa: E402
 

@@ -7,6 +7,7 @@ this program; see :mod:`offload.runner` for the table.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import sys
@@ -15,9 +16,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-import nbformat
 from jupyter_core.utils import run_sync
 
+from offload import _startup
 from offload.metrics import last_values
 from offload.notebook import strip_ansi
 from offload.runner import environment
@@ -32,6 +33,7 @@ from offload.runner.kernel import (
     kernel_record,
     kill_kernel,
 )
+from offload.runner.output import LiveOutput
 from offload.snapshot.bundle import materialize
 from offload.snapshot.deps import EnvSpec
 from offload.spec import JobState
@@ -43,6 +45,8 @@ class NotebookJob(JobProgram):
         super().__init__(*args, **kwargs)
         self.km: Any = None
         self.kpid: int | None = None
+        self.live = LiveOutput(self.store, self.job_id)  # the notebook as it runs, changed cells only
+        self.cell_index = 0  # index in the notebook's cells of the cell running now
 
     # hooks ------------------------------------------------------------------------------------
     def kill(self) -> None:
@@ -50,22 +54,41 @@ class NotebookJob(JobProgram):
         # start-up must not wait for the kernel to become ready.
         kill_kernel(self.kpid or kernel_pid(self.km))
 
-    def output_mark(self, nb: Any) -> int:
-        """Cheaper than the default on big notebooks: stream text length, one per other output."""
-        return sum(len(o.get("text", "")) if o.get("output_type") == "stream" else 1
-                   for c in nb.cells for o in c.get("outputs", []))
+    def snapshot_output(self) -> str | None:
+        """No whole-notebook snapshots: the changed cells are saved here, debounced by time and
+        size (runner/output.py), and the complete notebook once at the end (``final_notebook``)."""
+        if self.live_nb is not None:
+            try:
+                self.live.save(self.live_nb, self.cell_index)
+            except RuntimeError:  # the executing thread mutated a cell meanwhile: next tick
+                pass
+        return None
 
     def final_notebook(self, work: Path, state: JobState) -> str | None:
+        """papermill's output notebook (or, when the job was stopped mid-cell, the notebook as far
+        as it ran) with the job's provenance; read and written as plain JSON: validating a
+        2,000-cell notebook again would cost seconds and tell nothing new."""
         nb_out = work / "output.ipynb"
-        if not nb_out.exists():
-            return self.output_snapshot
-        nb = nbformat.read(nb_out, as_version=4)
-        nb.metadata["offload"] = {
+        if nb_out.exists():
+            nb = json.loads(nb_out.read_text(encoding="utf-8"))
+        elif self.live_nb is not None:
+            nb = self.live_nb
+        else:
+            return None
+        nb.setdefault("metadata", {})["offload"] = {
             "job_id": self.job_id, "state": state, "parameters": self.spec.parameters,
             "metrics": last_values(self.metrics), "metric_records": self.metrics,
             "env_hash": self.spec.env_hash, "bundle_id": self.spec.bundle_id,
         }
-        return nbformat.writes(nb)
+        return json.dumps(nb, sort_keys=True, indent=1, ensure_ascii=False, default=str)
+
+    def finish(self, work: Path, state: JobState, reason: str | None, error: dict | None) -> None:
+        self.set_status(output_saves=self.live.stats())  # live saves while it ran: writes, bytes
+        super().finish(work, state, reason, error)
+        try:
+            self.live.discard()  # output.ipynb is stored: the live copy has served
+        except Exception as exc:
+            self.say(f"could not remove the live output copy: {exc}")
 
     # the job ----------------------------------------------------------------------------------
     def execute(self, work: Path) -> Outcome:
@@ -154,16 +177,24 @@ class NotebookJob(JobProgram):
             self.say(f"restored {len(keys)} checkpoint file(s) from job {parent}")
 
     def run_papermill(self, work: Path, python: str) -> Outcome:
-        # papermill (and nbclient under it) are imported here, not at the top: they cost about a
-        # second, and the runner's start-up first tells them to skip imports it never uses
-        # (offload._startup.skip_unused_imports).
-        import papermill
-        from papermill.engines import NBClientEngine, papermill_engines
-        from papermill.exceptions import PapermillExecutionError
-
         program = self
         km = self.km = kernel_manager(work, python)
         nb_in = work / "project" / self.spec.notebook
+        # The kernel boots in its own process (about a second) while papermill is imported and
+        # the notebook parameterized: start it first (nbclient uses a kernel already started).
+        t0 = time.time()
+        run_sync(km.start_kernel)(cwd=str(nb_in.parent), extra_arguments=["--HistoryManager.hist_file=:memory:"])
+        try:
+            # papermill (and nbclient under it) are imported here, not at the top: they cost about
+            # a second, and are told first to skip imports the runner never uses (gcsfs: the
+            # runner gives papermill local paths; offload._startup.skip_unused_imports)
+            _startup.skip_unused_imports(papermill=True)
+            import papermill
+            from papermill.engines import NBClientEngine, papermill_engines
+            from papermill.exceptions import PapermillExecutionError
+        except BaseException:
+            kill_kernel(kernel_pid(km))
+            raise
 
         class OffloadEngine(NBClientEngine):
             """papermill's engine with a hook as each cell starts: progress, cell id, stop."""
@@ -172,6 +203,7 @@ class NotebookJob(JobProgram):
             def execute_managed_notebook(cls, nb_man, kernel_name, **kwargs):
                 program.live_nb = nb_man.nb
                 code_cells = [i for i, c in enumerate(nb_man.nb.cells) if c.cell_type == "code"]
+                ordinals = {index: n for n, index in enumerate(code_cells, 1)}
                 program.set_status(n_cells=len(code_cells))
                 original_start = nb_man.cell_start
 
@@ -180,8 +212,8 @@ class NotebookJob(JobProgram):
                     if "first_cell_at" not in program.status["timings"]:  # the kernel is up
                         program.set_status(timings={"first_cell_at": time.time(), "kernel_s": time.time() - t0})
                     program.current_cell_id = cell.get("id")
-                    ordinal = code_cells.index(cell_index) + 1 if cell_index in code_cells else 0
-                    program.set_status(cell=ordinal, cell_id=cell.get("id"))
+                    program.cell_index = cell_index or 0
+                    program.set_status(cell=ordinals.get(cell_index, 0), cell_id=cell.get("id"))
                     if program.kpid is None and km.has_kernel:
                         program.kpid = kernel_pid(km)
                         program.publish_kernel(km, cwd=nb_in.parent, work=work, python=python)
@@ -193,14 +225,15 @@ class NotebookJob(JobProgram):
 
         papermill_engines.register("offload", OffloadEngine)
         sink = LogSink(self)
-        t0 = time.time()
         error = None
         try:
             papermill.execute_notebook(
                 str(nb_in), str(work / "output.ipynb"), parameters=self.spec.parameters or None,
                 engine_name="offload", kernel_name=KERNEL_NAME, language="python", progress_bar=False,
                 log_output=False, stdout_file=sink, stderr_file=sink, cwd=str(nb_in.parent),
-                autosave_cell_every=0, start_timeout=120,
+                # papermill saves the whole notebook at every cell start and end (quadratic in its
+                # length): off; the runner saves changed cells live and the whole one at the end
+                autosave_cell_every=0, request_save_on_cell_execute=False, start_timeout=120,
             )
             state, reason = JobState.SUCCEEDED, None
         except PapermillExecutionError as exc:

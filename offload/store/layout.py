@@ -7,6 +7,8 @@ jobs/<job-id>/spec.json                 JobSpec, written once by the client (job
 jobs/<job-id>/env.json, handle.json     the client's, with the spec
 jobs/<job-id>/status.json ...           the runner's: status, log/<n>.txt, metrics.jsonl, output.ipynb,
                                         outputs/, checkpoints/, result.json
+jobs/<job-id>/live/...                  the runner's: the notebook while it runs, 50 cells an object
+                                        (store/_live.py; removed once output.ipynb is stored)
 jobs/<job-id>/kernel.json               the runner's, while the notebook's kernel runs: how to reach it
                                         (connection info, host, pid, work dir); removed when it ends
 jobs/<job-id>/cancel                    the client's: presence asks the runner to stop
