@@ -76,8 +76,12 @@ def set_values(pairs: list[str], *, check: Callable[[str, str, Any], None] | Non
             if name not in BUDGET_KEYS:
                 raise UsageError(f"unknown config key {key!r}", field=key,
                                  hint=f"budget keys: {', '.join('budget.' + k for k in BUDGET_KEYS)}")
+            amount = _coerce(value)
+            if isinstance(amount, bool) or not isinstance(amount, (int, float)) or amount < 0:
+                raise UsageError(f"{key} must be an amount in dollars, not {value!r}", field=key,
+                                 hint=f"for example: offload config set {key} 100")
             budget = cfg.get("budget")
-            cfg["budget"] = {**(budget if isinstance(budget, dict) else {}), name: _coerce(value)}
+            cfg["budget"] = {**(budget if isinstance(budget, dict) else {}), name: amount}
         elif key.split(".", 1)[0] in SECTIONS:  # mlflow.tracking_uri, notify.webhook ...
             sect, _, name = key.partition(".")
             if name not in SECTIONS[sect]:

@@ -62,7 +62,7 @@ def test_cap_runtime_to_budget_cuts_max_run_duration(gce, notebook):
 def test_a_budget_that_covers_less_than_a_billed_minute_is_refused_even_with_the_cap(gce, notebook):
     nb = notebook("tiny.ipynb", ["print(1)"])
     with pytest.raises(BudgetExceeded, match="does not cover one billed minute"):
-        gce.submit(nb, gpu="h100", budget=0.01, cap_runtime_to_budget=True)
+        gce.submit(nb, gpu="a100", budget=0.01, cap_runtime_to_budget=True)  # a minute costs $0.06
     assert _inserts(gce) == []
 
 
@@ -192,3 +192,31 @@ def test_rest_submit_with_a_budget_is_refused_before_any_cloud_call(gce, noteboo
         with pytest.raises(ApiError) as bad:
             JobRequest.parse(service, {"path": "rest.ipynb", field: value})
         assert bad.value.http_status == 400 and bad.value.field == field, (field, bad.value)
+
+
+# a sweep's budget: trials share it; once one is refused no more start, the running ones finish ---
+@needs_gcs
+def test_a_sweep_stops_launching_trials_at_its_budget(gce, notebook):
+    pytest.importorskip("optuna")
+    from offload.sweeps import sweep
+
+    nb = notebook("sw.ipynb", ["import offload, time\ntime.sleep(3)\noffload.log_metric('acc', x)"], params="x = 0.0")
+    # each trial: l4 for at most 1 h = $0.707 committed while it runs; $1.50 covers two at once
+    res = sweep(nb, space={"x": {"type": "float", "low": 0, "high": 1}}, objective="acc", trials=6, parallel=3,
+                backend="gce", gpu="l4", max_runtime="1h", budget=1.5, backend_options=gce.options, store=gce.store,
+                quiet=True)
+    assert res.state == "stopped", (res.state, res.error)
+    assert "budget reached" in res.error and "sweep" in res.error and "$1.50" in res.error
+    assert len(_inserts(gce)) == 2  # the third trial was refused before any cloud call
+    rows = res.trials()
+    assert sum(r["state"] == "COMPLETE" for r in rows) == 2
+    assert any("could not submit" in (r.get("error") or "") and "budget" in r["error"] for r in rows)
+    assert res.record["budget"] == 1.5
+
+
+def test_config_refuses_a_budget_that_is_not_an_amount():
+    for bad in ("lots", "-5", "true"):
+        with pytest.raises(UsageError) as err:
+            set_values(["budget.monthly", bad])
+        assert err.value.field == "budget.monthly"
+    set_values(["budget.monthly", "0"])  # 0: no priced launch this month

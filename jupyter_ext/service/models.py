@@ -242,6 +242,13 @@ def _policy(body: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _sweep_budget(body: dict[str, Any]) -> float | None:
+    try:
+        return parse_budget(require(body, "budget", (int, float, str), optional=True))
+    except UsageError as exc:
+        raise ApiError(400, exc.message, field="budget", hint=exc.hint) from None
+
+
 @dataclass(frozen=True)
 class SweepRequest(RunRequest):
     """``POST /sweeps``: an Optuna study over the notebook's parameters, each trial a job."""
@@ -256,9 +263,10 @@ class SweepRequest(RunRequest):
     max_failures: int | None
     sampler: str
     pruner: str | None
+    budget: float | None  # USD for all trials together
 
     FIELDS = (*RunRequest.FIELDS, "space", "objective", "direction", "trials", "parallel", "per_gpu", "seed",
-              "max_failures", "sampler", "pruner")
+              "max_failures", "sampler", "pruner", "budget")
 
     @classmethod
     def parse(cls, service: ServerLimits, body: dict[str, Any]) -> SweepRequest:
@@ -290,6 +298,7 @@ class SweepRequest(RunRequest):
             seed=require(body, "seed", int, optional=True), max_failures=counts["max_failures"],
             sampler=require(body, "sampler", str, optional=True) or "tpe",
             pruner=require(body, "pruner", str, optional=True) or None,
+            budget=_sweep_budget(body),
         )
 
 

@@ -29,7 +29,7 @@ def start_sweep(service: OffloadService, req: SweepRequest) -> dict[str, Any]:
         parallel=req.parallel, per_gpu=req.per_gpu, sampler=req.sampler, seed=req.seed, pruner=req.pruner,
         max_failures=req.max_failures, backend=req.backend, gpu=req.gpu, spot=req.spot, machine=req.machine,
         max_runtime=req.max_runtime, backend_options=service.backend_options.get(req.backend),
-        store=service.store, detach=True, quiet=True,
+        store=service.store, detach=True, quiet=True, budget=req.budget,
     )
     return sweep_state(service, res.id, rows=[])
 

@@ -53,7 +53,7 @@ def cmd_spend(args: argparse.Namespace) -> int:
         print(json.dumps(out, indent=1))
         return 0
     print(f"spend {spend.month} (since {time.strftime('%Y-%m-%d', time.gmtime(spend.since))} UTC): "
-          f"{money(spend.total)}  = {money(spend.actual)} ended jobs + {money(spend.committed)} running (their estimate)")
+          f"{money(spend.total)} = {money(spend.actual)} ended jobs + {money(spend.committed)} running (their estimate)")
     overall = budgets.get("budget.monthly")
     if overall:
         print(f"budget.monthly {money(overall)}: {money(max(0.0, overall - spend.total))} left")

@@ -54,6 +54,7 @@ def add_sweep_parser(subparsers: Any) -> argparse.ArgumentParser:
     g.add_argument("--storage", help="Optuna storage URL (default: SQLite in the offload data dir)")
     g.add_argument("--study-name")
     g.add_argument("--max-failures", type=int)
+    g.add_argument("--budget", metavar="USD", help="most all trials together may cost; the sweep stops before going over")
     g.add_argument("--enqueue", help="YAML file of known-good points to try first")
     g.add_argument("--backend", type=backend_name)
     g.add_argument("--gpu")
@@ -103,7 +104,7 @@ def run_sweep_cli(args: argparse.Namespace) -> int:
         trials=args.trials or 20, parallel=args.parallel, per_gpu=args.per_gpu, sampler=args.sampler,
         seed=args.seed, pruner=args.pruner, storage=args.storage, study_name=args.study_name,
         max_failures=args.max_failures, enqueue=args.enqueue, backend=args.backend, gpu=args.gpu,
-        spot=args.spot, machine=args.machine, max_runtime=args.max_runtime, env=args.env,
+        spot=args.spot, machine=args.machine, max_runtime=args.max_runtime, env=args.env, budget=args.budget,
         detach=args.detach, quiet=args.quiet, store=st, notify=args.notify,
     )
     if args.detach:

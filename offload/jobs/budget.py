@@ -10,6 +10,8 @@ budget, the estimate, the month's spend and the setting to change:
   VM's ``maxRunDuration``) is cut to fit instead.
 - ``budget.monthly`` (config): this month's spend over every backend plus the estimate must fit.
 - ``backends.<name>.budget_monthly`` (config): the same for one backend's jobs.
+- a sweep's ``budget`` (``offload sweep --budget``, ``sweep(budget=)``): what its jobs cost so
+  far plus the estimate; the driver launches no more trials once one is refused.
 
 The month's spend (:func:`month_spend`) is what this machine's job index knows: the actual cost of
 jobs that ended this month (price x billed time, from the backend, cached in the index's ``cost``
@@ -130,11 +132,20 @@ def month_spend(*, now: float | None = None, backend: str | None = None) -> Spen
     """
     since = month_start(now)
     spend = Spend(month=time.strftime("%Y-%m", time.gmtime(since + 1)), since=since)
+    return _tally(spend, [r for r in index.rows(None) if not backend or r["backend"] == backend])
+
+
+def sweep_spend(store: Store, sweep_id: str) -> Spend:
+    """What a sweep's jobs cost so far (ended: actual; running: their estimate), whatever the month."""
+    spend = Spend(month="all", since=0.0)
+    return _tally(spend, [r for r in index.rows(store.url) if (r.get("labels") or {}).get("sweep") == sweep_id])
+
+
+def _tally(spend: Spend, rows: list[dict[str, Any]]) -> Spend:
+    since = spend.since
     backends = _Backends()
     stores: dict[str, Store] = {}
-    for row in index.rows(None):
-        if backend and row["backend"] != backend:
-            continue
+    for row in rows:
         state = row.get("state")
         active = state is None or state in _ACTIVE
         ended_at = row.get("finished_at") or row.get("created_at") or 0
@@ -215,7 +226,9 @@ def enforce(spec: JobSpec, *, backend: Backend, options: dict[str, Any] | None =
     if spec.budget is None and settings.get("job") is not None:
         spec.budget = parse_budget(settings["job"], field_name="budget.job")
     opts = options or {}
-    if spec.budget is None and settings.get("monthly") is None and opts.get("budget_monthly") is None:
+    sweep_limit = _sweep_limit(spec, backend.store)
+    if (spec.budget is None and settings.get("monthly") is None and opts.get("budget_monthly") is None
+            and sweep_limit is None):
         return None
     estimate = backend.estimate_cost(spec)
     if estimate is None:
@@ -226,6 +239,8 @@ def enforce(spec: JobSpec, *, backend: Backend, options: dict[str, Any] | None =
             hint="name a machine the price table knows (offload machines), or give the gce backend a price "
                  "table with it (option prices)", field="budget", budget=spec.budget)
     limits, spend = _limits(spec, opts, settings, need_spend=True, now=now)
+    if sweep_limit is not None:
+        limits.append(sweep_limit)
     if not limits:
         return None
     month = spend.total if spend is not None else None
@@ -248,6 +263,20 @@ def enforce(spec: JobSpec, *, backend: Backend, options: dict[str, Any] | None =
     raise _refusal(spec, tightest, estimate, month, price)
 
 
+def _sweep_limit(spec: JobSpec, store: Store) -> _Limit | None:
+    """A sweep's trials (and packs) share the sweep's ``budget`` (``offload sweep --budget``)."""
+    sid = (spec.labels or {}).get("sweep")
+    if not sid:
+        return None
+    try:
+        rec = store.get_json(layout.sweep_key(sid, "sweep.json"), None) or {}
+    except OffloadError:
+        return None
+    if not rec.get("budget"):
+        return None
+    return _Limit(setting=f"sweep {sid} budget", budget=float(rec["budget"]), spent=sweep_spend(store, sid).total)
+
+
 def _refusal(spec: JobSpec, lim: _Limit, estimate: float, month: float | None, price: float | None) -> BudgetExceeded:
     runtime = spec.resources.max_runtime_s
     month_text = f"; this month's spend so far {money(month)}" if month is not None else ""
@@ -259,10 +288,15 @@ def _refusal(spec: JobSpec, lim: _Limit, estimate: float, month: float | None, p
         hint = (f"raise --budget (budget=){shorter}, or add --cap-runtime-to-budget to cut the max runtime to fit"
                 if fits >= MIN_CAPPED_RUNTIME_S else
                 f"raise --budget (budget=) to at least {money(estimate)}: the budget does not cover one billed minute")
+    elif lim.setting.startswith("sweep "):
+        message = (f"estimate {money(estimate)} plus what the sweep's jobs cost so far {money(lim.spent)} is over "
+                   f"the {lim.setting} {money(lim.budget)}{month_text}")
+        hint = "start a sweep with a larger --budget (offload sweep ... --budget USD), or shorten --max-runtime per trial"
     else:
         message = (f"estimate {money(estimate)} plus this month's spend {money(lim.spent)} is over the monthly "
                    f"budget {money(lim.budget)} ({lim.setting}; {money(max(0.0, lim.left))} left)")
         hint = (f"raise it (offload config set {lim.setting} AMOUNT){shorter}, wait for next month, "
                 "or see `offload spend`")
-    return BudgetExceeded(message, hint=hint, field="budget" if lim.setting == "budget" else lim.setting,
+    return BudgetExceeded(message, hint=hint, field=lim.setting if lim.setting.startswith("budget.") or
+                          lim.setting.startswith("backends.") else "budget",
                           budget=lim.budget, estimate=round(estimate, 4), month_spend=month, setting=lim.setting)

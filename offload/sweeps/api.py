@@ -25,6 +25,7 @@ from typing import Any
 
 from offload.backends.base import available_backends
 from offload.errors import NotebookError, UsageError
+from offload.jobs.budget import parse_budget
 from offload.jobs.notify import check_webhook
 from offload.notebook import declared_parameters, read_notebook
 from offload.spec import new_job_id, parse_duration
@@ -83,6 +84,7 @@ def sweep(
     backend_options: dict[str, Any] | None = None,
     retries: int = 1,
     store: Store | str | None = None,
+    budget: float | str | None = None,
     detach: bool = False,
     quiet: bool = False,
     sweep_id: str | None = None,
@@ -91,7 +93,8 @@ def sweep(
 ) -> SweepResult:
     """Run an Optuna study whose trials are jobs running ``notebook`` with sampled parameters.
 
-    Blocks until the sweep ends (``detach=True`` starts a background driver and returns at once).
+    ``budget`` (dollars) caps what all its trials together may cost: a trial whose estimate
+    would go over it is not launched and the sweep stops. Blocks until the sweep ends (``detach=True`` starts a background driver and returns at once).
     ``notify``: a webhook told when the sweep ends (Slack-compatible; "off"; default: the
     ``notify.webhook`` setting); with MLflow tracking on, the sweep is a parent run of its trials.
     Raises :class:`SweepFailed` when ``max_failures`` trials failed; any bad input raises an
@@ -103,7 +106,7 @@ def sweep(
         parallel=parallel, per_gpu=per_gpu, sampler=sampler, seed=seed, pruner=pruner,
         storage=storage, study_name=study_name, max_failures=max_failures, enqueue=enqueue,
         backend=backend, gpu=gpu, spot=spot, machine=machine, max_runtime=max_runtime, env=env,
-        data=data, backend_options=backend_options, retries=retries, store=st, sweep_id=sweep_id,
+        data=data, backend_options=backend_options, retries=retries, store=st, sweep_id=sweep_id, budget=budget,
         pack=pack, notify=notify,
     )
     run_driver(
@@ -120,7 +123,7 @@ def create_sweep(notebook: str | os.PathLike, *, space: Any, objective: Any, dir
                  backend: str | None, gpu: str | None, spot: bool, machine: str | None,
                  max_runtime: Any, env: str | None, data: list[str] | None,
                  backend_options: dict[str, Any] | None, retries: int, store: Store,
-                 sweep_id: str | None = None, pack: bool = False, notify: str | None = None) -> dict[str, Any]:
+                 sweep_id: str | None = None, pack: bool = False, budget: Any = None, notify: str | None = None) -> dict[str, Any]:
     """Validate everything and write ``sweeps/<id>/sweep.json``; no job is started.
 
     Each bad input raises a UsageError (SpaceError for the space) whose ``field`` is the REST body
@@ -170,6 +173,7 @@ def create_sweep(notebook: str | os.PathLike, *, space: Any, objective: Any, dir
         "study_name": study_name or f"offload-{sid}",
         "max_failures": max_failures,
         "retries": retries,
+        "budget": parse_budget(budget),  # USD for all its trials together (offload/jobs/budget.py)
         "enqueue": points,
         "submit": submit,
         "pack_local": bool(pack),

@@ -27,7 +27,7 @@ from typing import Any
 
 from offload import jobs
 from offload.config import backend_options, default_backend
-from offload.errors import OffloadError, UsageError
+from offload.errors import BudgetExceeded, OffloadError, UsageError
 from offload.jobs import recording
 from offload.jobs.observe import observe
 from offload.snapshot.deps import snapshot
@@ -109,6 +109,7 @@ class Driver:
         self.env_spec: Any = None
         self.packing = packs_trials(self.rec)
         self.packs = Packs(store, sweep_id, self.rec, say=self.say)
+        self.money_left: str | None = None  # set when a trial was refused by a budget: launch no more
         self._tally: tuple[int, int] | None = None
         self.cancelling: list[Any] = []  # jobs asked to stop: the sweep ends when they have
         self.errors: collections.Counter[str] = collections.Counter()
@@ -254,6 +255,9 @@ class Driver:
         except OffloadError as exc:
             self.active[trial.number] = a
             self.tell(a, "FAIL", error=f"could not submit: {exc}")
+            if isinstance(exc, BudgetExceeded):  # the sweep's (or the month's) budget: running trials finish
+                self.money_left = str(exc)
+                self.say(f"no more trials: {exc}")
             if isinstance(exc, UsageError):  # bad input: every trial would fail the same way
                 raise
             return
@@ -502,12 +506,14 @@ class Driver:
                     f"sweep {self.id} stopped: {error}",
                     hint="fix the notebook (see `offload sweep show` and the failed job's logs), then `offload sweep resume`",
                 )
-            while len(self.active) < int(self.rec["parallel"]) and self.counted() < self.budget():
+            while len(self.active) < int(self.rec["parallel"]) and self.counted() < self.budget() and not self.money_left:
                 if self.stop_requested():  # a stop is honoured between two launches, not after all
                     break
                 self.launch_one()
             if not self.active and self.counted() >= self.budget():
                 return COMPLETED, None
+            if not self.active and self.money_left:
+                return STOPPED, f"budget reached: {self.money_left}"
             if _now() - self.last_beat > HEARTBEAT_S:
                 self.write_info(**summary_counts(self.study))
             time.sleep(self.poll_s)
