@@ -166,3 +166,28 @@ def test_slurm_attach_and_ssh_through_srun_overlap(slurm_cluster, notebook, stor
         check_running_job(job)
     finally:
         check_ended(job)
+
+
+def test_debug_a_copy_of_a_job_that_failed_in_cell_3(notebook, store):
+    """The copy runs cells 1-2 of the same bundle, stops before cell 3 and keeps its kernel: the
+    state cell 3 met is there to inspect; the cell after it never ran."""
+    failed = submit(notebook("fails.ipynb", ["a = 1", "b = a + 41", "raise ValueError('boom in cell 3')", "later = True"]),
+                    backend="local", store=store)
+    failed.wait(timeout=300)
+    assert failed.state == JobState.FAILED and failed.status["error"]["cell"] == 3
+    made = offload("debug-copy", failed.id, "--hold", "600")
+    assert made.returncode == 0, made.stderr
+    copy = Job(made.stdout.split()[2], store=store)
+    try:
+        r = offload("attach", copy.id, "--execute", "print(a, b, 'later' in dir())")
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.strip() == "1 42 False"
+        assert copy.spec.bundle_id == failed.spec.bundle_id and copy.spec.parent == failed.id
+        status = Job(copy.id, store=store).status
+        assert status["state"] == JobState.RUNNING and status["phase"] == "debug"
+    finally:
+        copy.cancel()
+    copy.wait(timeout=180)
+    assert copy.state == JobState.CANCELLED
+    r = offload("debug-copy", copy.id)  # only a failed job has a failing cell to stop before
+    assert r.returncode == CONFLICT and "is cancelled" in r.stderr

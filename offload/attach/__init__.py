@@ -7,6 +7,7 @@ machine, ``srun --overlap`` into the SLURM allocation, or SSH (paramiko). See ``
 from __future__ import annotations
 
 from offload.attach._api import console, execute, open_kernel, shell
+from offload.attach._debug import debug_copy
 from offload.attach._kernel import SubshellClient
 from offload.attach._relay import BRIDGE, kernel_connection
 from offload.attach._shell import remote_command
@@ -17,6 +18,7 @@ __all__ = [
     "SubshellClient",
     "Target",
     "console",
+    "debug_copy",
     "execute",
     "find_target",
     "kernel_connection",

@@ -28,6 +28,14 @@ def add_parsers(sub: Any) -> None:
     a.add_argument("-e", "--execute", metavar="CODE", help="run CODE, print its output, exit (1 on an error)")
     _waiting(a)
     a.set_defaults(func=cmd_attach)
+    d = sub.add_parser(
+        "debug-copy", help="rerun a failed job up to the cell that failed and keep its kernel to attach",
+        description="The copy uses the same bundle, environment and parameters, runs the cells before the one "
+                    "that failed, then keeps its kernel (offload attach NEW) until --hold ends or you cancel it.")
+    d.add_argument("job")
+    d.add_argument("--hold", type=int, default=None, metavar="S", help="keep the kernel S seconds (default 1800)")
+    d.add_argument("--attach", action="store_true", help="then open a console on it")
+    d.set_defaults(func=cmd_debug_copy)
 
 
 def _waiting(p: argparse.ArgumentParser) -> None:
@@ -55,3 +63,12 @@ def cmd_attach(args: argparse.Namespace) -> int:
     if not sys.stdin.isatty():  # code piped in: run it all, like --execute
         return attach.execute(args.job, sys.stdin.read(), **kw)
     return attach.console(args.job, **kw)
+
+
+def cmd_debug_copy(args: argparse.Namespace) -> int:
+    new = attach.debug_copy(args.job, store=store_arg(args), hold_s=args.hold)
+    print(f"debug copy {new.id} of job {args.job}: runs up to the failing cell, then keeps its kernel")
+    print(f"  offload attach {new.id}        offload cancel {new.id} when done")
+    if args.attach:
+        return attach.console(new.id, store=new.store, progress=_progress)
+    return 0

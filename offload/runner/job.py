@@ -24,6 +24,9 @@ from offload.notebook import strip_ansi
 from offload.runner import environment
 from offload.runner.core import JobProgram, LogSink, Outcome, Stop
 from offload.runner.kernel import (
+    DEBUG_CELL_LABEL,
+    DEBUG_HOLD_LABEL,
+    DEBUG_HOLD_S,
     KERNEL_NAME,
     death_reason,
     has_subshells,
@@ -32,6 +35,7 @@ from offload.runner.kernel import (
     kernel_pid,
     kernel_record,
     kill_kernel,
+    truncate_before_cell,
 )
 from offload.runner.output import LiveOutput
 from offload.snapshot.bundle import materialize
@@ -165,6 +169,23 @@ class NotebookJob(JobProgram):
         except Exception as exc:
             self.say(f"could not remove the kernel's record: {exc}")
 
+    def hold_for_debug(self, km: Any, *, cwd: Path, work: Path, python: str) -> None:
+        """A debug copy ran up to its failing cell: keep the kernel (and its record) for attach
+        until the hold ends (label ``debug_hold_s``, default 30 min, within the max runtime), the
+        user cancels, or the kernel dies."""
+        if getattr(self, "kernel_publisher", None) is None:  # no code cell ran: publish now
+            self.publish_kernel(km, cwd=cwd, work=work, python=python)
+        hold = float(self.spec.labels.get(DEBUG_HOLD_LABEL) or DEBUG_HOLD_S)
+        until = min(time.time() + hold, self.deadline - 10)
+        self.set_status(phase="debug", debug_until=until)
+        self.say(f"the kernel stays for debugging until {time.strftime('%H:%M:%S', time.localtime(until))} "
+                 f"(offload attach {self.job_id}; cancel the job to end it sooner)")
+        while not self.stop_reason and time.time() < until:
+            if not run_sync(km.is_alive)():
+                self.say("the kernel stopped")
+                break
+            time.sleep(0.5)
+
     def restore_checkpoints(self, dest: Path) -> None:
         parent = self.spec.parent
         if not parent:
@@ -224,6 +245,11 @@ class NotebookJob(JobProgram):
                 return super().execute_managed_notebook(nb_man, kernel_name, km=km, **kwargs)
 
         papermill_engines.register("offload", OffloadEngine)
+        debug_cell = int(self.spec.labels.get(DEBUG_CELL_LABEL) or 0)  # a debug copy: stop before it
+        if debug_cell:
+            kept = truncate_before_cell(nb_in, debug_cell)
+            self.say(f"debug copy of job {self.spec.parent}: running its first {kept} code cell(s), stopping before "
+                     f"cell {debug_cell} (where it failed); the kernel then stays for offload attach")
         sink = LogSink(self)
         error = None
         try:
@@ -236,6 +262,8 @@ class NotebookJob(JobProgram):
                 autosave_cell_every=0, request_save_on_cell_execute=False, start_timeout=120,
             )
             state, reason = JobState.SUCCEEDED, None
+            if debug_cell:
+                self.hold_for_debug(km, cwd=nb_in.parent, work=work, python=python)
         except PapermillExecutionError as exc:
             state, reason = JobState.FAILED, f"{exc.ename}: {exc.evalue}"
             error = {"ename": exc.ename, "evalue": exc.evalue, "traceback": list(exc.traceback), "cell": self.status.get("cell")}

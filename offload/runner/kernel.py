@@ -119,3 +119,26 @@ def kernel_record(km: Any, *, cwd: Path, work: Path, python: str, ipykernel: str
         "cwd": str(cwd), "work_dir": str(work), "python": python, "ipykernel": ipykernel,
         "subshells": has_subshells(ipykernel),
     }
+
+
+# Debug a copy (offload.attach.debug_copy): a failed job's rerun stops before the cell that failed
+# and keeps its kernel for attach. Set by the client in the copy's spec labels.
+DEBUG_CELL_LABEL = "debug_until_cell"  # code-cell ordinal (1-based) that failed: not run
+DEBUG_HOLD_LABEL = "debug_hold_s"  # how long the kernel stays afterwards (default DEBUG_HOLD_S)
+DEBUG_HOLD_S = 1800
+
+
+def truncate_before_cell(path: Path, cell: int) -> int:
+    """Cut the job's materialized copy of the notebook before code cell ``cell`` (1-based among
+    code cells); the number of code cells left."""
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    kept, n = [], 0
+    for c in nb.get("cells", []):
+        if c.get("cell_type") == "code":
+            n += 1
+            if n >= cell:
+                break
+        kept.append(c)
+    nb["cells"] = kept
+    path.write_text(json.dumps(nb), encoding="utf-8")
+    return sum(1 for c in kept if c.get("cell_type") == "code")
