@@ -129,17 +129,27 @@ def _running(args: argparse.Namespace) -> int:
     if not rows:
         print(why)
         return 0
-    print(f"{'NAME':<32} {'BACKEND':<7} {'ZONE':<15} {'SHAPE':<24} {'STATE':<6} {'IDLE LEFT':>9} {'COST':>8}")
+    print(f"{'NAME':<32} {'KIND':<8} {'BACKEND':<7} {'ZONE':<15} {'SHAPE':<26} {'STATE':<6} {'ENDS IN':>8} {'COST':>8}")
     for r in rows:
-        shape = r["machine"] or ""
-        if r["gpu"]:
-            shape = f"{shape} {r['gpu_count'] or 1}x{r['gpu']}".strip()
-        shape += " spot" if r["spot"] else ""
-        left = f"{int(r['idle_left_s'])}s" if r["idle_left_s"] is not None and r["state"] == "idle" else "-"
-        state = r["state"] if r["role"] == "keep-alive" else f"{r['role']}"
+        counting = r["idle_left_s"] is not None and (r["state"] == "idle" or r["role"] == "session")
+        left = _clock(r["idle_left_s"]) if counting else "-"  # a session counts down between cells
         cost = f"${r['cost_so_far']:.2f}" if r["cost_so_far"] is not None else "-"
-        print(f"{r['name']:<32} {r['backend'] or '':<7} {r['zone'] or '-':<15} {shape or '-':<24} {state:<6} {left:>9} {cost:>8}")
+        kind = {"keep-alive": "warm"}.get(r["role"], r["role"] or "-")
+        print(f"{r['name']:<32} {kind:<8} {r['backend'] or '':<7} {r['zone'] or '-':<15} {_shape(r):<26} "
+              f"{r['state'] or '-':<6} {left:>8} {cost:>8}")
     return 0
+
+
+def _shape(r: dict[str, Any]) -> str:
+    gpu = r.get("gpu")
+    if gpu:
+        gpu = f"{gpu} GPU" if str(gpu).isdigit() else f"{r.get('gpu_count') or 1}x {gpu}"
+    return " ".join(str(p) for p in (r.get("machine"), gpu, "spot" if r.get("spot") else None) if p) or "-"
+
+
+def _clock(seconds: float) -> str:
+    s = max(0, int(seconds))
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
 
 
 def _stop_machines(args: argparse.Namespace) -> int:
