@@ -30,6 +30,7 @@ from offload.backends.base import (
     B_PENDING,
     B_PROVISIONING,
     B_RUNNING,
+    B_UNKNOWN,
     Backend,
     BackendState,
     get_backend,
@@ -122,9 +123,11 @@ class SessionClient:
         return self._key(opts) == self.key and self.alive()
 
     def alive(self) -> bool:
-        """Up or coming up (a VM booting, an allocation pending): cells queue meanwhile."""
+        """Up or coming up (a VM booting, an allocation pending): cells queue meanwhile. A backend
+        that cannot answer right now (B_UNKNOWN) is no reason to boot a second machine."""
         state = self.host().state(self.handle).state
-        return state in (B_PENDING, B_PROVISIONING, B_RUNNING) and not self.store.exists(layout.session_key(self.id, "stop"))
+        up = (B_PENDING, B_PROVISIONING, B_RUNNING, B_UNKNOWN)
+        return state in up and not self.store.exists(layout.session_key(self.id, "stop"))
 
     def describe(self) -> str:
         return f"job {self.id} (pid {self.handle.get('pid')}), {self.served} cell(s) served"

@@ -55,6 +55,8 @@ POLL_S = float(os.environ.get("OFFLOAD_MACHINE_POLL_S", "0.25"))  # queue reads 
 RECORD_EVERY_S = max(5.0, HEARTBEAT_S * 5)  # the record's heartbeat
 UNCLAIMED_S = 120.0  # a queue entry without a handle naming this machine is dropped after this
 CLAIM_GRACE_S = 30.0  # at its deadline, how long the machine waits for a claim's handle
+# What of the first job's handle a handed job's handle copies: where the machine is and its price,
+# not the first job's attempts, cost estimate or boot timeout (a handed job does not boot).
 HANDLE_KEYS = ("backend", "project", "zone", "region", "name", "machine", "gpu", "gpu_count", "spot",
                "price_per_hour", "api_endpoint", "slurm_job_id", "cluster", "output")
 log = logging.getLogger("offload.runner.machine")
