@@ -29,6 +29,8 @@ ROUTES: list[tuple[str, type[OffloadHandler]]] = [
     (rf"jobs/{JOB_ID}/merge-plan", jobs.MergePlanHandler),
     (rf"jobs/{JOB_ID}/merge", jobs.MergeFileHandler),
     (rf"jobs/{JOB_ID}/console", attach.ConsoleHandler),  # a console on the running job's kernel
+    (rf"jobs/{JOB_ID}/terminal", attach.TerminalHandler),  # a terminal running offload ssh JOB
+    (rf"jobs/{JOB_ID}/debug-copy", attach.DebugCopyHandler),  # rerun a failed job up to its failing cell
     (r"events", jobs.EventsHandler),
     # the gallery
     (rf"jobs/{JOB_ID}/thumbnail", gallery.ThumbnailHandler),

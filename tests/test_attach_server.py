@@ -123,3 +123,48 @@ async def test_console_endpoint_needs_auth(jp_fetch, jp_root_dir):
     with pytest.raises(HTTPClientError) as info:
         await post(jp_fetch, "offload", "api", "jobs", "20260101-000000-abcdef", "console")
     assert info.value.code == 404
+
+
+async def test_terminal_runs_offload_ssh_in_the_job_dir(jp_fetch, jp_ws_fetch, jp_root_dir):
+    job = running_job(jp_root_dir)
+    try:
+        r = await post(jp_fetch, "offload", "api", "jobs", job.id, "terminal")
+        assert r.code == 201
+        name = json.loads(r.body)["name"]
+        assert name in [t["name"] for t in json.loads((await jp_fetch("api", "terminals")).body)]
+        cwd = job.store.get_json(job.key(layout.KERNEL))["cwd"]
+        ws = await jp_ws_fetch("terminals", "websocket", name)
+        await ws.write_message(json.dumps(["stdin", "pwd; echo JOB=$OFFLOAD_JOB_ID\r"]))
+        seen, deadline = "", time.monotonic() + 120
+        while f"JOB={job.id}" not in seen or cwd not in seen:
+            assert time.monotonic() < deadline, seen
+            message = json.loads(await asyncio.wait_for(ws.read_message(), timeout=120))
+            if message[0] == "stdout":
+                seen += message[1]
+        ws.close()
+        await jp_fetch("api", "terminals", name, method="DELETE")
+        assert Job(job.id, store=job.store).state == JobState.RUNNING
+    finally:
+        job.cancel()
+        await asyncio.to_thread(job.wait, 180)
+    with pytest.raises(HTTPClientError) as info:
+        await post(jp_fetch, "offload", "api", "jobs", job.id, "terminal")
+    assert info.value.code == 409
+
+
+async def test_debug_copy_endpoint(jp_fetch, jp_root_dir):
+    failed = submit(make_notebook(jp_root_dir / "fails.ipynb", ["a = 1", "b = 2", "raise ValueError('x')"]), backend="local")
+    await asyncio.to_thread(failed.wait, 300)
+    with pytest.raises(HTTPClientError) as info:
+        await post(jp_fetch, "offload", "api", "jobs", failed.id, "debug-copy", body={"hold_s": "long"})
+    assert info.value.code == 400 and json.loads(info.value.response.body)["field"] == "hold_s"
+    r = await post(jp_fetch, "offload", "api", "jobs", failed.id, "debug-copy", body={"hold_s": 600})
+    assert r.code == 201
+    copy = Job(json.loads(r.body)["id"], store=failed.store)
+    try:
+        buf = io.StringIO()
+        assert await asyncio.to_thread(execute, copy.id, "print(a + b)", store=copy.store, out=buf) == 0
+        assert buf.getvalue().strip() == "3"
+    finally:
+        copy.cancel()
+        await asyncio.to_thread(copy.wait, 180)

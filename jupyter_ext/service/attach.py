@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import sys
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,7 +27,8 @@ from jupyter_server.services.kernels.kernelmanager import ServerKernelManager
 from tornado import web
 from traitlets import Unicode
 
-from offload.attach import SubshellClient, find_target, open_kernel
+from offload.attach import SubshellClient, debug_copy, ended_error, find_target, open_kernel
+from offload.spec import FINAL_STATES
 
 KERNEL_NAME = "python3"
 
@@ -147,3 +149,20 @@ def register(kernel_manager: Any, console: AttachedConsole) -> dict[str, Any]:
     return {"kernel_id": kernel_id, "job_id": console.job_id, "subshell_id": console.subshell_id,
             "host": console.host, "route": console.route, "kernel_name": KERNEL_NAME}
 
+
+
+def terminal_command(service: Any, job_id: str) -> list[str]:
+    """The argv of a terminal that runs ``offload ssh JOB`` (this server's interpreter and store):
+    started by the terminal manager as a program, never typed into a shell. An ended job is a 409
+    naming its state; a queued one is fine (the terminal shows offload ssh waiting for it)."""
+    job = service.job(job_id)
+    status = job.refresh()
+    if status.get("state") in FINAL_STATES:
+        raise ended_error(job, status)
+    return [sys.executable, "-m", "offload.cli", "--store", job.store.url, "ssh", job.id]
+
+
+def start_debug_copy(service: Any, job_id: str, hold_s: int | None) -> dict[str, Any]:
+    job = service.job(job_id)
+    new = debug_copy(job, hold_s=hold_s)
+    return {"id": new.id, "debug_copy_of": job.id, "state": new.state}

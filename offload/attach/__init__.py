@@ -11,7 +11,7 @@ from offload.attach._debug import debug_copy
 from offload.attach._kernel import SubshellClient
 from offload.attach._relay import BRIDGE, kernel_connection
 from offload.attach._shell import remote_command
-from offload.attach._target import Target, find_target
+from offload.attach._target import Target, ended_error, find_target
 
 __all__ = [
     "BRIDGE",
@@ -19,6 +19,7 @@ __all__ = [
     "Target",
     "console",
     "debug_copy",
+    "ended_error",
     "execute",
     "find_target",
     "kernel_connection",
