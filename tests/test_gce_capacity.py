@@ -9,6 +9,7 @@ import threading
 import pytest
 
 from offload.backends.gce.capacity import CancelledWhileWaiting
+from offload.cli import main
 from offload.errors import BackendError
 from offload.jobs import Job
 from offload.testing import wait_for
@@ -27,7 +28,7 @@ def _inserts(gce):
     return gce.fake.requests_for("POST", "/instances$")
 
 
-def test_zones_that_recover_after_two_rounds_get_the_job(gce, notebook):
+def test_zones_that_recover_after_two_rounds_get_the_job(gce, notebook, capsys):
     for zone in T4_ZONES:
         gce.fake.stockout(zone, attempts=2)  # no capacity for two rounds, then there is
     nb = notebook("w.ipynb", ["import time\ntime.sleep(600)"])
@@ -42,6 +43,9 @@ def test_zones_that_recover_after_two_rounds_get_the_job(gce, notebook):
         assert recorded["placed"]["zone"] == "us-central1-a" and recorded["waiting"] is None
         assert len(recorded["attempts"]) == 9
         assert {i["body"]["scheduling"]["provisioningModel"] for i in _inserts(gce)} == {"STANDARD"}
+        capsys.readouterr()
+        assert main(["show", job.id]) == 0
+        assert "capacity   waits up to 10 min for a machine; placed after 3 round(s)" in capsys.readouterr().out
     finally:
         job.cancel()
 

@@ -191,7 +191,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     if info["cost"]:
         flat = {k: v for k, v in info["cost"].items() if not isinstance(v, dict) and v is not None}
         print("cost       " + "  ".join(f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}" for k, v in flat.items()))
-    for line in _policy_lines(spec, info["budget"], st):
+    for line in _policy_lines(spec, info["budget"], st, capacity_seen=(job.handle or {}).get("capacity")):
         print(line)
     if st.get("error"):
         print("error:")
@@ -261,7 +261,8 @@ def cmd_merge(args: argparse.Namespace) -> int:
     return 0
 
 
-def _policy_lines(spec, checked: dict[str, Any] | None, status: dict[str, Any]) -> list[str]:
+def _policy_lines(spec, checked: dict[str, Any] | None, status: dict[str, Any], *,
+                  capacity_seen: dict[str, Any] | None = None) -> list[str]:
     """What `offload show` says of the job's budget, idle stop and capacity wait."""
     lines = []
     if checked:
@@ -285,7 +286,13 @@ def _policy_lines(spec, checked: dict[str, Any] | None, status: dict[str, Any]) 
             text += f" (not sampling: {idle['unavailable']})"
         lines.append(text)
     if spec.wait_for_capacity_s:
-        lines.append(f"capacity   waits up to {_span(spec.wait_for_capacity_s)} for a machine")
+        text = f"capacity   waits up to {_span(spec.wait_for_capacity_s)} for a machine"
+        if capacity_seen:
+            text += (f"; placed after {capacity_seen.get('rounds')} round(s), {_span(capacity_seen.get('waited_s') or 0)}"
+                     + (" as a DWS flex-start VM" if capacity_seen.get("flex_start") else ""))
+        elif status.get("waiting"):
+            text += f"; {status.get('reason')}"
+        lines.append(text)
     return lines
 
 
