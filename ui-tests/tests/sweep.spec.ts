@@ -58,6 +58,11 @@ test.describe('sweep panel', () => {
     await row('x').locator('input[aria-label="x high"]').fill('1');
     await form.locator('button.jp-offload-sweep-start').click();
     await expect(row('x').locator('.jp-offload-field-error')).toContainText('low must be below high');
+    // Enter in another field: nothing starts, the first invalid field gets the focus, edits stay
+    await form.locator('input[aria-label="trials"]').press('Enter');
+    await expect(row('x').locator('input[aria-label="x low"]')).toBeFocused();
+    await expect(row('x').locator('input[aria-label="x low"]')).toHaveValue('3');
+    await expect(panel.locator('table.jp-offload-sweep-trials')).toHaveCount(0);
 
     await row('x').locator('input[aria-label="x low"]').fill('0');
     await row('x').locator('input[aria-label="x high"]').fill('2');
