@@ -72,6 +72,8 @@ def test_two_keep_alive_jobs_share_one_vm_that_deletes_itself_when_idle(gce, not
     assert second.state == "succeeded", second.status
     assert "second ran" in second.logs()
     assert len(gce.fake.requests_for("POST", "/instances$")) == 1  # one VM for both jobs
+    assert cli(["--store", gce.store.url, "show", second.id]) == 0
+    assert f"warm machine {vm} (no new machine was started)" in capsys.readouterr().out
 
     assert gce.fake.wait_gone(vm, 120), "the idle machine did not delete itself"
     [dele] = gce.fake.requests_for("DELETE", f"/instances/{vm}$")

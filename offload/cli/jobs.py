@@ -9,13 +9,20 @@ import sys
 from typing import Any
 
 from offload.backends.base import Ability
-from offload.cli._format import STATE_STYLE, color, duration, fmt_metrics, job_duration, store_arg
+from offload.cli._format import (
+    STATE_STYLE,
+    color,
+    duration,
+    fmt_metrics,
+    job_duration,
+    store_arg,
+)
 from offload.errors import OffloadError, UsageError
 from offload.jobs import Job, index, provenance, sync_store, tracking
 from offload.jobs.budget import money
 from offload.jobs.listing import known_stores
 from offload.notebook import strip_ansi
-from offload.spec import FINAL_STATES, KINDS, STATES
+from offload.spec import FINAL_STATES, KINDS, STATES, machine_name
 
 
 def add_parsers(sub: Any) -> None:
@@ -179,6 +186,12 @@ def cmd_show(args: argparse.Namespace) -> int:
         print("metrics    " + fmt_metrics(info["metrics"], limit=20))
     r = spec.resources
     print(f"resources  gpu={r.gpu or '-'} machine={r.machine or '-'} spot={r.spot} max_runtime={duration(r.max_runtime_s)}")
+    handle = job.handle or {}
+    if handle.get("on_machine"):  # handed to a warm machine (offload/runner/machine.py)
+        print(f"machine    warm machine {handle['on_machine']} (no new machine was started)")
+    elif spec.keeps_machine:
+        print(f"machine    {machine_name(spec.id)} stays warm {duration(r.keep_alive_s)} after the job "
+              "(`offload machines --running`)")
     print(f"env        {spec.env_mode}, python {info['env']['python']}, {info['env']['requirements']} pinned packages, hash {spec.env_hash}"
           + (f", env_cache: {info['env_cache']}" if info["env_cache"] else ""))
     phases = [(k[:-2], v) for k, v in info["timings"].items()
