@@ -51,7 +51,8 @@ from offload.spec import JobSpec, MachineState, machine_name
 from offload.store import Store, layout
 
 MACHINE_ENV = "OFFLOAD_MACHINE"  # set for the runners a machine agent starts
-POLL_S = float(os.environ.get("OFFLOAD_MACHINE_POLL_S", "0.25"))  # queue reads while idle
+POLL_S = float(os.environ.get("OFFLOAD_MACHINE_POLL_S", "0.25"))  # queue reads in the first minute idle
+IDLE_POLL_S = max(POLL_S, 1.0)  # then: a list is a billed store operation (GCS class A), 3,600 an hour
 RECORD_EVERY_S = max(5.0, HEARTBEAT_S * 5)  # the record's heartbeat
 UNCLAIMED_S = 120.0  # a queue entry without a handle naming this machine is dropped after this
 CLAIM_GRACE_S = 30.0  # at its deadline, how long the machine waits for a claim's handle
@@ -265,7 +266,8 @@ class MachineAgent:
                     time.sleep(POLL_S)  # a client between its claim and its handle: wait for it
                     continue
                 return f"idle for {self.window_s} s after {self.record.data['jobs_served']} job(s)"
-            time.sleep(POLL_S)
+            idle_since = self.record.data.get("idle_since") or now
+            time.sleep(POLL_S if now - idle_since < 60 else IDLE_POLL_S)
 
     def _run_handed(self, job_id: str) -> None:
         try:
