@@ -97,6 +97,12 @@ def test_a_job_of_another_shape_boots_its_own_vm_and_stop_ends_the_warm_one(gce,
     assert other.state == "succeeded", other.status
     assert len(gce.fake.requests_for("POST", "/instances$")) == 2
 
+    # a job whose max runtime does not fit in what is left of the machine's hard cap boots its own
+    longer = gce.submit(notebook("c.ipynb", ["print(3)"]), max_runtime="2h")
+    assert "on_machine" not in longer.handle and longer.handle["name"] != vm
+    longer.cancel()
+    assert gce.fake.wait_gone(longer.handle["name"], 120)
+
     # gc leaves the warm machine alone although its first job has ended
     assert not any(vm in line for line in first.backend().cleanup(dry_run=True))
 
@@ -107,6 +113,24 @@ def test_a_job_of_another_shape_boots_its_own_vm_and_stop_ends_the_warm_one(gce,
     assert cli(["--store", gce.store.url, "machines", "--running", "--json"]) == 0
     listed = json.loads(capsys.readouterr().out)
     assert listed["machines"] == [] and "--keep-alive" in listed["why_empty"]
+
+
+@pytest.mark.slow
+@gce_only
+def test_a_preempted_warm_machine_ends_and_the_next_job_boots_a_new_one(gce, notebook):
+    first = gce.submit(notebook("p.ipynb", ["print(1)"]), keep_alive="10m")
+    first.wait(timeout=300)
+    vm = first.handle["name"]
+    wait_for(lambda: _idle(gce.store, vm), 60, "the machine to say it is idle")
+    gce.fake.preempt(vm)
+    assert gce.fake.wait_gone(vm, 120)
+    wait_for(lambda: _record(gce.store, vm).get("state") == "ended", 60, "the record to say it ended")
+    assert "SIGTERM" in _record(gce.store, vm)["reason"]
+    assert list_machines(store=gce.store)[0] == []
+    after = gce.submit(notebook("q.ipynb", ["print('after')"]))
+    assert "on_machine" not in after.handle  # never handed to a machine that is gone
+    after.wait(timeout=300)
+    assert after.state == "succeeded", after.status
 
 
 @pytest.mark.slow
