@@ -137,9 +137,13 @@ def test_a_preempted_warm_machine_ends_and_the_next_job_boots_a_new_one(gce, not
 @gce_only
 def test_offload_magic_on_gce_runs_every_cell_on_one_vm(gce, tmp_path):
     """Two %%offload --backend gce cells in one kernel: one VM (the warm session); the VM goes when
-    the kernel shuts down."""
+    the kernel shuts down. The second cell comes after the boot timeout has passed since the VM
+    was created: a cell queued on a running session is no boot that never reported."""
+    from offload.config import save_config
+
+    save_config({"backend": "gce", "backends": {"gce": {**gce.options, "boot_timeout": 2}}})
     script = tmp_path / "kernel.py"
-    _kernel_script(script, "gce")
+    _kernel_script(script, "gce", pause_s=3)
     env = {**os.environ, "OFFLOAD_STORE": gce.store.url}
     proc = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True,
                           timeout=600)
@@ -210,14 +214,16 @@ def test_two_keep_alive_jobs_share_one_slurm_allocation(clean_slurm, notebook, t
     assert _record(store, name)["state"] == "ended"
 
 
-def _kernel_script(path, backend: str) -> None:
-    """A script that is an IPython kernel running two %%offload cells, then exits (the kernel
-    shutting down)."""
+def _kernel_script(path, backend: str, pause_s: float = 0) -> None:
+    """A script that is an IPython kernel running two %%offload cells (``pause_s`` apart), then
+    exits (the kernel shutting down)."""
     path.write_text(
+        "import time\n"
         "from IPython.testing.globalipapp import start_ipython\n"
         "ip = start_ipython()\n"
         "ip.run_line_magic('load_ext', 'offload')\n"
         f"ip.run_cell_magic('offload', '--backend {backend} --max-runtime 30m', 'x = 20')\n"
+        f"time.sleep({pause_s})\n"
         f"ip.run_cell_magic('offload', '--backend {backend} --max-runtime 30m', 'y = x + 1\\nprint(\"y is\", y)')\n"
         "print('local y', ip.user_ns['y'])\n"
     )

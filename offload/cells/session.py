@@ -77,8 +77,12 @@ class _SessionQueue(Backend):
 
     def launch(self, spec: JobSpec) -> dict[str, Any]:
         self.store.put_bytes(layout.session_queue_key(self.session.id, spec.id), b"")
-        # The session's machine: cancelling the cell must interrupt it, not end the machine.
-        return {**self.session.handle, "on_session": self.session.id}
+        # The session's machine: cancelling the cell must interrupt it, not end the machine. No
+        # boot watchdog for a cell (it may wait behind another cell; the session's boot is the
+        # session job's): without this a cell queued 15 min after the VM was created would read as
+        # a boot that never reported, and the watchdog would delete the session's VM.
+        handle = {k: v for k, v in self.session.handle.items() if k != "boot_timeout_s"}
+        return {**handle, "on_session": self.session.id, "created_at": time.time()}
 
     def state(self, handle: dict[str, Any]) -> BackendState:
         return self.host.state(handle)
