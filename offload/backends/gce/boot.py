@@ -309,7 +309,7 @@ def _pack(key, root):
         for name in ("venv", "python", "offload-boot.json"):
             path = os.path.join(root, name)
             if os.path.exists(path):
-                tf.add(path, arcname=name, filter=lambda ti: None if "__pycache__" in ti.name else ti)
+                tf.add(path, arcname=name)
     gcs_put(key, buf.getvalue(), "application/gzip")
     log(f"environment packed into the store for the next machine ({len(buf.getvalue()) // 2**20} MB, {time.time() - t:.1f} s)")
 
@@ -350,7 +350,9 @@ def build_env(root, wheel, work, md):
     reqs = os.path.join(work, "requirements.txt")
     with open(reqs, "w") as fh:
         fh.write("\n".join(md["requirements"] + [uv_wheel]) + "\n")
-    _run([uv, "pip", "install", "--quiet", "--python", python, "-r", reqs], "installed the runner's dependencies", env)
+    # compiled once here and packed with the rest: every later VM imports without compiling
+    _run([uv, "pip", "install", "--quiet", "--compile-bytecode", "--python", python, "-r", reqs],
+         "installed the runner's dependencies", env)
     _run([uv, "pip", "install", "--quiet", "--no-deps", "--python", python, wheel],
          "installed jupyter-offload " + md["version"], env)
     if key:
