@@ -6,8 +6,9 @@ and ``register`` (on the server's loop) adds an :class:`AttachedKernelManager` f
 server's kernel manager under a new kernel id. JupyterLab then opens an ordinary console on that
 id: its websocket goes through the same authenticated ``/api/kernels`` endpoint as every kernel's.
 
-The manager sends every shell message to the subshell (the header's ``subshell_id`` is set and
-the message signed again), so the console, its kernel_info and the debugger's requests are
+The manager sends every shell message to the subshell (the header's ``subshell_id`` is set,
+``store_history`` turned off: the notebook's execution counts and history stay its own, and the
+message is signed again), so the console, its kernel_info and the debugger's requests are
 answered while the notebook's cell keeps the main shell busy. It never starts, interrupts,
 restarts or shuts down the job's kernel: shutting the console's kernel down here deletes its
 subshell and closes the relays; the job goes on.
@@ -28,9 +29,11 @@ from tornado import web
 from traitlets import Unicode
 
 from offload.attach import SubshellClient, debug_copy, ended_error, find_target, open_kernel
-from offload.spec import FINAL_STATES
+from offload.errors import ConflictError
+from offload.spec import FINAL_STATES, JobState
 
 KERNEL_NAME = "python3"
+CONSOLE_WAIT_S = 120.0  # a running job's kernel may still be starting
 
 
 @dataclass
@@ -46,7 +49,15 @@ class AttachedConsole:
 def open_console(service: Any, job_id: str) -> AttachedConsole:
     """Reach the running job's kernel and make a subshell for a console (thread pool)."""
     job = service.job(job_id)
-    target = find_target(job.id, store=job.store, wait=False)
+    # a running job whose kernel is still starting (environment, first cell) is waited for; a
+    # queued one is a 409 saying so (the button is offered again once it runs)
+    running = job.refresh().get("state") == JobState.RUNNING
+    try:
+        target = find_target(job.id, store=job.store, wait=running, timeout=CONSOLE_WAIT_S)
+    except ConflictError as exc:
+        if job.last_status.get("state") in FINAL_STATES:
+            raise
+        raise ConflictError(exc.message, field="job", hint="Console opens once the job's kernel runs") from None
     stack = contextlib.ExitStack()
     try:
         info = stack.enter_context(open_kernel(target))
@@ -101,6 +112,10 @@ class AttachedKernelManager(ServerKernelManager):
             header = json.loads(frames[i + 2])
             header["subshell_id"] = subshell
             frames[i + 2] = session.pack(header)
+            if header.get("msg_type") == "execute_request":  # the notebook keeps its history and counts
+                content = json.loads(frames[i + 5])
+                content["store_history"] = False
+                frames[i + 5] = session.pack(content)
             frames[i + 1] = session.sign(frames[i + 2:i + 6])
             return send(frames, *args, **kwargs)
 

@@ -22,6 +22,7 @@ import { Widget } from '@lumino/widgets';
 import { api, errorText, FINAL_STATES, IJobDetail, isActive } from '../api';
 import { CommandIDs } from '../tokens';
 import { gpuIcon } from '../util/icons';
+import { addAttachButtons, notifyAttachCommands } from './attach';
 import { CompareWidget } from './compare';
 import { IJobsContext, stateOf as knownState } from './context';
 import { JobDetailWidget } from './detail';
@@ -134,6 +135,7 @@ export function registerJobCommands(ctx: IJobsContext): void {
       widget.toolbar.addItem('open', button(CommandIDs.openExecuted, notebookIcon, 'Open executed'));
       widget.toolbar.addItem('merge', button(CommandIDs.merge, fileUploadIcon, 'Merge into notebook'));
       widget.toolbar.addItem('cli', button(CommandIDs.copyCli, copyIcon, 'Copy CLI command'));
+      addAttachButtons(widget, ctx, id); // Terminal, Console, Debug a copy (attach.ts)
       content.onUpdate = d => {
         const before = states.get(id);
         states.set(id, d);
@@ -141,6 +143,7 @@ export function registerJobCommands(ctx: IJobsContext): void {
           for (const c of [CommandIDs.cancel, CommandIDs.merge, CommandIDs.openExecuted]) {
             commands.notifyCommandChanged(c);
           }
+          notifyAttachCommands(ctx);
         }
       };
       void detailTracker.add(widget);

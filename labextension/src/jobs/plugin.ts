@@ -18,6 +18,7 @@ import { SidePanel } from '@jupyterlab/ui-components';
 import { api, FINAL_STATES } from '../api';
 import { CommandIDs, IOffload, PanelRegistry } from '../tokens';
 import { gpuIcon } from '../util/icons';
+import { registerAttachCommands } from './attach';
 import { registerJobCommands } from './commands';
 import { IJobsContext, KnownJob, panelFor } from './context';
 import { JobDetailWidget } from './detail';
@@ -119,6 +120,7 @@ export const jobsPlugin: JupyterFrontEndPlugin<IOffload> = {
     };
     notifyFinished(ctx);
     registerJobCommands(ctx);
+    registerAttachCommands(ctx);
 
     if (palette) {
       for (const command of [CommandIDs.runNotebook, CommandIDs.showJobs, CommandIDs.openGallery]) {

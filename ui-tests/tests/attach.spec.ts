@@ -1,0 +1,93 @@
+/**
+ * Into a running job from JupyterLab (issue 13): Console on a running job's view opens a console
+ * bound to the job's own kernel (a subshell): the live variable is evaluated while the notebook's
+ * cell runs and seen to change; closing the console and shutting its kernel down leaves the job
+ * running. Terminal opens `offload ssh JOB` in a JupyterLab terminal.
+ */
+import { expect, IJupyterLabPageFixture, test } from '@jupyterlab/galata';
+import * as path from 'path';
+
+const NOTEBOOKS = path.resolve(__dirname, '..', 'notebooks');
+const SHOTS = path.resolve(__dirname, '..', 'test-results', 'screenshots');
+
+async function command(page: IJupyterLabPageFixture, id: string, args: any = {}): Promise<any> {
+  return page.evaluate(async ({ id, args }) => {
+    await (window as any).jupyterapp.commands.execute(id, args);
+  }, { id, args });
+}
+
+async function api(page: IJupyterLabPageFixture, p: string, method = 'GET', body?: any): Promise<any> {
+  return page.evaluate(
+    async ({ p, method, body }) => {
+      const s = (window as any).jupyterapp.serviceManager.serverSettings;
+      const r = await fetch(`${s.baseUrl}${p}`, {
+        method,
+        headers: { 'Content-Type': 'application/json' },
+        body: body ? JSON.stringify(body) : undefined
+      });
+      return r.status === 204 ? null : await r.json();
+    },
+    { p, method, body }
+  );
+}
+
+async function consoleValue(page: IJupyterLabPageFixture, n: number): Promise<number> {
+  const console = page.locator('.jp-CodeConsole');
+  const prompt = console.locator('.jp-CodeConsole-input .cm-content');
+  await prompt.click();
+  await page.keyboard.type('step');
+  await page.keyboard.press('Shift+Enter');
+  const out = console.locator('.jp-CodeConsole-content .jp-OutputArea-output').nth(n);
+  await expect(out).toHaveText(/^\d+$/, { timeout: 60000 });
+  return Number(await out.textContent());
+}
+
+test.describe('attach to a running job', () => {
+  test.use({ autoGoto: true });
+
+  test('Console evaluates the live variable while the cell runs; closing it leaves the job running', async ({
+    page,
+    tmpPath
+  }) => {
+    test.setTimeout(400000);
+    await page.contents.uploadFile(path.join(NOTEBOOKS, 'attach_loop.ipynb'), `${tmpPath}/attach_loop.ipynb`);
+    const job = await api(page, 'offload/api/jobs', 'POST', { path: `${tmpPath}/attach_loop.ipynb`, backend: 'local' });
+    expect(job.id).toBeTruthy();
+    await command(page, 'offload:open-job', { id: job.id });
+    const view = page.locator(`#jp-offload-job-main-${job.id}`);
+    await expect(view.locator('.jp-offload-detail-header')).toContainText('running', { timeout: 120000 });
+    const consoleButton = view.locator('.jp-Toolbar-item').filter({ hasText: 'Console' }).locator('button');
+    await expect(consoleButton).toBeEnabled({ timeout: 30000 });
+    await expect(view.locator('.jp-Toolbar-item').filter({ hasText: 'Terminal' }).locator('button')).toBeEnabled();
+    await expect(view.locator('.jp-Toolbar-item').filter({ hasText: 'Debug a copy' }).locator('button')).toBeDisabled();
+    // the server waits for the kernel of a running job that is still starting it
+    await consoleButton.click();
+    await expect(page.locator('.jp-CodeConsole')).toHaveCount(1, { timeout: 150000 });
+
+    const first = await consoleValue(page, 0);
+    expect(first).toBeGreaterThan(0);
+    await expect(async () => {
+      const later = await consoleValue(page, (await page.locator('.jp-CodeConsole-content .jp-OutputArea-output').count()));
+      expect(later).toBeGreaterThan(first);
+    }).toPass({ timeout: 60000 });
+    await page.locator('.jp-CodeConsole').screenshot({ path: path.join(SHOTS, 'attach-01-console.png') });
+
+    // close the console and shut its kernel down: the job's kernel is not touched
+    const kernels = await api(page, 'api/kernels');
+    const attached = kernels.map((k: any) => k.id);
+    await page.evaluate(() => {
+      const app = (window as any).jupyterapp;
+      const w = app.shell.currentWidget;
+      if (w && w.node.querySelector('.jp-CodeConsole')) {
+        w.close();
+      }
+    });
+    await expect(page.locator('.jp-CodeConsole')).toHaveCount(0);
+    for (const id of attached) {
+      await api(page, `api/kernels/${id}`, 'DELETE');
+    }
+    const after = await api(page, `offload/api/jobs/${job.id}`);
+    expect(after.state).toBe('running');
+    await api(page, `offload/api/jobs/${job.id}/cancel`, 'POST', {});
+  });
+});
