@@ -191,3 +191,22 @@ def test_debug_a_copy_of_a_job_that_failed_in_cell_3(notebook, store):
     assert copy.state == JobState.CANCELLED
     r = offload("debug-copy", copy.id)  # only a failed job has a failing cell to stop before
     assert r.returncode == CONFLICT and "is cancelled" in r.stderr
+
+
+def test_gce_job_without_ssh_setup_is_a_clear_error_then_attach_over_ssh(gce, notebook, sshd, offload_home):
+    """A GCE job (the fake Compute Engine runs its VM's real startup script and runner here): its
+    VM has no external IP in the fake, which attach names with the firewall/key setup to do; with
+    ssh_host set (as through a tunnel you run) the same job is reached over SSH."""
+    job = gce.submit(notebook("loop.ipynb", LOOP))
+    try:
+        wait_for(lambda: job.store.exists(job.key(layout.KERNEL)), 600, "the GCE job's kernel")
+        r = offload("attach", job.id, "--execute", "print(step)")
+        assert r.returncode == 5 and "has no external IP" in r.stderr
+        assert "tcp:22" in r.stderr and "ssh-keys" in r.stderr  # the setup it needs, named
+        set_backend_options(offload_home, "gce", {**gce.options, **sshd.options()})
+        assert read_step(job) > 0
+        pwd = offload("ssh", job.id, "--", "pwd")
+        assert pwd.returncode == 0 and pwd.stdout.strip() == job.store.get_json(job.key(layout.KERNEL))["cwd"]
+    finally:
+        job.cancel()
+        job.wait(timeout=300)
