@@ -310,14 +310,15 @@ def _unpack(store: Store, key: str, target: Path, say: Callable[[str], None]) ->
             store.get_file(key, path)
         except (KeyError, FileNotFoundError):
             return None
-        with tarfile.open(path, "r:gz") as tf:
-            members = tf.getmembers()
-            bad = [m.name for m in members if not (m.name == "env" or m.name.startswith("env/")) or ".." in m.name]
-            if bad:
-                raise EnvBuildError(f"the stored environment {key} has unsafe paths ({bad[0]})",
-                                    hint=f"delete it from the store ({key}); the next job builds it again")
-            # our own pack: its links point at the base interpreter, outside the environment
-            tf.extractall(tmp, members=members, **({"filter": "fully_trusted"} if hasattr(tarfile, "fully_trusted_filter") else {}))
+        # one streaming pass (reading the members first would decompress everything twice);
+        # our own pack: its links point at the base interpreter, outside the environment
+        trusted = {"filter": "fully_trusted"} if hasattr(tarfile, "fully_trusted_filter") else {}
+        with tarfile.open(path, "r|gz") as tf:
+            for member in tf:
+                if not (member.name == "env" or member.name.startswith("env/")) or ".." in member.name:
+                    raise EnvBuildError(f"the stored environment {key} has an unsafe path ({member.name})",
+                                        hint=f"delete it from the store ({key}); the next job builds it again")
+                tf.extract(member, tmp, set_attrs=not member.isdir(), **trusted)
         if target.exists():
             shutil.rmtree(target)
         os.replace(Path(tmp) / "env", target)
