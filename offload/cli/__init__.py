@@ -14,27 +14,52 @@ from offload import _startup
 
 _startup.skip_unused_imports()  # the CLI is its own process: before anything imports nbformat
 
+import importlib  # noqa: E402
+
 from offload._version import __version__  # noqa: E402
-from offload.cli import admin, attach, jobs, run, spend, sweep  # noqa: E402
 from offload.errors import OffloadError  # noqa: E402
 
-VERB_GROUPS = (run, jobs, admin, spend, attach)
+# offload.cli.<group> modules, each with add_parsers(sub); `sweep` adds the `offload sweep` group.
+VERB_GROUPS = ("run", "jobs", "admin", "spend", "attach", "sweep")
+# The verbs of each group, so that a command imports only its own group (`offload ls` must answer
+# at once; the attach group alone loads jupyter_client). A verb not listed loads every group.
+VERBS = {
+    "run": "run", "ls": "jobs", "logs": "jobs", "show": "jobs", "cancel": "jobs", "merge": "jobs",
+    "deps": "admin", "config": "admin", "machines": "admin", "gc": "admin", "spend": "spend",
+    "ssh": "attach", "attach": "attach", "debug-copy": "attach", "sweep": "sweep",
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _verb(argv: list[str]) -> str | None:
+    """The command word of ``argv`` (after options such as ``--store URL``), if any."""
+    it = iter(argv)
+    for word in it:
+        if word == "--store":
+            next(it, None)
+        elif not word.startswith("-"):
+            return word
+    return None
+
+
+def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
+    """The parser for ``verb`` (only its group is imported), or for every command."""
     p = argparse.ArgumentParser(prog="offload", description="Run notebooks on big machines from where you are.")
     p.add_argument("--version", action="version", version=f"jupyter-offload {__version__}")
     p.add_argument("--store", help="store URL (default: OFFLOAD_STORE, config, or the user data dir)")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for group in VERB_GROUPS:
-        group.add_parsers(sub)
-    sweep.add_sweep_parser(sub)
+    for name in (VERBS[verb],) if verb in VERBS else VERB_GROUPS:
+        group = importlib.import_module(f"offload.cli.{name}")
+        if name == "sweep":
+            group.add_sweep_parser(sub)
+        else:
+            group.add_parsers(sub)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(_verb(argv))
     args = parser.parse_args(argv)
     try:
         return args.func(args) or 0

@@ -6,11 +6,35 @@ a preempted one through it), ``collect`` merges outputs back, ``index`` is the l
 and ``listing`` keeps it current, a pass at a time.
 """
 
-from offload.jobs.collect import merge_job
-from offload.jobs.job import Job, resolve_job_id
-from offload.jobs.launch import launch_spec
-from offload.jobs.listing import list_jobs, page_jobs, sync_store
-from offload.jobs.submit import bundle_notebook, rerun, submit
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# name -> the module defining it, imported at first use: `offload ls` needs the index and Job, not
+# submit's snapshot and bundling (nor nbformat's validator)
+_EXPORTS = {
+    "Job": "job", "resolve_job_id": "job", "launch_spec": "launch", "merge_job": "collect",
+    "list_jobs": "listing", "page_jobs": "listing", "sync_store": "listing",
+    "bundle_notebook": "submit", "rerun": "submit", "submit": "submit",
+}
+
+if TYPE_CHECKING:
+    from offload.jobs.collect import merge_job
+    from offload.jobs.job import Job, resolve_job_id
+    from offload.jobs.launch import launch_spec
+    from offload.jobs.listing import list_jobs, page_jobs, sync_store
+    from offload.jobs.submit import bundle_notebook, rerun, submit
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'offload.jobs' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"offload.jobs.{module}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "Job", "bundle_notebook", "launch_spec", "list_jobs", "merge_job", "page_jobs", "rerun", "resolve_job_id",
