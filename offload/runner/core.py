@@ -271,12 +271,18 @@ class JobProgram:
                         self.stop("timeout", f"stopped at the max runtime of {self.spec.resources.max_runtime_s} s")
                 if self.idle is not None and not self.stop_reason:
                     self.check_idle(now)
-                text = self.snapshot_output()
+                saved = True
+                try:
+                    text = self.snapshot_output()
+                except StoreError as exc:  # live output saves write too: the flush below goes all the same
+                    text, saved = None, False
+                    self.store_trouble(exc)
                 if text is not None:
                     with self.lock:
                         self.output_snapshot = text
                 self.flush()
-                self.store_failing_since = None
+                if saved:
+                    self.store_failing_since = None
             except StoreError as exc:
                 self.store_trouble(exc)
             except Exception as exc:  # a store hiccup must not kill the job; say it and go on
