@@ -28,7 +28,6 @@ from detect_secrets.filters import heuristic
 from detect_secrets.plugins.artifactory import ArtifactoryDetector
 from detect_secrets.plugins.aws import AWSKeyDetector
 from detect_secrets.plugins.azure_storage_key import AzureStorageKeyDetector
-from detect_secrets.plugins.base import RegexBasedDetector
 from detect_secrets.plugins.basic_auth import BasicAuthDetector
 from detect_secrets.plugins.github_token import GitHubTokenDetector
 from detect_secrets.plugins.gitlab_token import GitLabTokenDetector
@@ -61,25 +60,51 @@ PRIVATE_KEY_MARKERS = (
 _MARKER_OVERLAP = max(len(m) for m in PRIVATE_KEY_MARKERS) - 1
 
 # detect-secrets' detectors of one provider's format: precise, so they run on every text file.
-_FORMAT_DETECTORS: tuple[RegexBasedDetector, ...] = (
-    AWSKeyDetector(), ArtifactoryDetector(), AzureStorageKeyDetector(), BasicAuthDetector(),
-    GitHubTokenDetector(), GitLabTokenDetector(), JwtTokenDetector(),
-    MailchimpDetector(), NpmDetector(), OpenAIDetector(), PrivateKeyDetector(), PypiTokenDetector(),
-    SendGridDetector(), SlackDetector(), SquareOAuthDetector(), StripeDetector(),
-    TelegramBotTokenDetector(),
-)
+_AWS, _ARTIFACTORY, _AZURE, _BASIC_AUTH = AWSKeyDetector(), ArtifactoryDetector(), AzureStorageKeyDetector(), BasicAuthDetector()
+_GITHUB, _GITLAB, _JWT, _MAILCHIMP, _NPM = (GitHubTokenDetector(), GitLabTokenDetector(), JwtTokenDetector(),
+                                             MailchimpDetector(), NpmDetector())
+_OPENAI, _PRIVATE_KEY, _PYPI, _SENDGRID = OpenAIDetector(), PrivateKeyDetector(), PypiTokenDetector(), SendGridDetector()
+_SLACK, _SQUARE, _STRIPE, _TELEGRAM = SlackDetector(), SquareOAuthDetector(), StripeDetector(), TelegramBotTokenDetector()
 
 # The project's rules: credentials detect-secrets has no detector for.
-_PROJECT_RULES: tuple[tuple[str, re.Pattern[str]], ...] = (
-    ("netrc credentials", re.compile(r"\bmachine\s+\S+\s+login\s+\S+\s+password\s+\S+")),
-    ("registry auth token", re.compile(
-        r"""(?:npmAuthToken|_authToken|_auth|_password|"auth")["']?\s*[:=]\s*["']?[A-Za-z0-9+/=_.\-]{16,}""")),
-    ("AWS secret access key", re.compile(
-        r"aws.{0,20}?(?:secret|key).{0,20}?[=:]\s*['\"]?[0-9a-zA-Z/+]{40}(?![0-9a-zA-Z/+])", re.IGNORECASE)),
-    ("service account private key", re.compile(r'"private_key"\s*:\s*"-----BEGIN')),
-    ("Hugging Face token", re.compile(r"\bhf_[A-Za-z0-9]{34,}\b")),
-    ("Google API key", re.compile(r"\bAIza[0-9A-Za-z_\-]{35}\b")),
-)
+_NETRC = ("netrc credentials", re.compile(r"\bmachine\s+\S+\s+login\s+\S+\s+password\s+\S+"))
+_REGISTRY = ("registry auth token", re.compile(
+    r"""(?:npmAuthToken|_authToken|_auth|_password|"auth")["']?\s*[:=]\s*["']?[A-Za-z0-9+/=_.\-]{16,}"""))
+_AWS_SECRET = ("AWS secret access key", re.compile(
+    r"aws.{0,20}?(?:secret|key).{0,20}?[=:]\s*['\"]?[0-9a-zA-Z/+]{40}(?![0-9a-zA-Z/+])", re.IGNORECASE))
+_SA_KEY = ("service account private key", re.compile(r'"private_key"\s*:\s*"-----BEGIN'))
+_HF = ("Hugging Face token", re.compile(r"\bhf_[A-Za-z0-9]{34,}\b"))
+_GOOGLE = ("Google API key", re.compile(r"\bAIza[0-9A-Za-z_\-]{35}\b"))
+
+# Each literal anchor and the checks that need it: a hit runs only those (a list of image URLs
+# runs the basic-auth check on each line, not all of them).
+_BY_ANCHOR: dict[bytes, tuple] = {}
+for _anchors, _checks in (
+    ((b"A3T", b"ABIA", b"ACCA", b"AKIA", b"ASIA"), (_AWS,)),
+    ((b"aws", b"AWS", b"Aws"), (_AWS, _AWS_SECRET)),
+    ((b"AKC",), (_ARTIFACTORY,)),
+    ((b"AccountKey=",), (_AZURE,)),
+    ((b"ghp_", b"gho_", b"ghu_", b"ghs_", b"ghr_", b"github_pat_"), (_GITHUB,)),
+    ((b"glpat-", b"gldt-", b"glrt-", b"glptt-", b"glcbt-", b"glimt-", b"glagent-", b"glsoat-", b"glft-"), (_GITLAB,)),
+    ((b"eyJ",), (_JWT,)),
+    ((b"-us",), (_MAILCHIMP,)),
+    ((b"npm_", b"_authToken", b"npmAuthToken", b"_auth", b"_AUTH", b'"auth"', b"_password", b"_PASSWORD"),
+     (_NPM, _REGISTRY)),
+    ((b"pypi-Ag",), (_PYPI,)),
+    ((b"SG.",), (_SENDGRID,)),
+    ((b"xoxa-", b"xoxb-", b"xoxp-", b"xoxo-", b"xoxs-", b"xoxr-", b"hooks.slack.com"), (_SLACK,)),
+    ((b"sq0csp-",), (_SQUARE,)),
+    ((b"rk_live_", b"sk_live_"), (_STRIPE,)),
+    ((b"T3BlbkFJ",), (_OPENAI,)),
+    ((b"-----BEGIN",), (_PRIVATE_KEY,)),
+    ((b"private_key",), (_SA_KEY, _PRIVATE_KEY)),
+    ((b"hf_",), (_HF,)),
+    ((b"AIza",), (_GOOGLE,)),
+    ((b":AA",), (_TELEGRAM,)),
+    ((b"machine ", b"machine\t"), (_NETRC,)),
+):
+    for _a in _anchors:
+        _BY_ANCHOR[_a] = _BY_ANCHOR.get(_a, ()) + _checks
 
 # Files whose lines are settings: the keyword detector (``password = ...``) runs on them.
 _SETTINGS_TYPES = {FileType.YAML: FileType.YAML, FileType.INI: FileType.INI, FileType.CONFIG: FileType.CONFIG,
@@ -97,21 +122,14 @@ _NAMES_A_SECRET = re.compile(
     r"(?i)(?:key|pass(?:word|wd)?|pwd|secret)[_-]?(?:name|id|file|path|dir|ref|arn|version|env|var|len|length|"
     r"type|manager|store|scope|count|min|max|policy|rotation)s?['\"]?\s*[:=]")
 
-# One cheap search before any detector runs: the literal anchors the detectors need, case-sensitive
+# One cheap search before any detector runs: the literal anchors the checks need, case-sensitive
 # on the bytes as they are. Plain literals only: an alternation of literals is what the regex
 # engine skips through fastest (hundreds of MB/s on data files; one character class in it, or a
 # search of a lowered copy, costs a factor of ten).
-_ANCHOR_LITERALS = (
-    b"A3T", b"ABIA", b"ACCA", b"AKIA", b"ASIA", b"AKC", b"AccountKey=", b"ghp_", b"gho_", b"ghu_",
-    b"ghs_", b"ghr_", b"github_pat_", b"glpat-", b"gldt-", b"glrt-", b"glptt-", b"glcbt-",
-    b"glimt-", b"glagent-", b"glsoat-", b"glft-", b"eyJ", b"-us", b"npm_", b"pypi-Ag", b"SG.",
-    b"xoxa-", b"xoxb-", b"xoxp-", b"xoxo-", b"xoxs-", b"xoxr-", b"hooks.slack.com", b"sq0csp-",
-    b"rk_live_", b"sk_live_", b"T3BlbkFJ", b"-----BEGIN", b"hf_", b"AIza", b":AA", b"://",
-    # the project's rules, in the cases they are written
-    b"aws", b"AWS", b"Aws", b"_authToken", b"npmAuthToken", b"_auth", b"_AUTH", b'"auth"', b"_password",
-    b"_PASSWORD", b"private_key", b"machine ", b"machine\t",
-)
-_ANCHORS = re.compile(b"|".join(re.escape(a) for a in _ANCHOR_LITERALS))
+_ANCHORS = re.compile(b"|".join(re.escape(a) for a in sorted(_BY_ANCHOR, key=len, reverse=True)))
+# URLs are common in data (lists of image URLs): only one with a user and a password is a hit. A
+# pattern with a literal start is searched as fast as a literal.
+_URL_CREDENTIALS = re.compile(rb"://[^\s/:@]{1,256}:[^\s/@]{1,256}@")
 # In notebooks, outputs' images are long base64 runs: no credential is that long without a
 # separator, and random base64 is full of anchors, so such runs are skipped (10x faster there).
 _BLOB = re.compile(rb"[A-Za-z0-9+/]{512,}")
@@ -190,25 +208,29 @@ class ContentScan:
         seen: set[int] = set()
         for start, end in _gaps(data) if self._skip_blobs else ((0, len(data)),):
             for m in _ANCHORS.finditer(data, start, end):
-                if self._check_line(data, m.start(), lines_before, seen, keyword=False):
+                if self._check_line(data, m.start(), lines_before, seen, checks=_BY_ANCHOR[m.group()]):
+                    return
+            for m in _URL_CREDENTIALS.finditer(data, start, end):
+                if self._check_line(data, m.start(), lines_before, seen, checks=(_BASIC_AUTH,)):
                     return
         if self._keyword_type is not None:
             for m in _KEYWORD_ANCHOR.finditer(data.lower()):
-                if self._check_line(data, m.start(), lines_before, seen, keyword=True):
+                if self._check_line(data, m.start(), lines_before, seen, checks=None):
                     return
 
-    def _check_line(self, data: bytes, pos: int, lines_before: int, seen: set[int], *, keyword: bool) -> bool:
-        """Run the detectors on the line around ``pos`` (a window of it, for long lines)."""
+    def _check_line(self, data: bytes, pos: int, lines_before: int, seen: set, *, checks: tuple | None) -> bool:
+        """Run ``checks`` (None: the keyword detector) on the line around ``pos`` (a window of it,
+        for long lines)."""
         start = data.rfind(b"\n", 0, pos) + 1
         end = data.find(b"\n", pos)
         end = len(data) if end < 0 else end
         lo = max(start, pos - WINDOW // 2)
-        key = lo * 2 + keyword
+        key = (lo, id(checks))
         if key in seen:
             return False
         seen.add(key)
         line = data[lo:min(end, lo + WINDOW)].decode("utf-8", errors="replace")
-        kind = self._keyword_kind(line) if keyword else _format_kind(line)
+        kind = self._keyword_kind(line) if checks is None else _format_kind(line, checks)
         if kind:
             self.found = Finding(kind, lines_before + data.count(b"\n", 0, start) + 1)
             return True
@@ -244,12 +266,14 @@ def _placeholder(secret: str) -> bool:
     return bool(_PLACEHOLDERS.match(secret.rsplit(":", 1)[-1].strip("@")))
 
 
-def _format_kind(line: str) -> str | None:
-    for detector in _FORMAT_DETECTORS:
-        for secret in detector.analyze_string(line):
+def _format_kind(line: str, checks: tuple) -> str | None:
+    for check in checks:
+        if isinstance(check, tuple):  # a project rule
+            kind, rule = check
+            if rule.search(line):
+                return kind
+            continue
+        for secret in check.analyze_string(line):
             if secret and not heuristic.is_templated_secret(secret) and not _placeholder(secret):
-                return detector.secret_type
-    for kind, rule in _PROJECT_RULES:
-        if rule.search(line):
-            return kind
+                return check.secret_type
     return None
