@@ -24,6 +24,8 @@ from offload.jobs import submit  # noqa: E402
 from offload.store import Store, layout  # noqa: E402
 from tests.notebooks import make_notebook  # noqa: E402
 
+pytest_plugins = ["pytest_jupyter.jupyter_server"]
+
 READY_DEADLINE_S = 300  # a loaded 2-core machine can take a minute or more to import and migrate
 
 
@@ -177,3 +179,48 @@ def test_sweep_is_a_parent_run_with_trials_as_children(tracking, tmp_path):
         x = float(child.data.params["x"])
         steps = sorted((m.step, m.value) for m in tracking.get_metric_history(child.info.run_id, "score"))
         assert steps == [(0, pytest.approx(x)), (1, pytest.approx(2 * x))]
+
+
+# Through the Jupyter server: nobody waits on the job, the server's watcher mirrors it ----------
+@pytest.fixture
+def jp_server_config():
+    return {
+        "ServerApp": {"jpserver_extensions": {"jupyter_ext": True}},
+        "OffloadExtensionApp": {"poll_interval": 0.2, "backends": ["local"]},
+    }
+
+
+async def test_server_detail_and_gallery_link_the_run_and_the_watcher_closes_it(tracking, jp_fetch, jp_root_dir):
+    import asyncio
+    import json
+
+    root = jp_root_dir / "proj"
+    root.mkdir()
+    make_notebook(root / "train.ipynb", [
+        "import offload\nfor s in range(3):\n    offload.log_metric('loss', lr / (s + 1), step=s)",
+    ], params="lr = 0.1")
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@e", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@e"}
+    for cmd in (["init", "-q", "-b", "main"], ["add", "."], ["commit", "-q", "-m", "c"]):
+        subprocess.run(["git", *cmd], cwd=root, env=env, check=True)
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True).stdout.strip()
+
+    async def api(*parts, method="GET", body=None):
+        kw = {"method": method}
+        if body is not None:
+            kw["body"] = json.dumps(body)
+        return json.loads((await jp_fetch("offload", "api", *parts, **kw)).body)
+
+    job = await api("jobs", method="POST", body={"path": "proj/train.ipynb", "parameters": {"lr": 0.2}})
+    run_id = job["mlflow"]["run_id"]
+    assert job["mlflow"]["url"].endswith(f"/runs/{run_id}")
+    assert job["provenance"]["git"]["commit"] == head and job["provenance"]["git"]["branch"] == "main"
+    deadline = time.monotonic() + 300
+    while tracking.get_run(run_id).info.status == "RUNNING":  # the watcher closes it; nobody waits here
+        assert time.monotonic() < deadline, "the server's watcher never closed the MLflow run"
+        await asyncio.sleep(0.3)
+    assert tracking.get_run(run_id).info.status == "FINISHED"
+    steps = sorted((m.step, m.value) for m in tracking.get_metric_history(run_id, "loss"))
+    assert steps == [(0, 0.2), (1, 0.1), (2, pytest.approx(0.2 / 3))]
+    cards = (await api("gallery"))["cards"]
+    assert [c["mlflow"]["url"] for c in cards if c["id"] == job["id"]] == [job["mlflow"]["url"]]

@@ -21,13 +21,16 @@ from offload.spec import FINAL_STATES
 
 log = logging.getLogger("offload")
 
-__all__ = ["MIRROR_EVERY_S", "observe"]
+__all__ = ["MIRROR_EVERY_S", "observe", "observe_again"]
 
 MIRROR_EVERY_S = 1.0
 _lock = threading.Lock()
 _last: dict[tuple[str, str], float] = {}
 _done: set[tuple[str, str]] = set()
 _warned: set[tuple[str, str, str]] = set()
+# Jobs seen ended before their submitter recorded the MLflow run (a quick job submitted through
+# the server: the run is created after the launch): looked at again by observe_again.
+_later: dict[tuple[str, str], tuple[Any, dict[str, Any], float]] = {}
 
 
 def observe(job: Any, status: dict[str, Any] | None = None) -> None:
@@ -43,20 +46,49 @@ def observe(job: Any, status: dict[str, Any] | None = None) -> None:
         if final:
             _done.add(key)
             _last.pop(key, None)
-    url = None
-    try:
-        if tracking.mirror(job, st):
-            url = (tracking.job_run(job.store, job.id) or {}).get("url")
-    except Exception as exc:
-        _warn(key, "mlflow", f"job {job.id}: could not send it to MLflow: {exc}")
-        if final:  # try the end again at the next observation
-            with _lock:
-                _done.discard(key)
+    url = _mirror(job, st, final=final)
     if final:
         try:
             notify.job_ended(job, st, run_url=url)
         except Exception as exc:
             _warn(key, "notify", f"job {job.id}: could not send the end-of-job webhook: {exc}")
+
+
+def _mirror(job: Any, st: dict[str, Any], *, final: bool) -> str | None:
+    """Send the job to its MLflow run; the run's URL. An ended job whose run its submitter has
+    not recorded yet (a quick job submitted through the server, where the run is created just
+    after the launch) is kept for :func:`observe_again`."""
+    key = (job.store.url, job.id)
+    try:
+        if tracking.mirror(job, st):
+            with _lock:
+                _later.pop(key, None)
+            return (tracking.job_run(job.store, job.id) or {}).get("url")
+        if (final and tracking.tracking_uri() and job.spec.kind in tracking.TRACKED_KINDS
+                and time.time() - float(job.spec.created_at) < tracking.RECORD_WAIT_S):
+            with _lock:
+                _later[key] = (job, st, time.monotonic())
+    except Exception as exc:
+        _warn(key, "mlflow", f"job {job.id}: could not send it to MLflow: {exc}")
+        if final:  # try the end again later
+            with _lock:
+                _later[key] = (job, st, time.monotonic())
+    return None
+
+
+def observe_again() -> None:
+    """Mirror again the ended jobs kept by :func:`_mirror` (every MIRROR_EVERY_S, for up to
+    RECORD_WAIT_S); a long-lived observer (the server's watcher) calls this after each pass."""
+    with _lock:
+        due = [(k, v) for k, v in _later.items() if time.monotonic() - v[2] >= MIRROR_EVERY_S]
+        for k, (job, st, _) in due:
+            if time.time() - float(job.spec.created_at) > tracking.RECORD_WAIT_S * 5:
+                _later.pop(k, None)  # given up: its submitter never recorded a run
+            else:
+                _later[k] = (job, st, time.monotonic())
+    for k, (job, st, _) in due:
+        if k in _later:
+            _mirror(job, st, final=True)
 
 
 def _warn(key: tuple[str, str], what: str, text: str) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 
 from offload.jobs import notify, provenance, tracking
 from offload.jobs.job import Job
-from offload.jobs.observe import observe
+from offload.jobs.observe import observe, observe_again
 from offload.spec import FINAL_STATES, JobSpec, JobState
 from offload.store import Store, layout
 
@@ -77,6 +77,7 @@ def observe_pass(store: Store, seen: dict[str, tuple[Any, Any]]) -> None:
                 observe(job, {**st, "state": after})
             except Exception as exc:  # a job that cannot be read now is read at the next pass
                 log.debug("observe %s: %s", job_id, exc)
+    observe_again()
 
 
 # sweeps: the driver is the one observer of its sweep ---------------------------------------------

@@ -49,7 +49,7 @@ __all__ = ["TRACKED_KINDS", "end_sweep_run", "job_run", "mirror", "run_url", "st
            "tracking_uri"]
 
 TRACKED_KINDS = ("notebook", "trial")  # %%offload cells and warm sessions are interactive, not runs
-_RECORD_WAIT_S = 120.0  # a job this young may still get its mlflow.json from its submitter
+RECORD_WAIT_S = 120.0  # a job this young may still get its mlflow.json from its submitter
 _BATCH = 500  # metrics per log_batch call (MLflow's limit is 1000)
 _lock = threading.Lock()
 _sent: dict[tuple[str, str], int] = {}  # (store, job) -> metric lines this process has sent
@@ -209,7 +209,7 @@ def job_run(store: Store, job_id: str, *, created_at: Any = None) -> dict[str, A
     rec = store.get_json(layout.job_key(job_id, layout.MLFLOW), None)
     if rec is None and callable(created_at):
         created_at = created_at()
-    if rec is not None or created_at is None or time.time() - created_at > _RECORD_WAIT_S:
+    if rec is not None or created_at is None or time.time() - created_at > RECORD_WAIT_S:
         with _lock:
             _records[key] = rec
     return rec

@@ -11,6 +11,7 @@ import { formatDuration, formatMoney, formatValue } from '../util/format';
 import { createPoll, pollNow, setPollInterval } from '../util/poll';
 import { metricsChart } from './chart';
 import { progressOf } from './panel';
+import { IJobRecord, mlflowLink, provenanceSection } from './record';
 
 function table(rows: [string, string][], label: string): HTMLTableElement {
   const t = el('table', { class: 'jp-offload-table', 'aria-label': label });
@@ -162,6 +163,10 @@ export class JobDetailWidget extends Widget {
         )
       )
     );
+    const mlflow = mlflowLink((d as IJobRecord).mlflow);
+    if (mlflow) {
+      this._header.querySelector('.jp-offload-job-meta')?.append(mlflow);
+    }
     if (d.reason) {
       this._header.append(el('div', { class: 'jp-offload-reason' }, d.reason));
     }
@@ -220,6 +225,7 @@ export class JobDetailWidget extends Widget {
         )
       );
     }
+    this._info.append(...provenanceSection(d as IJobRecord));
     this._info.append(
       el('h3', {}, 'Command line'),
       el('code', { class: 'jp-offload-cli' }, d.cli)

@@ -9,6 +9,7 @@ import { Widget } from '@lumino/widgets';
 import { api, IGallery, IGalleryCard, IJobQuery } from '../api';
 import { el, htmlSelect, selectBox, stateBadge } from '../util/dom';
 import { formatMoney, formatValue } from '../util/format';
+import { IJobRecord, mlflowLink } from './record';
 
 /** Cards per page (the server caps a page at 500). */
 const CARDS_PER_PAGE = 40;
@@ -191,7 +192,7 @@ export class GalleryWidget extends Widget {
           { class: 'jp-offload-muted' },
           `${new Date(c.created_at * 1000).toLocaleString()} \u00b7 ${c.backend} \u00b7 ${formatMoney(c.cost)}`
         ),
-        el('div', { class: 'jp-offload-card-actions' }, open, details)
+        el('div', { class: 'jp-offload-card-actions' }, open, details, ...[mlflowLink((c as IJobRecord).mlflow)].filter(a => a !== null))
       )
     );
     return card;
