@@ -129,7 +129,7 @@ def bench_long(runs: int, sizes: tuple[int, ...], papermill_timeout: float) -> d
 
 
 IMPORTS = {
-    "offload run (the CLI)": "import offload.cli",
+    "offload run (the CLI)": "from offload.cli import build_parser; build_parser('run')",
     "%load_ext offload (the magic)": "import offload.cells.magic",
     "the server extension, after jupyter_server": "import jupyter_server.serverapp, time; t = time.perf_counter(); "
     "import jupyter_ext.app; print(time.perf_counter() - t)",

@@ -19,14 +19,17 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import nbformat
 import pathspec
 
 from offload.errors import UsageError
-from offload.snapshot._secrets import ContentScan, Finding
 from offload.spec import FINAL_STATES
 from offload.store import Store, layout
+
+if TYPE_CHECKING:
+    from offload.snapshot._secrets import Finding
 
 __all__ = [
     "Bundle",
@@ -150,6 +153,10 @@ def ignore_spec(root: Path) -> pathspec.PathSpec:
 def _hash_file(path: Path, rel: str) -> tuple[str, int, Finding | None]:
     """sha256, size, and the first secret found in the file's content (the whole file is read
     for the hash anyway; the scan rides along, chunk by chunk, whatever the file's size)."""
+    # detect-secrets is imported here, at the first scan: the runner materializes bundles and
+    # `offload ls` lists jobs without scanning anything (its import costs 0.1-0.2 s)
+    from offload.snapshot._secrets import ContentScan
+
     h = hashlib.sha256()
     size = 0
     scan = ContentScan(rel)

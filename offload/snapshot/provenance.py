@@ -33,7 +33,6 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pathspec
 
-from offload.snapshot._secrets import ContentScan
 from offload.snapshot.bundle import SECRET_PATTERNS
 
 __all__ = ["MAX_DIFF", "MAX_FILE_DIFF", "capture", "clean_remote_url", "split_patches", "summary_line"]
@@ -152,6 +151,8 @@ def _secret_in(path: str, patch: str) -> str | None:
             body = True
         elif body and line[:1] in ("+", "-", " "):
             lines.append(line[1:])
+    from offload.snapshot._secrets import ContentScan  # detect-secrets: imported at the first scan
+
     scan = ContentScan(path)
     scan.feed(("\n".join(lines) + "\n").encode())
     found = scan.close()
