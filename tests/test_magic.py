@@ -98,6 +98,11 @@ def stdout(outs: list[dict]) -> str:
     return "".join(o["text"] for o in outs if o["type"] == "stream" and o["name"] == "stdout")
 
 
+def displayed(outs: list[dict]) -> str:
+    """The plain text of display outputs (where %%offload's [offload] status lines go)."""
+    return "\n".join(o["data"].get("text/plain", "") for o in outs if o["type"] == "display_data")
+
+
 @pytest.fixture(scope="module")
 def kernel(tmp_path_factory):
     from jupyter_client.manager import start_new_kernel
@@ -136,9 +141,9 @@ def test_values_out_and_back(kernel):
         "q = Point(p.norm() + 1)\n"
         "print('remote score', round(score, 2))\n"
     )
-    # the status line is normal output (stdout), not stderr's red background
-    assert not any("[offload]" in o["text"] for o in outs if o["type"] == "stream" and o["name"] == "stderr")
-    status = stdout(outs)
+    # the status line is its own plain-text output: not stderr's red background, not the cell's stdout
+    assert not any("[offload]" in o["text"] for o in outs if o["type"] == "stream")
+    status = displayed(outs)
     assert "[offload] job" in status and "sent" in status and "X (6.4 kB)" in status
     assert "remote score" in stdout(outs)
     assert kernel.value("n2") == "83"
@@ -152,7 +157,7 @@ def test_values_out_and_back(kernel):
 def test_function_defined_in_cell_comes_back_and_imports_replayed(kernel):
     kernel.ok("import math as m\nbase = 10")
     outs = kernel.ok("%%offload\ndef shifted(v):\n    return m.floor(v) + base\nr = shifted(2.7)\n")
-    assert "imports: math as m" in "".join(o.get("text", "") for o in outs)
+    assert "imports: math as m" in displayed(outs)
     assert kernel.value("(r, shifted(5.5))") == "(12, 15)"
 
 

@@ -172,6 +172,12 @@ class _OutputMirror:
             self.stream_chars = 0
 
 
+def _status(text: str) -> None:
+    """A status line under the cell: its own display output, so it is neither the cell's stdout
+    (which the user may capture or parse) nor stderr (which JupyterLab shows on a red background)."""
+    display({"text/plain": text}, raw=True)
+
+
 @magics_class
 class OffloadMagics(Magics):
     """``%%offload`` and ``%offload``; one instance per kernel."""
@@ -234,8 +240,7 @@ class OffloadMagics(Magics):
         self.jobs.append(job.id)
         sent = ", ".join(f"{n} ({human_size(cap.sizes[n])})" for n in cap.names) or "nothing"
         imports = f"; imports: {', '.join(i.split(' ', 1)[1] for i in cap.imports)}" if cap.imports else ""
-        # a status line, not an error: normal output (stderr is shown on a red background)
-        print(f"[offload] job {job.id} on {job.spec.backend}: sent {sent}{imports}", flush=True)
+        _status(f"[offload] job {job.id} on {job.spec.backend}: sent {sent}{imports}")
         if opts.detach:
             return CellJob(job)
         return self.finish(job)
@@ -248,7 +253,7 @@ class OffloadMagics(Magics):
                 if self.session is not None:
                     self.session.stop()
                 where = f"{opts.backend or 'the default backend'}{f' ({opts.machine})' if opts.machine else ''}"
-                print(f"[offload] starting a session on {where}\u2026", flush=True)
+                _status(f"[offload] starting a session on {where}\u2026")
                 self.session = SessionClient.start(store, opts, cwd=os.getcwd())
                 atexit.register(self.session.stop)
             try:
@@ -292,7 +297,7 @@ class OffloadMagics(Magics):
                 poll = min(poll * 1.3, 0.25)
         except KeyboardInterrupt:
             job.cancel()
-            print(f"\n[offload] cancelled job {job.id}", flush=True)
+            _status(f"[offload] cancelled job {job.id}")
             raise
         final_text = _output_text(job)
         if final_text is not None and final_text != seen:
