@@ -330,13 +330,16 @@ def build_env(root, wheel, work, md):
     env = dict(os.environ, UV_PYTHON_INSTALL_DIR=os.path.join(root, "python"), UV_NO_PROGRESS="1")
     if md["index"]:
         env["UV_DEFAULT_INDEX"] = md["index"]
-    if key and _restore(key, root):
-        # the cache holds the dependencies; the client's code is installed fresh (it changes often)
-        _run([os.path.join(root, "venv", "bin", "uv"), "pip", "install", "--quiet", "--no-deps", "--reinstall",
-              "--python", python, wheel], "installed jupyter-offload " + md["version"], env)
-        if _probe(python, env):
-            return python
-        log("the restored environment lacks a dependency; building a new one")
+    try:
+        if key and _restore(key, root):
+            # the cache holds the dependencies; the client's code is installed fresh (it changes often)
+            _run([os.path.join(root, "venv", "bin", "uv"), "pip", "install", "--quiet", "--no-deps", "--reinstall",
+                  "--python", python, wheel], "installed jupyter-offload " + md["version"], env)
+            if _probe(python, env):
+                return python
+            log("the restored environment lacks a dependency; building a new one")
+    except Exception as exc:  # a damaged or foreign pack costs a build, not the job
+        log(f"cannot use the stored environment ({type(exc).__name__}: {exc}); building a new one")
     index = md["index"] or "https://pypi.org/simple"
     uv, uv_wheel = fetch_uv(index, md["uv_version"], work)
     shutil.rmtree(root, ignore_errors=True)
