@@ -229,3 +229,28 @@ def test_boot_program_runs_on_the_images_python():
             out = subprocess.run([py, "-c", "import sys; compile(sys.stdin.read(), 'boot', 'exec')"],
                                  input=program, capture_output=True, text=True)
             assert out.returncode == 0, out.stderr
+
+
+def test_a_damaged_stored_environment_costs_a_build_not_the_job(images, notebook, pyindex):
+    import hashlib
+    import platform
+
+    from offload.backends.gce.wheel import runner_requirements, uv_version
+    from offload.store import layout
+
+    gce = images
+    reqs = runner_requirements()
+    digest = hashlib.sha256("\n".join([*reqs, f"uv=={uv_version()}"]).encode()).hexdigest()[:20]
+    ident = hashlib.sha256(os.path.realpath("/usr/bin/python3").encode()).hexdigest()[:8]
+    py = "py{}.{}".format(*[int(v) for v in subprocess.run(
+        ["/usr/bin/python3", "-c", "import sys; print(*sys.version_info[:2])"], capture_output=True,
+        text=True).stdout.split()])
+    key = layout.boot_env_template(digest).replace("{python}", py).replace(
+        "{platform}", f"{sys.platform}-{platform.machine().lower()}-{ident}")
+    gce.store.put_bytes(key, b"not a tar file")  # what an interrupted upload could leave
+    job = gce.submit(notebook("dmg.ipynb", ["print('ran')"]), backend_options_={"index_url": pyindex.url})
+    job.wait(timeout=900)
+    boot = gce.store.get_text(f"jobs/{job.id}/boot.log")
+    assert job.state == "succeeded", (job.status, boot)
+    assert "cannot use the stored environment" in boot and "packed into the store" in boot
+    assert gce.store.get_bytes(key) != b"not a tar file"  # replaced by a good one
