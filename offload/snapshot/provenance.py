@@ -177,7 +177,7 @@ def capture(root: str | os.PathLike, *, max_diff: int = MAX_DIFF, max_file_diff:
     try:
         top = _git(root, "rev-parse", "--show-toplevel").strip()
     except _GitError as exc:
-        record["note"] = f"not a git checkout ({exc})" if "not a git repository" in str(exc).lower() else str(exc)
+        record["note"] = "not a git checkout" if "not a git repository" in str(exc).lower() else str(exc)
         return record
     except OSError as exc:  # the folder itself is unreadable
         record["note"] = str(exc)
