@@ -25,6 +25,8 @@ from offload.errors import UsageError
         (["backends.local.max_jobs", "0"], "backends.local.max_jobs", "backends.local.max_jobs 4"),
         (["backends.local.max_jobs", "four"], "backends.local.max_jobs", "backends.local.max_jobs 4"),
         (["backends.gce.spot_fallback", "yes"], "backends.gce.spot_fallback", "true"),
+        (["backends.gce.boot_timeout", "soon"], "backends.gce.boot_timeout", "backends.gce.boot_timeout 15m"),
+        (["backends.slurm.keep_alive", "a while"], "backends.slurm.keep_alive", "backends.slurm.keep_alive 10m"),
     ],
 )
 def test_an_unknown_option_or_a_bad_value_is_refused_naming_the_key(pairs, field, hint):
@@ -36,7 +38,8 @@ def test_an_unknown_option_or_a_bad_value_is_refused_naming_the_key(pairs, field
 
 def test_every_documented_option_is_accepted():
     set_values(["backends.local.max_jobs", "4", "backend", "gce", "project", "p", "zone", "us-central1-a",
-                "bucket", "gs://b/offload", "spot_fallback", "true"], check=check_option)
+                "bucket", "gs://b/offload", "spot_fallback", "true", "boot_timeout", "15m", "keep_alive", "10m"],
+               check=check_option)
     set_values(["backend", "slurm", "partition", "gpu", "account", "lab", "python", "/usr/bin/python3",
                 "ssh_host", "login1"], check=check_option)
     cfg = load_config()

@@ -13,6 +13,7 @@ from typing import Any
 
 from offload.backends.base import backend_class, user_backends
 from offload.errors import OffloadError, UsageError
+from offload.spec import parse_duration, parse_keep_alive
 
 __all__ = ["COMMON", "BUILTIN", "known_options", "check_option"]
 
@@ -35,9 +36,25 @@ BUILTIN: dict[str, frozenset[str]] = {
 _WHOLE = ("a whole number of at least 1", lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1)
 _SECONDS = ("a number of seconds (>= 0)", lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0)
 _FLAG = ("true or false", lambda v: isinstance(v, bool))
+
+
+def _reads(parse: Any) -> Any:
+    def ok(value: Any) -> bool:
+        if isinstance(value, bool):
+            return False
+        try:
+            parse(value)
+        except UsageError:
+            return False
+        return True
+    return ok
+
+
+_DURATION = ("a duration like 90s, 15m or 1h (or seconds)", _reads(parse_duration))
+_KEEP_ALIVE = ("a duration like 10m or 1h, or 0 for none", _reads(parse_keep_alive))
 _TYPES: dict[str, tuple[str, Any]] = {
     "max_jobs": _WHOLE, "ssh_port": _WHOLE, "disk_gb": _WHOLE,
-    "cancel_wait_s": _SECONDS, "operation_timeout_s": _SECONDS, "boot_timeout": _SECONDS, "capacity_backoff_s": _SECONDS,
+    "cancel_wait_s": _SECONDS, "operation_timeout_s": _SECONDS, "boot_timeout": _DURATION, "keep_alive": _KEEP_ALIVE, "capacity_backoff_s": _SECONDS,
     "budget_monthly": ("an amount in dollars (>= 0)", _SECONDS[1]),
     "spot_fallback": _FLAG, "sweep_on_launch": _FLAG, "live_prices": _FLAG, "external_ip": _FLAG, "keep_vm_on_boot_failure": _FLAG,
 }
@@ -76,5 +93,6 @@ def check_option(backend: str, option: str, value: Any) -> None:
 
 
 def _example(option: str) -> str:
-    return {"max_jobs": "4", "ssh_port": "22", "disk_gb": "200", "budget_monthly": "100"}.get(
+    return {"max_jobs": "4", "ssh_port": "22", "disk_gb": "200", "budget_monthly": "100", "boot_timeout": "15m",
+            "keep_alive": "10m"}.get(
         option, "true" if _TYPES[option] is _FLAG else "30")
