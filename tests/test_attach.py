@@ -210,3 +210,54 @@ def test_gce_job_without_ssh_setup_is_a_clear_error_then_attach_over_ssh(gce, no
     finally:
         job.cancel()
         job.wait(timeout=300)
+
+
+def _interactive(notebook, store, sshd_options=None, home=None):
+    """The interactive verbs on a terminal (a real pty): the console and the shell."""
+    import pexpect
+
+    if sshd_options:
+        set_backend_options(home, "local", sshd_options)
+    job = submit(notebook("loop.ipynb", LOOP), backend="local", store=store)
+    try:
+        cli = [sys.executable, "-m", "offload.cli"]
+        con = pexpect.spawn(cli[0], [*cli[1:], "attach", job.id], encoding="utf-8", timeout=180, env=dict(os.environ))
+        con.expect(r"In \[1\]: ")
+        con.sendline("print('step is', step)")
+        con.expect(r"step is (\d+)")
+        assert int(con.match.group(1)) > 0
+        con.expect(r"In \[2\]: ")
+        con.sendline("for i in range(2):")  # a block: continuation prompt, ends with an empty line
+        con.expect(r"\.\.\.: ")
+        con.sendline("    print('line', i)")
+        con.expect(r"\.\.\.: ")
+        con.sendline("")
+        con.expect("line 1")
+        con.expect(r"In \[3\]: ")  # as a user does: at the prompt
+        con.sendeof()  # Ctrl-D leaves; the job goes on
+        con.expect(pexpect.EOF)
+        con.close()
+        assert con.exitstatus == 0
+        assert Job(job.id, store=store).state == JobState.RUNNING
+
+        cwd = job.store.get_json(job.key(layout.KERNEL))["cwd"]
+        sh = pexpect.spawn(cli[0], [*cli[1:], "ssh", job.id], encoding="utf-8", timeout=180,
+                           env={**os.environ, "SHELL": "/bin/sh", "PS1": "$ "})
+        sh.expect(r"[#$] ")  # the login shell's prompt (sh here; the remote user's shell over SSH)
+        sh.sendline("echo HERE=$(pwd)")
+        sh.expect(f"HERE={cwd}")
+        sh.sendline("exit 5")
+        sh.expect(pexpect.EOF)
+        sh.close()
+        assert sh.exitstatus == 5
+    finally:
+        job.cancel()
+        job.wait(timeout=180)
+
+
+def test_interactive_console_and_shell_on_a_terminal(notebook, store):
+    _interactive(notebook, store)
+
+
+def test_interactive_console_and_shell_over_ssh(notebook, store, sshd, offload_home):
+    _interactive(notebook, store, sshd.options(), offload_home)
