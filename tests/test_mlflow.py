@@ -154,6 +154,18 @@ def test_git_commit_tag_and_failed_job_status(tracking, tmp_path):
     assert run.info.status == "FAILED" and "bad data" in run.data.tags["offload.reason"]
 
 
+def test_unreachable_tracking_server_is_a_warning_and_the_job_runs(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{_free_port()}")  # nothing listens
+    store = Store((tmp_path / "store").as_uri())
+    said: list[str] = []
+    nb = make_notebook(tmp_path / "nb.ipynb", ["import offload\noffload.log_metric('x', 1.0)"])
+    job = submit(nb, store=store, on_progress=said.append).wait(timeout=600)
+    assert job.state == "succeeded"
+    warning = [m for m in said if "not recorded in MLflow" in m]
+    assert warning and "is not reachable" in warning[0], said
+    assert not store.exists(layout.job_key(job.id, layout.MLFLOW))
+
+
 @pytest.mark.timeout(900)
 def test_sweep_is_a_parent_run_with_trials_as_children(tracking, tmp_path):
     pytest.importorskip("optuna")

@@ -24,13 +24,14 @@ log = logging.getLogger("offload")
 __all__ = ["MIRROR_EVERY_S", "observe", "observe_again"]
 
 MIRROR_EVERY_S = 1.0
+KEEP_TRYING_S = 3600.0  # an ended job's run is sent again for this long (the tracking server down)
 _lock = threading.Lock()
 _last: dict[tuple[str, str], float] = {}
 _done: set[tuple[str, str]] = set()
 _warned: set[tuple[str, str, str]] = set()
 # Jobs seen ended before their submitter recorded the MLflow run (a quick job submitted through
 # the server: the run is created after the launch): looked at again by observe_again.
-_later: dict[tuple[str, str], tuple[Any, dict[str, Any], float]] = {}
+_later: dict[tuple[str, str], tuple[Any, dict[str, Any], float, float]] = {}  # job, status, last try, first
 
 
 def observe(job: Any, status: dict[str, Any] | None = None) -> None:
@@ -57,7 +58,8 @@ def observe(job: Any, status: dict[str, Any] | None = None) -> None:
 def _mirror(job: Any, st: dict[str, Any], *, final: bool) -> str | None:
     """Send the job to its MLflow run; the run's URL. An ended job whose run its submitter has
     not recorded yet (a quick job submitted through the server, where the run is created just
-    after the launch) is kept for :func:`observe_again`."""
+    after the launch), or whose end could not be sent (the tracking server down), is kept for
+    :func:`observe_again`."""
     key = (job.store.url, job.id)
     try:
         if tracking.mirror(job, st):
@@ -66,27 +68,30 @@ def _mirror(job: Any, st: dict[str, Any], *, final: bool) -> str | None:
             return (tracking.job_run(job.store, job.id) or {}).get("url")
         if (final and tracking.tracking_uri() and job.spec.kind in tracking.TRACKED_KINDS
                 and time.time() - float(job.spec.created_at) < tracking.RECORD_WAIT_S):
-            with _lock:
-                _later[key] = (job, st, time.monotonic())
+            _keep(key, job, st)
     except Exception as exc:
         _warn(key, "mlflow", f"job {job.id}: could not send it to MLflow: {exc}")
-        if final:  # try the end again later
-            with _lock:
-                _later[key] = (job, st, time.monotonic())
+        if final:
+            _keep(key, job, st)
     return None
 
 
-def observe_again() -> None:
-    """Mirror again the ended jobs kept by :func:`_mirror` (every MIRROR_EVERY_S, for up to
-    RECORD_WAIT_S); a long-lived observer (the server's watcher) calls this after each pass."""
+def _keep(key: tuple[str, str], job: Any, st: dict[str, Any]) -> None:
     with _lock:
-        due = [(k, v) for k, v in _later.items() if time.monotonic() - v[2] >= MIRROR_EVERY_S]
-        for k, (job, st, _) in due:
-            if time.time() - float(job.spec.created_at) > tracking.RECORD_WAIT_S * 5:
-                _later.pop(k, None)  # given up: its submitter never recorded a run
-            else:
-                _later[k] = (job, st, time.monotonic())
-    for k, (job, st, _) in due:
+        first = _later.get(key, (None, None, 0.0, time.monotonic()))[3]
+        _later[key] = (job, st, time.monotonic(), first)
+
+
+def observe_again() -> None:
+    """Mirror again the ended jobs kept by :func:`_mirror`, every MIRROR_EVERY_S, for up to
+    KEEP_TRYING_S; a long-lived observer (the server's watcher) calls this after each pass."""
+    now = time.monotonic()
+    with _lock:
+        due = [(k, v) for k, v in _later.items() if now - v[2] >= MIRROR_EVERY_S]
+        for k, (_, _, _, first) in due:
+            if now - first > KEEP_TRYING_S:
+                _later.pop(k, None)  # given up: no run was recorded, or the server stayed down
+    for k, (job, st, _, _) in due:
         if k in _later:
             _mirror(job, st, final=True)
 

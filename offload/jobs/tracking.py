@@ -30,6 +30,8 @@ import os
 import tempfile
 import threading
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -38,7 +40,7 @@ import nbformat
 
 from offload.backends.base import Ability
 from offload.config import load_config
-from offload.errors import UsageError
+from offload.errors import BackendError, UsageError
 from offload.notebook import declared_parameters
 from offload.spec import FINAL_STATES, JobSpec, JobState
 from offload.store import Store, layout
@@ -84,6 +86,37 @@ def run_url(uri: str, experiment_id: str, run_id: str) -> str | None:
     return f"{_clean_uri(uri).rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
 
 
+_HEALTH_TTL_S = 30.0  # a tracking server's reachability is checked at most this often
+_health: dict[str, tuple[float, str | None]] = {}  # uri -> (checked at, why unreachable or None)
+
+
+def _check_reachable(uri: str) -> None:
+    """Fail fast, with the reason, when an http(s) tracking server does not answer: MLflow's own
+    client retries a refused connection for minutes, which would hold up a submit or the server's
+    watcher. Any HTTP answer (even 401 or 404) counts as reachable."""
+    if not uri.startswith(("http://", "https://")):
+        return
+    now = time.monotonic()
+    with _lock:
+        hit = _health.get(uri)
+    if hit is not None and now - hit[0] < _HEALTH_TTL_S:
+        why = hit[1]
+    else:
+        why = None
+        try:
+            with urllib.request.urlopen(f"{_clean_uri(uri).rstrip('/')}/health", timeout=5):  # noqa: S310
+                pass
+        except urllib.error.HTTPError:
+            pass  # it answered
+        except (urllib.error.URLError, OSError) as exc:
+            why = str(getattr(exc, "reason", exc))
+        with _lock:
+            _health[uri] = (now, why)
+    if why:
+        raise BackendError(f"the MLflow tracking server {_clean_uri(uri)} is not reachable: {why}",
+                           hint="start it, or fix MLFLOW_TRACKING_URI / mlflow.tracking_uri; the job runs either way")
+
+
 def _client(uri: str) -> Any:
     # Closing a run prints "View run ... at" to stdout; our own line says it where it belongs.
     os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
@@ -95,6 +128,7 @@ def _client(uri: str) -> Any:
             hint="pip install 'jupyter-offload[mlflow]', or unset MLFLOW_TRACKING_URI / mlflow.tracking_uri",
             field="mlflow.tracking_uri",
         ) from None
+    _check_reachable(uri)
     return MlflowClient(tracking_uri=uri)
 
 

@@ -164,10 +164,27 @@ def _untracked(root: Path) -> list[str]:
     return [p for p in out.split("\0") if p]
 
 
-def _untracked_patch(root: Path, rel: str) -> str:
-    # --no-index exits 1 when the files differ (always, against /dev/null)
-    text = _git(root, "diff", "--no-index", "--no-ext-diff", "--no-textconv", "--", "/dev/null", rel, ok=(0, 1))
-    return text
+def _untracked_patch(root: Path, rel: str, *, limit: int) -> str:
+    """A new file as git shows it (``diff --git a/f b/f``, ``new file mode``, one hunk of ``+``
+    lines), made here rather than by a ``git diff --no-index`` per file; a file over ``limit``
+    bytes is only named (its size is what is said about it)."""
+    path = root / rel
+    head = f"diff --git a/{rel} b/{rel}\nnew file mode {'100755' if os.access(path, os.X_OK) else '100644'}\n"
+    try:
+        if path.stat().st_size > limit:
+            return head + f"+++ b/{rel}\n# {path.stat().st_size} bytes\n"  # too big to read: named, sized
+        data = path.read_bytes()
+    except OSError:
+        return ""
+    if b"\0" in data[:8192]:
+        return head + f"Binary files /dev/null and b/{rel} differ\n"
+    text = data.decode("utf-8", errors="replace")
+    lines = text.splitlines()
+    if not lines:
+        return head
+    body = "".join(f"+{line}\n" for line in lines)
+    tail = "" if text.endswith("\n") else "\\ No newline at end of file\n"
+    return head + f"--- /dev/null\n+++ b/{rel}\n@@ -0,0 +1{',' + str(len(lines)) if len(lines) != 1 else ''} @@\n" + body + tail
 
 
 def capture(root: str | os.PathLike, *, max_diff: int = MAX_DIFF, max_file_diff: int = MAX_FILE_DIFF) -> dict[str, Any]:
@@ -219,7 +236,7 @@ def _describe(top: Path, *, max_diff: int, max_file_diff: int) -> dict[str, Any]
         tracked = _git(top, "diff", "--cached", "--no-ext-diff", "--no-textconv", "--")
     untracked = _untracked(top)
     patches = split_patches(tracked)
-    patches += [_untracked_patch(top, rel) for rel in untracked[:MAX_UNTRACKED]]
+    patches += [_untracked_patch(top, rel, limit=max_file_diff) for rel in untracked[:MAX_UNTRACKED]]
     files, kept, omitted, withheld = [], [], [], []
     total = 0
     full_bytes = 0
@@ -229,6 +246,9 @@ def _describe(top: Path, *, max_diff: int, max_file_diff: int) -> dict[str, Any]
         path = _patch_path(patch)
         added, removed, binary = _patch_counts(patch)
         size = len(patch.encode())
+        big = re.search(r"^# (\d+) bytes$", patch, re.M) if path in untracked else None
+        if big:  # an untracked file too big to read: its own size stands for its patch's
+            size = int(big.group(1))
         full_bytes += size
         status = "untracked" if path in untracked else "modified"
         files.append({"path": path, "added": added, "removed": removed, "binary": binary, "status": status})

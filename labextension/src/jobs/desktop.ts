@@ -1,6 +1,6 @@
 /**
- * Desktop notifications (issue 18): when a job ends while this JupyterLab tab is in the
- * background, the browser shows a system notification; a click brings the tab back and opens
+ * Desktop notifications (issue 18): when a job (or a sweep, sweeps/plugin.ts) ends while this
+ * JupyterLab tab is in the background, the browser shows a system notification; a click brings the tab back and opens
  * the job. In the foreground the Lab's own toast (plugin.ts, notifyFinished) says it.
  *
  * Browsers only grant the permission on a user action: it is asked when the user runs a notebook
@@ -37,6 +37,23 @@ export async function askPermission(): Promise<boolean> {
   return window.Notification.permission === 'granted';
 }
 
+/**
+ * A system notification when the tab is in the background and the permission is granted (else
+ * nothing: the Lab's toast says it); a click brings the tab back and runs ``onClick``. The sweep
+ * panel (sweeps/plugin.ts) uses it for a sweep's end.
+ */
+export function showDesktop(title: string, body: string, tag: string, onClick: () => void): void {
+  if (!document.hidden || !supported() || window.Notification.permission !== 'granted') {
+    return;
+  }
+  const n = new window.Notification(title, { body, tag });
+  n.onclick = () => {
+    window.focus();
+    onClick();
+    n.close();
+  };
+}
+
 export const desktopNotifyPlugin: JupyterFrontEndPlugin<void> = {
   id: 'jupyter-offload:desktop-notifications',
   description: 'A system notification when a job ends while the JupyterLab tab is in the background.',
@@ -57,23 +74,14 @@ export const desktopNotifyPlugin: JupyterFrontEndPlugin<void> = {
       }
     });
     offload.jobs.transitioned.connect((_, { job, to }) => {
-      if (!FINAL_STATES.includes(to) || QUIET_KINDS.includes(job.kind) || !document.hidden) {
-        return;
-      }
-      if (!supported() || window.Notification.permission !== 'granted') {
+      if (!FINAL_STATES.includes(to) || QUIET_KINDS.includes(job.kind)) {
         return;
       }
       const name = (job.source_path ?? job.notebook).split('/').pop();
-      const body = to === 'succeeded' ? 'succeeded' : `${to}${job.reason ? `: ${job.reason}` : ''}`;
-      const n = new window.Notification(`${name}: job ${body}`, {
-        body: `Job ${job.id} on ${job.backend}`,
-        tag: `jupyter-offload-${job.id}`
-      });
-      n.onclick = () => {
-        window.focus();
-        void app.commands.execute(CommandIDs.openJob, { id: job.id });
-        n.close();
-      };
+      const what = to === 'succeeded' ? 'succeeded' : `${to}${job.reason ? `: ${job.reason}` : ''}`;
+      showDesktop(`${name}: job ${what}`, `Job ${job.id} on ${job.backend}`, `jupyter-offload-${job.id}`, () =>
+        void app.commands.execute(CommandIDs.openJob, { id: job.id })
+      );
     });
   }
 };

@@ -11,6 +11,7 @@ import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
 import { refreshIcon, stopIcon, ToolbarButton } from '@jupyterlab/ui-components';
 
 import { ACTIVE_SWEEP_STATES, errorText, ISweepListItem, ISweepState, sweepApi } from '../api';
+import { showDesktop } from '../jobs/desktop';
 import { saveBeforeSubmit } from '../jobs/save';
 import { CommandIDs, IOffload, SweepCommandIDs } from '../tokens';
 import { formatValue } from '../util/format';
@@ -209,6 +210,7 @@ export const sweepPlugin: JupyterFrontEndPlugin<void> = {
       const actions = best && s && item.source_path
         ? [{ label: 'Apply best', callback: () => void applyBest(item.source_path!, s!) }, show]
         : [show];
+      showDesktop(`${name}: sweep ${item.state}`, text, `jupyter-offload-sweep-${item.id}`, show.callback);
       if (item.state === 'completed') {
         Notification.success(text, { autoClose: false, actions });
       } else if (item.state === 'failed' || item.state === 'interrupted') {
