@@ -33,6 +33,8 @@ async function api(page: IJupyterLabPageFixture, p: string, method = 'GET', body
 
 async function consoleValue(page: IJupyterLabPageFixture, n: number): Promise<number> {
   const console = page.locator('.jp-CodeConsole');
+  // connected to the job's kernel (its name shows once kernel_info came back through the subshell)
+  await expect(page.locator('.jp-ConsolePanel .jp-Toolbar-kernelName')).toContainText('Python 3', { timeout: 60000 });
   const prompt = console.locator('.jp-CodeConsole-input .cm-content');
   await prompt.click();
   await page.keyboard.type('step');
@@ -72,9 +74,9 @@ test.describe('attach to a running job', () => {
     }).toPass({ timeout: 60000 });
     await page.locator('.jp-CodeConsole').screenshot({ path: path.join(SHOTS, 'attach-01-console.png') });
 
-    // close the console and shut its kernel down: the job's kernel is not touched
-    const kernels = await api(page, 'api/kernels');
-    const attached = kernels.map((k: any) => k.id);
+    // close the console: its kernel entry (subshell, relays) goes; the job's kernel is not touched
+    const attached = (await api(page, 'api/kernels')).map((k: any) => k.id);
+    expect(attached.length).toBe(1);
     await page.evaluate(() => {
       const app = (window as any).jupyterapp;
       const w = app.shell.currentWidget;
@@ -83,11 +85,16 @@ test.describe('attach to a running job', () => {
       }
     });
     await expect(page.locator('.jp-CodeConsole')).toHaveCount(0);
-    for (const id of attached) {
-      await api(page, `api/kernels/${id}`, 'DELETE');
-    }
+    await expect(async () => {
+      const left = (await api(page, 'api/kernels')).map((k: any) => k.id);
+      expect(left).not.toContain(attached[0]);
+    }).toPass({ timeout: 30000 });
     const after = await api(page, `offload/api/jobs/${job.id}`);
     expect(after.state).toBe('running');
+    // still counting: a new console sees a larger value than the first one did
+    await consoleButton.click();
+    await expect(page.locator('.jp-CodeConsole')).toHaveCount(1, { timeout: 150000 });
+    expect(await consoleValue(page, 0)).toBeGreaterThan(first);
     await api(page, `offload/api/jobs/${job.id}/cancel`, 'POST', {});
   });
 });

@@ -76,6 +76,10 @@ export function registerAttachCommands(ctx: IJobsContext): void {
             reply.host ? ` on ${reply.host}` : ''
           }); closing this console leaves the job running`;
           widget.node.dataset.offloadJob = id;
+          // closing the console lets the server drop its subshell and relays (never the job's kernel)
+          widget.disposed.connect(() => {
+            void ctx.app.serviceManager.kernels.shutdown(reply.kernel_id).catch(() => undefined);
+          });
         }
       } catch (err) {
         await showErrorMessage('Console on the job failed', errorText(err));
