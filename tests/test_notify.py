@@ -123,6 +123,9 @@ def test_config_default_off_switch_and_bad_url(hook, tmp_path):
     store = Store((tmp_path / "store").as_uri())
     nb = make_notebook(tmp_path / "nb.ipynb", ["print(1)"])
     assert offload("config", "set", "notify.webhook", hook.url).returncode == 0
+    assert "notify.webhook" in (shown := offload("config", "show").stdout) and hook.url in shown
+    bad = offload("config", "set", "notify.webhok", hook.url)
+    assert bad.returncode != 0 and "notify.webhook" in bad.stderr  # the error names the known key
     assert offload("--store", store.url, "run", str(nb), "-q").returncode == 0
     assert len(hook.texts()) == 1  # the setting applies to every job
     assert offload("--store", store.url, "run", str(nb), "-q", "--notify", "off").returncode == 0
