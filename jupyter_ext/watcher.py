@@ -6,9 +6,9 @@ Every ``interval`` seconds it runs one incremental pass (``sync``, given by the 
 are read once, and only jobs still active are re-read and reconciled with their backend (process
 gone -> lost, VM still provisioning...). A finished job is never read again, so a pass costs the
 same with 10 jobs or 10,000. Handlers answer from the index (SQLite), a page at a time. After a
-restart the last index answers at once while the first pass catches up; only a server whose index
-has never seen the store waits for that first pass (a full read, e.g. after ``kill -9`` of a fresh
-install). The store is the truth, the index a cache.
+restart the last index answers at once while the first pass catches up; a server whose index has
+never seen the store (a fresh install) waits only until the newest jobs of its first, full pass are
+indexed (the first page), and the rest fills in. The store is the truth, the index a cache.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ class PassReport(Protocol):
 
 class JobWatcher:
     _was_indexed = False
+    _loop: asyncio.AbstractEventLoop | None = None
 
     def __init__(self, sync: Callable[..., PassReport], executor: Executor, *, interval: float = 1.0,
                  scan_interval: float = 0.0, indexed: Callable[[], bool] = lambda: False,
@@ -67,7 +68,8 @@ class JobWatcher:
                 self._was_indexed = False
             self._wake = asyncio.Event()
             self._ready = asyncio.Event()
-            self._task = asyncio.get_running_loop().create_task(self._run(), name="offload-job-watcher")
+            self._loop = asyncio.get_running_loop()
+            self._task = self._loop.create_task(self._run(), name="offload-job-watcher")
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -134,7 +136,12 @@ class JobWatcher:
         if scan:
             self._scanned_at = now
         full = first and not self._was_indexed
-        return self.sync(full=full, scan=scan, watch=list(self._states))
+        if not full:
+            return self.sync(full=False, scan=scan, watch=list(self._states))
+        # a store this index never saw: lists wait only for its newest jobs, not for all of them
+        loop, ready = self._loop, self._ready
+        early = (lambda: loop.call_soon_threadsafe(ready.set)) if loop is not None and ready is not None else None
+        return self.sync(full=True, scan=scan, watch=list(self._states), on_first_chunk=early)
 
     def _absorb(self, report: PassReport) -> None:
         for job_id, (before, after) in report.seen.items():

@@ -18,7 +18,7 @@ import pytest
 from jupyter_ext.watcher import JobWatcher
 from offload.cli import main
 from offload.jobs import index, sync_store
-from offload.jobs.listing import SyncReport
+from offload.jobs.listing import CHUNK, SyncReport
 from offload.store import Store
 from offload.testing.records import write_job_records
 from tests.test_server import call, error_of
@@ -53,7 +53,17 @@ async def _walk(jp_fetch, path: str, key: str, **params) -> list[dict]:
             return out
 
 
+async def _caught_up(jp_fetch) -> None:
+    """The server answers once the newest jobs are indexed; wait for all N (readiness, no timing)."""
+    for _ in range(1200):
+        if json.loads((await call(jp_fetch, "jobs", params={"limit": "1"})).body)["total"] == N:
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError("the first pass never indexed every job")
+
+
 async def test_job_list_pages_and_filters_thousands_of_jobs(many_jobs, jp_fetch):
+    await _caught_up(jp_fetch)
     first = json.loads((await call(jp_fetch, "jobs", params={"limit": "100"})).body)
     assert first["total"] == N and len(first["jobs"]) == 100 and first["next_cursor"]
     assert first["jobs"][0]["id"] == many_jobs[-1]  # newest first
@@ -76,6 +86,7 @@ async def test_job_list_pages_and_filters_thousands_of_jobs(many_jobs, jp_fetch)
 
 
 async def test_gallery_pages_sorted_by_a_metric(many_jobs, jp_fetch):
+    await _caught_up(jp_fetch)
     cards = await _walk(jp_fetch, "gallery", "cards", sort="loss", order="asc", limit="400", notebook="a.ipynb")
     notebook_kind = [i for i in range(N) if i % 3 == 0 and i % 4 != 3]
     assert len(cards) == len(notebook_kind)
@@ -127,3 +138,34 @@ async def test_a_restarted_server_answers_from_its_last_index_while_it_catches_u
     release.set()
     await asyncio.wait_for(waiting, 60)
     await fresh.stop()
+
+
+async def test_a_fresh_server_answers_once_the_newest_jobs_are_indexed(many_jobs):
+    """A store the index never saw: the first list waits for the newest CHUNK jobs of the first
+    pass, not for all of them; the rest fills in."""
+    store = Store()
+    hold = threading.Event()
+
+    def sync_holding_after_first_chunk(**kw) -> SyncReport:
+        first = kw.pop("on_first_chunk", None)
+
+        def then_hold() -> None:
+            if first is not None:
+                first()
+            hold.wait(30)
+
+        return sync_store(store, on_first_chunk=then_hold, **kw)
+
+    with ThreadPoolExecutor(2) as pool:
+        watcher = JobWatcher(sync_holding_after_first_chunk, pool, indexed=lambda: False)
+        watcher.start()
+        await asyncio.wait_for(watcher.ready(), 60)  # while the pass is held after its first chunk
+        page = index.page(store.url, limit=50)
+        assert page.total == CHUNK and [r["id"] for r in page.rows] == many_jobs[::-1][:50]
+        hold.set()
+        for _ in range(600):
+            if index.page(store.url, limit=1).total == N:
+                break
+            await asyncio.sleep(0.1)
+        assert index.page(store.url, limit=1).total == N
+        await watcher.stop()

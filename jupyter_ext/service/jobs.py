@@ -104,11 +104,11 @@ def job_detail(service: OffloadService, job_id: str) -> dict[str, Any]:
     return out
 
 
-def sync(service: OffloadService, *, full: bool = False, scan: bool = True,
-         watch: Collection[str] = ()) -> SyncReport:
+def sync(service: OffloadService, *, full: bool = False, scan: bool = True, watch: Collection[str] = (),
+         on_first_chunk: Callable[[], None] | None = None) -> SyncReport:
     """One watcher pass over the server's store: new and active jobs only (``full``: every job);
     then running jobs are mirrored to MLflow and ended ones announced (``offload.jobs.recording``)."""
-    report = core_jobs.sync_store(service.store, full=full, scan=scan, watch=watch)
+    report = core_jobs.sync_store(service.store, full=full, scan=scan, watch=watch, on_first_chunk=on_first_chunk)
     recording.observe_pass(service.store, report.seen)
     return report
 

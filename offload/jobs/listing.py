@@ -10,7 +10,7 @@ small thread pool: on ``gs://`` each is a round trip.
 from __future__ import annotations
 
 import threading
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +24,7 @@ from offload.spec import FINAL_STATES, JobSpec, JobState
 from offload.store import Store, as_store, layout
 
 READ_THREADS = 8
+CHUNK = 1000  # jobs read and indexed together
 _specs: dict[tuple[str, str], JobSpec] = {}  # specs never change: read each once per process
 _specs_lock = threading.Lock()
 
@@ -86,11 +87,14 @@ def read_row(store: Store, job_id: str) -> dict[str, Any] | None:
 
 
 def sync_store(store: Store | str | None = None, *, full: bool = False, scan: bool = True,
-               watch: Collection[str] = ()) -> SyncReport:
+               watch: Collection[str] = (), on_first_chunk: Callable[[], None] | None = None) -> SyncReport:
     """Bring the index up to date with one store.
 
     ``scan=False`` skips listing the store's job ids (only active jobs are re-read); ``watch``
     names more jobs to re-read whatever the index says (a caller's own view of active jobs).
+    Jobs are read newest first, ``CHUNK`` at a time, each chunk indexed as it is read:
+    ``on_first_chunk`` is called once the newest are in (a server that never indexed this store
+    answers its first list then, and the rest fills in while it catches up).
     """
     store = as_store(store)
     known = index.states(store.url)
@@ -109,6 +113,7 @@ def sync_store(store: Store | str | None = None, *, full: bool = False, scan: bo
         if job_id not in queued and job_id not in report.removed:
             queued.add(job_id)
             todo.append(job_id)
+    todo.sort(reverse=True)  # ids are time-sortable: the newest (the first page) first
 
     def one(job_id: str) -> dict[str, Any] | None:
         try:
@@ -116,20 +121,25 @@ def sync_store(store: Store | str | None = None, *, full: bool = False, scan: bo
         except OffloadError:
             return None
 
-    if len(todo) > 4:
-        with ThreadPoolExecutor(READ_THREADS, thread_name_prefix="offload-index") as pool:
-            rows = list(pool.map(one, todo))
-    else:
-        rows = [one(i) for i in todo]
-    fresh = [r for r in rows if r is not None]
-    index.upsert_many(fresh)
+    pool = ThreadPoolExecutor(READ_THREADS, thread_name_prefix="offload-index") if len(todo) > 4 else None
+    try:
+        for start in range(0, len(todo), CHUNK):
+            chunk = todo[start:start + CHUNK]
+            rows = list(pool.map(one, chunk)) if pool else [one(i) for i in chunk]
+            fresh = [r for r in rows if r is not None]
+            index.upsert_many(fresh)
+            for r in fresh:
+                before = known.get(r["id"])
+                report.seen[r["id"]] = (before, r["state"])
+                if r["id"] not in known or before != r["state"]:
+                    report.changes.append(Change(id=r["id"], before=before, after=r["state"]))
+            if start == 0 and on_first_chunk is not None:
+                on_first_chunk()
+    finally:
+        if pool is not None:
+            pool.shutdown()
     index.mark_synced(store.url, full=full)
     report.read = len(todo)
-    for r in fresh:
-        before = known.get(r["id"])
-        report.seen[r["id"]] = (before, r["state"])
-        if r["id"] not in known or before != r["state"]:
-            report.changes.append(Change(id=r["id"], before=before, after=r["state"]))
     report.active = len(index.active_ids(store.url))
     return report
 
