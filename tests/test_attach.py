@@ -261,3 +261,27 @@ def test_interactive_console_and_shell_on_a_terminal(notebook, store):
 
 def test_interactive_console_and_shell_over_ssh(notebook, store, sshd, offload_home):
     _interactive(notebook, store, sshd.options(), offload_home)
+
+
+def test_kernel_mode_with_an_older_ipykernel_says_so(notebook, store, tmp_path):
+    """Kernel mode runs the user's own interpreter as it is: with ipykernel 6 the job's log says
+    that attach needs >= 7, attach fails naming the version and the fix, and ssh still works."""
+    uv = Path(sys.executable).parent / "uv"
+    venv = tmp_path / "old-kernel"
+    made = subprocess.run([str(uv), "venv", "-q", "--python", sys.executable, str(venv)], capture_output=True, timeout=300)
+    got = made.returncode == 0 and subprocess.run(
+        [str(uv), "pip", "install", "-q", "--python", str(venv / "bin" / "python"), "ipykernel==6.29.5"],
+        capture_output=True, timeout=600).returncode == 0
+    if not got:
+        pytest.skip("cannot install ipykernel 6.29.5 here (no package index?)")
+    job = submit(notebook("loop.ipynb", LOOP), backend="local", store=store, python=str(venv / "bin" / "python"))
+    try:
+        wait_for(lambda: job.store.exists(job.key(layout.KERNEL)), 180, "the job's kernel")
+        r = offload("attach", job.id, "--execute", "print(step)")
+        assert r.returncode == 2
+        assert "ipykernel 6.29.5" in r.stderr and "ipykernel>=7" in r.stderr
+        wait_for(lambda: "needs ipykernel >= 7" in job.logs(), 60, "the job log to say why")
+        assert offload("ssh", job.id, "--", "pwd").returncode == 0
+    finally:
+        job.cancel()
+        job.wait(timeout=180)

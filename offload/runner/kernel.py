@@ -88,7 +88,8 @@ def death_reason(km: Any, exc: Exception) -> str:
 
 def ipykernel_version(python: str) -> str | None:
     """The ipykernel version of interpreter ``python`` (its metadata: no kernel import, ~30 ms)."""
-    if os.path.realpath(python) == os.path.realpath(sys.executable):
+    # the same path, not the same file: a virtual environment's python links to its base one
+    if os.path.abspath(python) == os.path.abspath(sys.executable):
         from importlib.metadata import PackageNotFoundError, version
 
         try:
