@@ -153,3 +153,27 @@ def test_sweep_end_is_one_message_with_the_best_trial(hook, tmp_path):
     assert len(texts) == 1, texts  # the sweep's, not one per trial
     assert f"sweep {res.id} of tune.ipynb completed" in texts[0] and "3 complete" in texts[0]
     assert f"score={res.best_value:.4g}" in texts[0]
+
+
+@pytest.mark.parametrize("where", ["file", "gs"])
+def test_the_claim_is_won_once_among_racing_observers(where, tmp_path, request):
+    """notified.json is created exclusively: of 8 threads claiming one end at once, on a local
+    store and on gs:// (the GCS emulator: a create-only upload), exactly one wins."""
+    from offload.jobs.notify import _claim
+
+    store = Store((tmp_path / "store").as_uri()) if where == "file" else request.getfixturevalue("gcs_env")()
+    key = layout.job_key("20260101-000000-abcdef", layout.NOTIFIED)
+    barrier = threading.Barrier(8)
+    wins: list[bool] = []
+
+    def claim(i: int) -> None:
+        barrier.wait()
+        wins.append(_claim(store, key, {"by": i}))
+
+    threads = [threading.Thread(target=claim, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(wins) == [False] * 7 + [True]
+    assert store.get_json(key)["by"] in range(8)
