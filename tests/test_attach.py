@@ -168,6 +168,19 @@ def test_slurm_attach_and_ssh_through_srun_overlap(slurm_cluster, notebook, stor
         check_ended(job)
 
 
+def test_slurm_attach_and_ssh_to_the_node_over_ssh(slurm_cluster, notebook, store, clean_queue, sshd, offload_home):
+    """ssh_host "node": SSH to the node the job runs on (named by the runner's record), for
+    clusters where srun is not at hand; the node here is this machine, its sshd the test's."""
+    set_backend_options(offload_home, "slurm", {**sshd.options(), "ssh_host": "node"})
+    job = submit(notebook("loop.ipynb", LOOP), backend="slurm", store=store)
+    try:
+        check_running_job(job)
+        node = job.store.get_json(job.key(layout.KERNEL))["host"]
+        assert f"[{node}]:{sshd.port}" in (Path(offload_home) / "known_hosts").read_text()  # reached over SSH
+    finally:
+        check_ended(job)
+
+
 def test_debug_a_copy_of_a_job_that_failed_in_cell_3(notebook, store):
     """The copy runs cells 1-2 of the same bundle, stops before cell 3 and keeps its kernel: the
     state cell 3 met is there to inspect; the cell after it never ran."""
