@@ -107,13 +107,18 @@ def main() -> None:
     write_job_records(Store(), args.jobs, notebooks=("a.ipynb", "b.ipynb", "c.ipynb"), source_dir=str(root))
     print(f"{args.jobs} synthetic jobs written in {time.perf_counter() - t:.1f} s ({work})")
 
-    # 2. a fresh install's first list (the index never saw the store), then a restart
+    # 2. a fresh install's first list (the index never saw the store: answered once the newest are
+    # indexed), the time until every job is, then a restart
     proc, base, cold, total = first_list(root, env)
-    assert total == args.jobs, total
-    print(f"first GET /jobs after the server starts, fresh index (reads all {args.jobs} jobs): {cold:.2f} s")
+    t = time.perf_counter()
+    while _get(base, "jobs?limit=1")[1]["total"] < args.jobs:
+        time.sleep(0.05)
+    print(f"first GET /jobs after the server starts, fresh index: {cold:.2f} s (listing the newest {total}); "
+          f"all {args.jobs} indexed {cold + time.perf_counter() - t:.2f} s after start")
     proc.terminate()
     proc.wait(30)
     proc, base, warm, total = first_list(root, env)
+    assert total == args.jobs, total
     print(f"first GET /jobs after a restart (answers from the last index): {warm * 1000:.0f} ms")
 
     # 3. pages
