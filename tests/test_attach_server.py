@@ -112,6 +112,23 @@ async def test_console_on_a_running_job_kernel(jp_fetch, jp_ws_fetch, jp_root_di
     with pytest.raises(HTTPClientError) as info:  # an ended job: 409 naming its state
         await post(jp_fetch, "offload", "api", "jobs", job.id, "console")
     assert info.value.code == 409
+
+
+async def test_a_console_goes_when_its_job_ends(jp_fetch, jp_root_dir):
+    job = running_job(jp_root_dir)
+    try:
+        kid = json.loads((await post(jp_fetch, "offload", "api", "jobs", job.id, "console")).body)["kernel_id"]
+        assert kid in [k["id"] for k in json.loads((await jp_fetch("api", "kernels")).body)]
+    finally:
+        job.cancel()
+        await asyncio.to_thread(job.wait, 180)
+    deadline = time.monotonic() + 60
+    while kid in [k["id"] for k in json.loads((await jp_fetch("api", "kernels")).body)]:
+        assert time.monotonic() < deadline, "the ended job's console kernel is still listed"
+        await asyncio.sleep(0.5)
+    with pytest.raises(HTTPClientError) as info:
+        await post(jp_fetch, "offload", "api", "jobs", job.id, "console")
+    assert info.value.code == 409
     assert "cancelled" in json.loads(info.value.response.body)["message"]
 
 

@@ -16,6 +16,7 @@ subshell and closes the relays; the job goes on.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import sys
@@ -26,14 +27,17 @@ from typing import Any
 from jupyter_client.session import DELIM
 from jupyter_server.services.kernels.kernelmanager import ServerKernelManager
 from tornado import web
+from tornado.ioloop import PeriodicCallback
 from traitlets import Unicode
 
 from offload.attach import SubshellClient, debug_copy, ended_error, find_target, open_kernel
 from offload.errors import ConflictError
 from offload.spec import FINAL_STATES, JobState
+from offload.store import layout
 
 KERNEL_NAME = "python3"
 CONSOLE_WAIT_S = 120.0  # a running job's kernel may still be starting
+WATCH_S = 5.0  # how often a console's kernel checks that the job's kernel still runs
 
 
 @dataclass
@@ -44,6 +48,7 @@ class AttachedConsole:
     host: str | None
     route: str
     stack: contextlib.ExitStack = field(repr=False)
+    record_exists: Any = field(default=None, repr=False)  # () -> bool: the job's kernel still runs
 
 
 def open_console(service: Any, job_id: str) -> AttachedConsole:
@@ -69,7 +74,9 @@ def open_console(service: Any, job_id: str) -> AttachedConsole:
     except Exception:
         stack.close()
         raise
-    return AttachedConsole(job.id, info, subshell, target.record.get("host"), target.route.kind, stack)
+    key = job.key(layout.KERNEL)
+    return AttachedConsole(job.id, info, subshell, target.record.get("host"), target.route.kind, stack,
+                           record_exists=lambda: job.store.exists(key))
 
 
 class AttachedKernelManager(ServerKernelManager):
@@ -130,14 +137,22 @@ class AttachedKernelManager(ServerKernelManager):
             return
         self._closed = True
         console: AttachedConsole = self._console
-        try:
-            client = SubshellClient(console.connection, timeout=5)
-            client.subshell_id = console.subshell_id
-            client.close()  # delete_subshell_request on the control channel
-        except Exception as exc:
-            self.log.info("offload: could not delete subshell %s of job %s: %s", console.subshell_id, self.job_id, exc)
-        finally:
-            console.stack.close()
+        watch = getattr(self, "_watch", None)
+        if watch is not None:
+            watch.stop()
+
+        def release() -> None:  # blocking (zmq round trip, relays): in a thread, off the server's loop
+            try:
+                if console.record_exists is None or console.record_exists():  # an ended kernel has no subshell to delete
+                    client = SubshellClient(console.connection, timeout=5)
+                    client.subshell_id = console.subshell_id
+                    client.close()  # delete_subshell_request on the control channel
+            except Exception as exc:
+                self.log.info("offload: could not delete subshell %s of job %s: %s", console.subshell_id, self.job_id, exc)
+            finally:
+                console.stack.close()
+
+        await asyncio.to_thread(release)
 
     async def restart_kernel(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
         raise web.HTTPError(409, f"this console's kernel belongs to job {self.job_id}; it cannot be restarted from here")
@@ -161,6 +176,14 @@ def register(kernel_manager: Any, console: AttachedConsole) -> dict[str, Any]:
     kernel_manager._kernel_ports[kernel_id] = km.ports
     kernel_manager.start_watching_activity(kernel_id)
     km.execution_state = "busy"  # the notebook's cell is running: the server does not nudge it
+
+    async def check() -> None:  # the job's kernel stopped (job ended): the console's kernel goes too
+        if console.record_exists is not None and not await asyncio.to_thread(console.record_exists):
+            if kernel_id in kernel_manager:
+                await kernel_manager.shutdown_kernel(kernel_id)
+
+    km._watch = PeriodicCallback(lambda: asyncio.ensure_future(check()), WATCH_S * 1000)
+    km._watch.start()
     return {"kernel_id": kernel_id, "job_id": console.job_id, "subshell_id": console.subshell_id,
             "host": console.host, "route": console.route, "kernel_name": KERNEL_NAME}
 
