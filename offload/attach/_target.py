@@ -11,6 +11,7 @@ from typing import Any
 from offload.backends.base import Ability, AttachRoute
 from offload.errors import ConflictError, UsageError
 from offload.jobs import Job
+from offload.runner.kernel import DEBUG_CELL_LABEL
 from offload.spec import FINAL_STATES, JobState
 from offload.store import Store, layout
 
@@ -61,6 +62,8 @@ def find_target(ref: str, *, store: Store | str | None = None, wait: bool = True
         if state in FINAL_STATES:
             raise ended_error(job, status)
         record = job.store.get_json(job.key(layout.KERNEL), None)
+        if record and spec.labels.get(DEBUG_CELL_LABEL) and status.get("phase") != "debug":
+            record = None  # a debug copy is ready once it has run up to its failing cell
         if record:
             if need_subshells and not record.get("subshells"):
                 raise UsageError(
@@ -70,6 +73,8 @@ def find_target(ref: str, *, store: Store | str | None = None, wait: bool = True
                          "interpreter), or run the job with --env isolated; `offload ssh` works meanwhile")
             return Target(job, record, backend.attach_route(job.handle or {}, record))
         detail = status.get("phase") if state == JobState.RUNNING else status.get("reason")
+        if state == JobState.RUNNING and spec.labels.get(DEBUG_CELL_LABEL):
+            detail = f"a debug copy running its cells before cell {spec.labels[DEBUG_CELL_LABEL]}"
         now = f"job {job.id} is {state}" + (f" ({detail})" if detail else "")
         if not wait:
             raise ConflictError(f"{now}: its kernel is not running yet", field="job",
