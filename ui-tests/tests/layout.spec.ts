@@ -223,7 +223,7 @@ test.describe('first-party layout and feedback (issue 17)', () => {
     await page.theme.setLightTheme();
   });
 
-  test('Run Cell on GPU: feedback at once, status on stdout, cells and session grouped', async ({ page, tmpPath }) => {
+  test('Run Cell on GPU: feedback at once, status lines not on stderr, cells and session grouped with a countdown', async ({ page, tmpPath }) => {
     await openNotebook(page, tmpPath, 'cellrun.ipynb');
     const cells = page.locator('.jp-NotebookPanel .jp-Notebook .jp-Cell');
     await page.notebook.runCell(1, true);
@@ -253,6 +253,13 @@ test.describe('first-party layout and feedback (issue 17)', () => {
     await expect(mine.locator('> .jp-offload-group[data-group="cells"]')).toBeVisible({ timeout: 30000 });
     await expect(mine.locator('> .jp-offload-group[data-group="session"]')).toBeVisible();
     await expect(mine.locator('> .jp-offload-group[data-group="session"]')).toHaveAttribute('data-state', /idle|busy|starting/);
+    // idle, the Session row says when the session ends (its machine record's deadline), ticking
+    const session = mine.locator('> .jp-offload-group[data-group="session"]');
+    await expect(session).toHaveAttribute('data-state', 'idle', { timeout: 120000 });
+    const countdown = session.locator('.jp-offload-session-countdown');
+    await expect(countdown).toHaveText(/ends in \d+:\d\d/, { timeout: 60000 });
+    const first = await countdown.textContent();
+    await expect(countdown).not.toHaveText(first ?? '', { timeout: 10000 });
     await expect(page.locator('.jp-offload-job-name').filter({ hasText: '.offload-' })).toHaveCount(0);
     await expect(page.locator('.jp-offload-job-name').filter({ hasText: 'offload-session' })).toHaveCount(0);
     await shot(page, 'layout-06-grouped-cells', page.locator('#jp-offload-panel'));

@@ -14,6 +14,7 @@
 import { IJobSummary, isActive } from '../api';
 import { el, stateBadge } from '../util/dom';
 import { formatDuration } from '../util/format';
+import { countdown, sessionDeadlines } from './machines';
 
 /** Kinds that are never a row of their own. */
 const GROUPED_KINDS = ['trial', 'pack', 'cell', 'session'];
@@ -73,8 +74,14 @@ export function byTime(groups: IJobGroup[], rows: IJobSummary[]): (IJobGroup | I
   return [...groups, ...rows].sort((a, b) => t(b) - t(a));
 }
 
-/** What a session is doing: starting, busy (a cell runs), idle since when, or ended. */
-export function sessionState(session: IJobSummary, cells: IJobSummary[]): { state: string; text: string } {
+/**
+ * What a session is doing: starting, busy (a cell runs), idle since when and until when (the
+ * deadline from the Machines section, when it has read one), or ended.
+ */
+export function sessionState(
+  session: IJobSummary,
+  cells: IJobSummary[]
+): { state: string; text: string; deadline?: number } {
   const served = cells.filter(c => c.labels?.session === session.id);
   if (session.state === 'queued' || session.state === 'provisioning' || (session.state === 'running' && !session.started_at)) {
     return { state: 'starting', text: `starting on ${session.backend}\u2026` };
@@ -89,7 +96,8 @@ export function sessionState(session: IJobSummary, cells: IJobSummary[]): { stat
   const idle = last ? formatDuration(Date.now() / 1000 - last) : '';
   return {
     state: 'idle',
-    text: `idle on ${session.backend}${idle ? ` for ${idle}` : ''} \u00b7 ${served.length} cell(s) served`
+    text: `idle on ${session.backend}${idle ? ` for ${idle}` : ''} \u00b7 ${served.length} cell(s) served`,
+    deadline: sessionDeadlines.get(session.id)
   };
 }
 
@@ -132,9 +140,11 @@ export function groupRow(
   rerender: () => void
 ): HTMLLIElement {
   let d = describe(g);
+  let deadline: number | undefined;
   if (g.kind === 'session') {
     const s = sessionState(g.jobs[0], all.filter(j => j.kind === 'cell'));
     d = { ...d, state: s.state, meta: s.text };
+    deadline = s.deadline;
   }
   const li = el('li', {
     class: 'jp-offload-group',
@@ -171,7 +181,14 @@ export function groupRow(
       toggle();
     }
   });
-  li.append(head, el('div', { class: 'jp-offload-job-meta jp-offload-group-meta' }, d.meta));
+  const meta = el('div', { class: 'jp-offload-job-meta jp-offload-group-meta' }, d.meta);
+  if (g.kind === 'session' && d.state === 'idle') {
+    // the countdown to the idle session's end: the Machines section reads its deadline and its
+    // ticker moves this every second (so it shows even when this list does not re-render)
+    const left = deadline === undefined ? '' : ` \u00b7 ends in ${countdown(deadline - Date.now() / 1000)}`;
+    meta.append(el('span', { class: 'jp-offload-session-countdown', 'data-session': g.jobs[0].id }, left));
+  }
+  li.append(head, meta);
   if (expanded) {
     const ul = el('ul', { class: 'jp-offload-jobs jp-offload-group-jobs', 'aria-label': `${d.title} jobs` });
     for (const j of g.jobs.filter(x => g.kind !== 'sweep' || x.kind === 'trial')) {

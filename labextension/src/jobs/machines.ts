@@ -47,6 +47,12 @@ export const machinesApi = {
     post<{ stopped: { name: string; stopped: boolean; message: string }[] }>('machines/stop', { names })
 };
 
+/**
+ * When each live `%%offload` session ends if it stays idle (session job id -> deadline in this
+ * browser's clock), as last read by the Machines section; the jobs list's "Session" row shows it.
+ */
+export const sessionDeadlines = new Map<string, number>();
+
 /** `4:05` (m:ss) or `1:02:03` until the deadline; `now` once it has passed. */
 export function countdown(seconds: number): string {
   if (seconds <= 0) {
@@ -103,6 +109,12 @@ export class MachinesWidget extends Widget {
       this._data = await machinesApi.running();
       this._readAt = Date.now() / 1000;
       this._error = null;
+      sessionDeadlines.clear();
+      for (const m of this._data.machines) {
+        if (m.role === 'session' && m.job && m.state === 'idle' && m.idle_left_s !== null) {
+          sessionDeadlines.set(m.job, this._readAt + m.idle_left_s);
+        }
+      }
     } catch (err) {
       this._error = errorText(err);
       this.render();
@@ -112,7 +124,13 @@ export class MachinesWidget extends Widget {
   }
 
   private _tick(): void {
-    for (const node of Array.from(this.node.querySelectorAll<HTMLElement>('[data-deadline]'))) {
+    // the "Session" rows of the jobs list (jobs/groups.ts)
+    for (const node of Array.from(document.querySelectorAll<HTMLElement>('.jp-offload-session-countdown'))) {
+      const deadline = sessionDeadlines.get(node.dataset.session ?? '');
+      node.textContent = deadline === undefined ? '' : ` \u00b7 ends in ${countdown(deadline - Date.now() / 1000)}`;
+    }
+    const nodes = Array.from(this.node.querySelectorAll<HTMLElement>('[data-deadline]'));
+    for (const node of nodes) {
       const left = Number(node.dataset.deadline) - Date.now() / 1000;
       node.textContent = `ends in ${countdown(left)}`;
     }
