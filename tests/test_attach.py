@@ -206,23 +206,37 @@ def test_debug_a_copy_of_a_job_that_failed_in_cell_3(notebook, store):
     assert r.returncode == CONFLICT and "is cancelled" in r.stderr
 
 
-def test_gce_job_without_ssh_setup_is_a_clear_error_then_attach_over_ssh(gce, notebook, sshd, offload_home):
-    """A GCE job (the fake Compute Engine runs its VM's real startup script and runner here): its
-    VM has no external IP in the fake, which attach names with the firewall/key setup to do; with
-    ssh_host set (as through a tunnel you run) the same job is reached over SSH."""
-    job = gce.submit(notebook("loop.ipynb", LOOP))
+def test_gce_job_without_ssh_setup_is_a_clear_error_then_attach_over_os_login(gce, notebook, sshd, offload_home):
+    """A GCE job (the fake Compute Engine runs its VM's real startup script and runner here) with
+    os_login: its VM is started with enable-oslogin=TRUE; it has no external IP in the fake, which
+    attach names with the firewall rule and key setup to do; with ssh_host set (as through a tunnel
+    you run) offload registers its own key with OS Login (tests/fakes/oslogin.py: the real client's
+    REST requests; the loopback sshd, like an OS Login VM, accepts the registered key) and reaches
+    the job as the profile's POSIX user."""
+    from tests.fakes.oslogin import FakeOsLogin
+
+    fake = FakeOsLogin(posix_user=sshd.user, authorized_keys=sshd.root / "authorized_keys").start()
+    os_login = {"os_login": True, "os_login_user": "ada@example.com", "os_login_endpoint": fake.url}
+    job = gce.submit(notebook("loop.ipynb", LOOP), backend_options_=os_login)
     try:
         wait_for(lambda: job.store.exists(job.key(layout.KERNEL)), 600, "the GCE job's kernel")
+        metadata = {i["key"]: i.get("value") for i in gce.fake.instance(job.handle["name"])["metadata"]["items"]}
+        assert metadata["enable-oslogin"] == "TRUE"
+        set_backend_options(offload_home, "gce", {**gce.options, **os_login})
         r = offload("attach", job.id, "--execute", "print(step)")
         assert r.returncode == 5 and "has no external IP" in r.stderr
-        assert "tcp:22" in r.stderr and "ssh-keys" in r.stderr  # the setup it needs, named
-        set_backend_options(offload_home, "gce", {**gce.options, **sshd.options()})
+        assert "offload-allow-ssh" in r.stderr and "tcp:22" in r.stderr  # the firewall rule to create, named
+        set_backend_options(offload_home, "gce", {**gce.options, **os_login, "ssh_host": "127.0.0.1",
+                                                  "ssh_port": sshd.port})
         assert read_step(job) > 0
         pwd = offload("ssh", job.id, "--", "pwd")
         assert pwd.returncode == 0 and pwd.stdout.strip() == job.store.get_json(job.key(layout.KERNEL))["cwd"]
+        assert {r["path"] for r in fake.requests} == {"/v1/users/ada@example.com:importSshPublicKey"}
+        assert len(fake.keys["ada@example.com"]) == 1  # one offload key, registered by each attach
     finally:
         job.cancel()
         job.wait(timeout=300)
+        fake.stop()
 
 
 def _interactive(notebook, store, sshd_options=None, home=None):

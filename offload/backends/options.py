@@ -30,6 +30,7 @@ BUILTIN: dict[str, frozenset[str]] = {
         "keep_vm_on_boot_failure", "image", "cpu_image", "disk_gb", "disk_type", "network", "subnetwork",
         "external_ip", "service_account", "scopes", "labels",
         "capacity_backoff_s", "live_prices", "billing_endpoint",  # --wait-for-capacity; live prices (issue 18)
+        "ssh_internal_ip", "os_login", "os_login_user", "os_login_endpoint",  # offload ssh/attach (docs/attach.md)
     }),
 }
 # The options whose values have a type (checked after the value is read as JSON: 4 is a number).
@@ -57,6 +58,7 @@ _TYPES: dict[str, tuple[str, Any]] = {
     "cancel_wait_s": _SECONDS, "operation_timeout_s": _SECONDS, "boot_timeout": _DURATION, "keep_alive": _KEEP_ALIVE, "capacity_backoff_s": _SECONDS,
     "budget_monthly": ("an amount in dollars (>= 0)", _SECONDS[1]),
     "spot_fallback": _FLAG, "sweep_on_launch": _FLAG, "live_prices": _FLAG, "external_ip": _FLAG, "keep_vm_on_boot_failure": _FLAG,
+    "os_login": _FLAG, "ssh_internal_ip": _FLAG,
 }
 
 

@@ -27,6 +27,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 from offload._version import __version__
@@ -44,7 +45,7 @@ from offload.backends.base import (
     ssh_route,
 )
 from offload.backends.cost import actual, estimate, gce_price_table, machine_price
-from offload.backends.gce import capacity, catalog
+from offload.backends.gce import capacity, catalog, oslogin
 from offload.backends.gce.attempts import classify_attempt, exhausted_error
 from offload.backends.gce.boot import startup_script
 from offload.backends.gce.wheel import runner_requirements, ship_wheel, uv_version
@@ -323,6 +324,8 @@ class GceBackend(Backend):
             meta["offload-compute-endpoint"] = self.endpoint
         if o.get("keep_vm_on_boot_failure"):
             meta["offload-keep-vm"] = "true"
+        if o.get("os_login"):
+            meta["enable-oslogin"] = "TRUE"  # sshd asks OS Login for keys (offload ssh/attach: oslogin.py)
         if shape.gpu:
             meta["install-nvidia-driver"] = "True"  # Deep Learning VM images install it at boot
         image = o.get("image") or (DEFAULT_IMAGE if shape.gpu else o.get("cpu_image") or CPU_IMAGE)
@@ -560,13 +563,26 @@ class GceBackend(Backend):
         """SSH (paramiko, no gcloud) to the VM: its external IP, or its internal one with
         ``ssh_internal_ip`` (a VPN, or a bastion/IAP tunnel you run), or ``ssh_host`` as given.
         The VM must accept your key (``ssh_user``/``ssh_key``: in project or instance metadata
-        ``ssh-keys``, or your OS Login profile) and its firewall must allow tcp:22 from you."""
-        hint = (f"allow SSH to the VM: a firewall rule for tcp:22 from your address on network "
-                f"{self.options.get('network', 'default')} (or from IAP's 35.235.240.0/20 with "
-                "ssh_internal_ip and a tunnel you run), and your public key in the project's ssh-keys "
-                "metadata or your OS Login profile (docs/attach.md)")
-        if self.options.get("ssh_host"):
-            return ssh_route(self.options, hint=hint)  # type: ignore[return-value]
+        ``ssh-keys``; or, with ``os_login``, the key offload registers in your OS Login profile and
+        its POSIX user) and its firewall must allow tcp:22 from you."""
+        network = str(self.options.get("network") or "default").rsplit("/", 1)[-1]
+        firewall = (f"allow SSH to the VM: create the firewall rule offload-allow-ssh on network {network} "
+                    "(ingress, allow tcp:22, source <your public IP>/32; Console: VPC network > Firewall, or "
+                    "the Compute API's firewalls.insert), or use IAP (source 35.235.240.0/20) with a tunnel "
+                    "you run and ssh_host (docs/attach.md)")
+        keys = ("; the VM needs your key: set os_login true (offload registers its key in your OS Login "
+                "profile) or put your public key in the project's ssh-keys metadata")
+        host = self.options.get("ssh_host") or self._vm_address(handle, firewall + keys)
+        route_options = dict(self.options)
+        if self.options.get("os_login"):
+            user, key = self._os_login_key()
+            route_options.update(ssh_user=user, ssh_key=key)
+            keys = (f"; offload registered {key}.pub for OS Login user {user}: the VM must run with OS Login "
+                    "(enable-oslogin=TRUE, set for VMs started with os_login true)")
+        return ssh_route(route_options, host=host, hint=firewall + keys)  # type: ignore[return-value]
+
+    def _vm_address(self, handle: dict[str, Any], hint: str) -> str:
+        """The job VM's external IP (its internal one with ``ssh_internal_ip``)."""
         from google.api_core import exceptions as gexc
 
         instances, _ops = self._compute()
@@ -583,8 +599,21 @@ class GceBackend(Backend):
         host = internal if self.options.get("ssh_internal_ip") else external
         if not host:
             raise BackendError(f"the job's VM {handle['name']} has no external IP to SSH to", field="ssh_host",
-                               hint="set ssh_internal_ip (through a VPN or a tunnel you run) or ssh_host: " + hint)
-        return ssh_route(self.options, host=host, hint=hint)  # type: ignore[return-value]
+                               hint="set ssh_internal_ip (through a VPN or a tunnel you run) or ssh_host; " + hint)
+        return str(host)
+
+    def _os_login_key(self) -> tuple[str, str]:
+        """Register the SSH key (``ssh_key``, else offload's own) with OS Login: (POSIX user, key file)."""
+        configured = self.options.get("ssh_key")
+        key = Path(os.path.expanduser(configured)) if configured else oslogin.offload_key()
+        if not key.exists():
+            raise UsageError(f"the SSH key {configured} does not exist", field="ssh_key",
+                             hint="unset ssh_key to let offload make its own, or point it at your private key")
+        creds = self._credentials()
+        user = oslogin.account_email(creds, self.options.get("os_login_user"))
+        posix = oslogin.import_key(credentials=creds, endpoint=self.options.get("os_login_endpoint") or None,
+                                   user=user, project=str(self.project), key=oslogin.public_key(key))
+        return posix, str(key)
 
     def serial_output(self, handle: dict[str, Any]) -> str:
         """The VM's console: boot messages when the runner never wrote a log."""
