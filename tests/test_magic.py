@@ -31,6 +31,40 @@ def test_capture_shares_objects_and_reports_sizes():
     assert back["b"]["same"] is back["a"]
 
 
+def test_large_arrays_travel_out_of_band_and_come_back_writable(tmp_path):
+    """Pickle protocol 5: an array's memory is one part of the payload (not copied into the
+    stream), the stored payload is the array's size plus a small header, and what comes back
+    from a store read is an equal, writable array (views into the one buffer read)."""
+    import numpy as np
+
+    from offload.cells.remote import save_outputs
+    from offload.store import Store
+
+    arr = np.arange(1_000_000, dtype="float64")
+    cap = capture({"a": arr, "s": "small"}, ["a", "s"])
+    assert any(memoryview(p).obj is arr or getattr(memoryview(p).obj, "obj", None) is arr for p in cap.parts)
+    store = Store(tmp_path.as_uri())
+    store.put_parts("blob", cap.parts)
+    assert arr.nbytes <= (tmp_path / "blob").stat().st_size < arr.nbytes + 4096
+    back = read_payload(store.get_buffer("blob"))
+    assert back["s"] == "small" and np.array_equal(back["a"], arr)
+    back["a"][0] = -1.0  # writable, like the array the user pushed
+    assert arr[0] == 0.0
+
+    os.environ["OFFLOAD_OUTPUT_DIR"] = str(tmp_path / "out")
+    try:
+        save_outputs({"b": arr * 2, "t": (1, 2)}, ["b", "t"], [], 2 * 1024**3)
+    finally:
+        del os.environ["OFFLOAD_OUTPUT_DIR"]
+    cell_dir = tmp_path / "out" / "__cell__"
+    import json
+
+    store.put_file(cell_dir / "results.pkl", "results")
+    out = restore(store.get_buffer("results"), json.loads((cell_dir / "manifest.json").read_text()))
+    assert np.array_equal(out.values["b"], arr * 2) and out.values["t"] == (1, 2)
+    out.values["b"][1] = 7.0
+
+
 def test_capture_warns_above_threshold_and_suggests_data():
     cap = capture({"big": b"x" * 5000}, ["big"], warn_bytes=1000)
     assert len(cap.warnings) == 1 and "big" in cap.warnings[0] and "--data" in cap.warnings[0]

@@ -13,6 +13,9 @@ Why these rules:
   so two names that share an object still share it remotely, and each name's size is the stream
   growth while dumping it. The first value that cannot be pickled stops the capture with an error
   that names it, before anything is uploaded.
+- **Pickle protocol 5, large buffers out of band** (:mod:`offload.cells._frames`): a numpy array's
+  memory is written to the store as it is, not copied into the stream and joined first, and read
+  back into one buffer the unpickled arrays share.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import types
 from dataclasses import dataclass, field
 from typing import Any
 
+from offload.cells import _frames
 from offload.errors import UsageError
 
 DEFAULT_WARN_BYTES = 100 * 1024**2  # above this a pushed value gets a warning
@@ -43,7 +47,7 @@ class Capture:
 
     imports: list[str] = field(default_factory=list)  # "import numpy as np"
     names: list[str] = field(default_factory=list)  # pickled names, payload order
-    payload: bytes | None = None
+    parts: list[Any] | None = None  # the framed payload (header, stream, buffers), see _frames
     sizes: dict[str, int] = field(default_factory=dict)  # name -> pickled bytes
     types: dict[str, str] = field(default_factory=dict)  # name -> type name, for the report
     not_found: list[str] = field(default_factory=list)  # read but not in the namespace (builtins...)
@@ -52,6 +56,11 @@ class Capture:
     @property
     def total_bytes(self) -> int:
         return sum(self.sizes.values())
+
+    @property
+    def payload(self) -> bytes | None:
+        """The payload as one bytes object (a copy: the upload writes ``parts`` instead)."""
+        return None if self.parts is None else b"".join(bytes(memoryview(p).cast("B")) for p in self.parts)
 
 
 def human_size(n: float) -> str:
@@ -110,11 +119,12 @@ def capture(
     if not to_pickle:
         return cap
     buf = io.BytesIO()
-    pickler = cloudpickle.CloudPickler(buf, protocol=pickle.HIGHEST_PROTOCOL)
+    buffers: list[pickle.PickleBuffer] = []
+    pickler = cloudpickle.CloudPickler(buf, protocol=5, buffer_callback=buffers.append)
     pickler.dump(to_pickle)
     for name in to_pickle:
         value = ns[name]
-        start = buf.tell()
+        start, first_buffer = buf.tell(), len(buffers)
         try:
             pickler.dump(value)
         except Exception as exc:  # pickling raises TypeError, PicklingError, AttributeError...
@@ -123,7 +133,7 @@ def capture(
                 f"cannot send variable {name!r} ({type_name(value)}) to the remote kernel: {cause}",
                 hint=f"create {name} inside the cell instead, or leave it out with --push (names to send)",
             ) from None
-        cap.sizes[name] = buf.tell() - start
+        cap.sizes[name] = buf.tell() - start + sum(memoryview(b).nbytes for b in buffers[first_buffer:])
         cap.types[name] = type_name(value)
         if cap.sizes[name] > warn_bytes:
             cap.warnings.append(
@@ -131,7 +141,7 @@ def capture(
                 f"for data that large, save it to a file and pass --data PATH (or read it from the store) instead"
             )
     cap.names = to_pickle
-    cap.payload = buf.getvalue()
+    cap.parts = _frames.frame({"payload": [buf.getbuffer(), *(_frames.raw(b) for b in buffers)]})
     return cap
 
 
@@ -152,7 +162,10 @@ class Restored:
 def restore(results: bytes | None, manifest: dict[str, Any], *, pull: list[str] | None = None) -> Restored:
     """Unpickle what the collect cell saved; ``pull`` restricts which names come back."""
     out = Restored(deleted=list(manifest.get("deleted", [])))
-    blobs: dict[str, bytes] = pickle.loads(results) if results else {}
+    if _frames.is_framed(results):  # protocol 5: each name's stream and its buffers, views into results
+        blobs: dict[str, Any] = _frames.read_frames(results)
+    else:  # an older runner's {name: pickle bytes}
+        blobs = {name: [data] for name, data in (pickle.loads(results) if results else {}).items()}
     for name, why in manifest.get("skipped", {}).items():
         if pull is None or name in pull:
             out.warnings.append(f"{name} stayed remote: {why}")
@@ -163,7 +176,7 @@ def restore(results: bytes | None, manifest: dict[str, Any], *, pull: list[str] 
             if info.get("kind") == "module":
                 out.values[name] = importlib.import_module(info["module"])
             else:
-                out.values[name] = pickle.loads(blobs[name])
+                out.values[name] = _frames.loads_group(blobs[name])
         except Exception as exc:
             what = info.get("module") or info.get("type") or "value"
             out.warnings.append(

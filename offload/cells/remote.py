@@ -9,7 +9,8 @@ keeps the exception object, so the client can raise *the same exception* locally
 Files written under the job's output dir (``offload.output_dir()``), uploaded by the runner to
 ``jobs/<id>/outputs/`` whatever the job's end state:
 
-``__cell__/results.pkl``    pickle of ``{name: cloudpickle bytes}`` for the names pulled back
+``__cell__/results.pkl``    the names pulled back, one cloudpickle stream each with its large buffers
+                            out of band (pickle protocol 5, :mod:`offload.cells._frames`)
 ``__cell__/manifest.json``  ``{"values": {name: {size, kind, module?}}, "skipped": {name: why},
                             "deleted": [...]}``
 ``__cell__/exception.pkl``  cloudpickle of the exception the user's cell raised (when picklable)
@@ -25,6 +26,7 @@ import types
 from pathlib import Path
 from typing import Any
 
+from offload.cells import _frames
 from offload.store import Store, layout
 
 CELL_DIR = "__cell__"
@@ -40,13 +42,18 @@ def _out_dir() -> Path:
     return path
 
 
-def read_payload(data: bytes) -> dict[str, Any]:
+def read_payload(data: Any) -> dict[str, Any]:
     """Inverse of :func:`offload.cells.namespace.capture`'s payload: names first, then each value.
 
     One Unpickler for the whole stream keeps the memo, so two names that shared an object
-    locally share it here too.
+    locally share it here too. Out-of-band buffers are views into ``data`` (no copy; a writable
+    ``data`` gives writable arrays).
     """
-    up = pickle.Unpickler(io.BytesIO(data))
+    if _frames.is_framed(data):
+        stream, *buffers = _frames.read_frames(data)["payload"]
+        up = pickle.Unpickler(io.BytesIO(stream), buffers=buffers)
+    else:  # a payload from an older client: one in-band stream
+        up = pickle.Unpickler(io.BytesIO(data))
     names = up.load()
     return {name: up.load() for name in names}
 
@@ -57,7 +64,7 @@ def load_inputs(ns: dict[str, Any], blob: str | None, names: list[str]) -> None:
     if not blob:
         return
     store = Store(os.environ["OFFLOAD_STORE"])
-    values = read_payload(store.get_bytes(layout.blob_key(blob)))
+    values = read_payload(store.get_buffer(layout.blob_key(blob)))
     missing = [n for n in names if n not in values]
     if missing:  # the payload and the notebook were generated together; this is corruption
         raise RuntimeError(f"offload: payload {blob} lacks {missing}")
@@ -97,7 +104,7 @@ def save_outputs(ns: dict[str, Any], names: list[str], deleted: list[str], limit
         get_ipython().set_custom_exc((), None)  # type: ignore[name-defined]  # noqa: F821
     except NameError:
         pass
-    values: dict[str, bytes] = {}
+    values: dict[str, list[Any]] = {}
     manifest: dict[str, Any] = {"values": {}, "skipped": {}, "deleted": [n for n in deleted if n not in ns]}
     for name in names:
         if name not in ns:
@@ -107,15 +114,17 @@ def save_outputs(ns: dict[str, Any], names: list[str], deleted: list[str], limit
             manifest["values"][name] = {"kind": "module", "module": value.__name__, "size": 0}
             continue
         try:
-            data = cloudpickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+            group = _frames.dumps_oob(cloudpickle.CloudPickler, value)
         except Exception as exc:
             manifest["skipped"][name] = f"cannot be pickled ({type(value).__module__}.{type(value).__qualname__}: {exc})"
             continue
-        if len(data) > limit:
-            manifest["skipped"][name] = f"{len(data)} bytes is over the pull limit of {limit} bytes"
+        size = sum(_frames.nbytes(p) for p in group)
+        if size > limit:
+            manifest["skipped"][name] = f"{size} bytes is over the pull limit of {limit} bytes"
             continue
-        values[name] = data
-        manifest["values"][name] = {"kind": "pickle", "size": len(data), "type": f"{type(value).__module__}.{type(value).__qualname__}"}
+        values[name] = group
+        manifest["values"][name] = {"kind": "pickle", "size": size, "type": f"{type(value).__module__}.{type(value).__qualname__}"}
     out = _out_dir()
-    (out / RESULTS).write_bytes(pickle.dumps(values, protocol=pickle.HIGHEST_PROTOCOL))
+    with open(out / RESULTS, "wb") as fh:
+        _frames.write_frames(fh, _frames.frame(values))
     (out / MANIFEST).write_text(json.dumps(manifest))

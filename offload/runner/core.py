@@ -431,4 +431,5 @@ class JobProgram:
             return
         for path in sorted(local.rglob("*")):
             if path.is_file():
-                self.store.put_file(path, self.key(f"{prefix}/{path.relative_to(local).as_posix()}"))
+                # the work dir is the runner's own and is removed after: a local store links it
+                self.store.put_file(path, self.key(f"{prefix}/{path.relative_to(local).as_posix()}"), link=True)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import tempfile
 import time
 from collections.abc import Iterator
@@ -89,13 +90,43 @@ class Store:
         self._write(key, (lambda: self._replace_local(target, data)) if self.local
                     else (lambda: self.fs.pipe_file(target, data)))
 
+    def put_parts(self, key: str, parts: list[Any]) -> None:
+        """One object written from several buffers (bytes, memoryviews) in order: on a local
+        store straight from their memory, with no joined copy (a 100 MB array is written once)."""
+        target = self.path(key)
+        self._write(key, (lambda: self._replace_local(target, parts)) if self.local
+                    else (lambda: self.fs.pipe_file(target, b"".join(parts))))
+
     @staticmethod
-    def _replace_local(target: str, data: bytes) -> None:
+    def _replace_local(target: str, data: bytes | list[Any]) -> None:
         os.makedirs(os.path.dirname(target), exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=os.path.dirname(target), prefix=".tmp-")
         try:
             with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
+                for part in data if isinstance(data, list) else [data]:
+                    fh.write(part)
+            os.replace(tmp, target)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+
+    @staticmethod
+    def _copy_local(source: str, target: str, *, link: bool = False) -> None:
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(target), prefix=".tmp-")
+        os.close(fd)
+        try:
+            linked = False
+            if link:
+                try:
+                    os.unlink(tmp)
+                    os.link(source, tmp)
+                    linked = True
+                except OSError:  # another filesystem: copy
+                    pass
+            if not linked:
+                shutil.copyfile(source, tmp)
             os.replace(tmp, target)
         except BaseException:
             if os.path.exists(tmp):
@@ -108,10 +139,12 @@ class Store:
     def put_json(self, key: str, obj: Any) -> None:
         self.put_bytes(key, json.dumps(obj, indent=1, sort_keys=True, default=str).encode())
 
-    def put_file(self, local_path: str | os.PathLike, key: str) -> None:
-        if self.local:
-            with open(local_path, "rb") as fh:
-                self.put_bytes(key, fh.read())
+    def put_file(self, local_path: str | os.PathLike, key: str, *, link: bool = False) -> None:
+        """Store a file's content. ``link``: the caller never changes the file again (a finished
+        job's work dir), so a local store may take it as a hard link instead of a copy."""
+        if self.local:  # copied by the kernel (sendfile), never through this process's memory
+            target = self.path(key)
+            self._write(key, lambda: self._copy_local(os.fspath(local_path), target, link=link))
         else:
             self._write(key, lambda: self.fs.put_file(os.fspath(local_path), self.path(key)))
 
@@ -119,6 +152,29 @@ class Store:
     def get_bytes(self, key: str) -> bytes:
         try:
             return self.fs.cat_file(self.path(key))
+        except FileNotFoundError:
+            raise KeyError(key) from None
+        except OSError as exc:
+            raise StoreError(f"cannot read {key} from store {self.url}: {exc}") from None
+
+    def get_buffer(self, key: str) -> bytearray:
+        """The object in one writable buffer; on a local store read straight into it (one copy
+        from the page cache, none in between)."""
+        if not self.local:
+            return bytearray(self.get_bytes(key))
+        try:
+            with open(self.path(key), "rb", buffering=0) as fh:
+                size = os.fstat(fh.fileno()).st_size
+                buf = bytearray(size)
+                view, got = memoryview(buf), 0
+                while got < size:
+                    n = fh.readinto(view[got:])
+                    if not n:
+                        break
+                    got += n
+                del view
+                del buf[got:]
+                return buf
         except FileNotFoundError:
             raise KeyError(key) from None
         except OSError as exc:
