@@ -185,3 +185,62 @@ async def test_debug_copy_endpoint(jp_fetch, jp_root_dir):
     finally:
         copy.cancel()
         await asyncio.to_thread(copy.wait, 180)
+
+
+async def debug(ws, command: str, arguments: dict, seq: int, timeout: float = 120) -> dict:
+    """A DAP request as JupyterLab's debugger sends it (debug_request on the control channel)."""
+    m = msg("debug_request", {"type": "request", "seq": seq, "command": command, "arguments": arguments},
+            channel="control")
+    await ws.write_message(json.dumps(m))
+    deadline = time.monotonic() + timeout
+    while True:
+        raw = await asyncio.wait_for(ws.read_message(), timeout=max(0.1, deadline - time.monotonic()))
+        reply = json.loads(raw)
+        if reply.get("parent_header", {}).get("msg_id") == m["header"]["msg_id"] and reply["msg_type"] == "debug_reply":
+            return reply["content"]
+
+
+async def kernel_info(ws, timeout: float = 120) -> dict:
+    m = msg("kernel_info_request", {})
+    await ws.write_message(json.dumps(m))
+    deadline = time.monotonic() + timeout
+    while True:
+        reply = json.loads(await asyncio.wait_for(ws.read_message(), timeout=max(0.1, deadline - time.monotonic())))
+        if reply.get("parent_header", {}).get("msg_id") == m["header"]["msg_id"] and reply["msg_type"] == "kernel_info_reply":
+            return reply["content"]
+
+
+async def test_debugger_on_a_running_jobs_console(jp_fetch, jp_ws_fetch, jp_root_dir):
+    """JupyterLab's debugger on a console of a running job: the kernel says it can debug, the
+    debugger starts while the notebook's cell keeps the main shell busy (ipykernel would start
+    debugpy through the main shell; the console does it through its subshell), its variables
+    request lists the live variable with a value that moves, and the job runs on."""
+    job = running_job(jp_root_dir)
+    try:
+        kid = json.loads((await post(jp_fetch, "offload", "api", "jobs", job.id, "console")).body)["kernel_id"]
+        ws = await jp_ws_fetch("api", "kernels", kid, "channels")
+        info = await kernel_info(ws)
+        assert "debugger" in info.get("supported_features", [])  # what JupyterLab's debugger looks for
+        init = await debug(ws, "initialize", {"clientID": "jupyterlab", "adapterID": "python", "pathFormat": "path",
+                                              "linesStartAt1": True, "columnsStartAt1": True,
+                                              "supportsVariableType": True, "locale": "en"}, 1)
+        assert init.get("success") is True, init
+        attached = await debug(ws, "attach", {}, 2)
+        assert attached.get("success") is True, attached
+        await debug(ws, "configurationDone", {}, 3)
+        values = []
+        for seq in (4, 5):
+            reply = await debug(ws, "inspectVariables", {}, seq)
+            found = {v["name"]: v for v in reply["body"]["variables"]}
+            assert "step" in found, sorted(found)
+            values.append(int(found["step"]["value"]))
+            await asyncio.sleep(1.0)
+        assert values[1] > values[0] > 0  # live: the notebook's cell is still counting
+        assert int(await evaluate(ws, "step")) > values[1]  # the console still answers
+        await debug(ws, "disconnect", {"restart": False, "terminateDebuggee": False}, 6)
+        ws.close()
+        await jp_fetch("api", "kernels", kid, method="DELETE", request_timeout=120)
+        assert Job(job.id, store=job.store).state == JobState.RUNNING
+    finally:
+        job.cancel()
+        await asyncio.to_thread(job.wait, 180)

@@ -129,6 +129,47 @@ class AttachedKernelManager(ServerKernelManager):
         stream.send_multipart = to_subshell
         return stream
 
+    def connect_control(self, identity: bytes | None = None) -> Any:  # type: ignore[override]
+        """The control stream; JupyterLab's debugger starting (debug_request ``initialize``) first
+        readies debugpy through the console's subshell (ipykernel would use the busy main shell and
+        hold the control channel until the notebook's cell ends); messages sent meanwhile follow it
+        in order."""
+        stream = super().connect_control(identity=identity)
+        send = stream.send_multipart
+        state: dict[str, Any] = {"ready": False, "held": None}
+
+        async def ready_then_send() -> None:
+            try:
+                await asyncio.to_thread(self._start_debugpy)
+                state["ready"] = True
+            except Exception as exc:
+                self.log.warning("offload: job %s: %s", self.job_id, exc)
+            held, state["held"] = state["held"], None
+            for frames, args, kwargs in held:
+                send(frames, *args, **kwargs)
+
+        def to_control(frames: list[Any], *args: Any, **kwargs: Any) -> Any:
+            if state["held"] is not None:
+                state["held"].append((frames, args, kwargs))
+                return None
+            if not state["ready"] and _debug_command(frames) == "initialize":
+                state["held"] = [(frames, args, kwargs)]
+                asyncio.ensure_future(ready_then_send())
+                return None
+            return send(frames, *args, **kwargs)
+
+        stream.send_multipart = to_control
+        return stream
+
+    def _start_debugpy(self) -> None:  # blocking: a round trip to the kernel (thread pool)
+        console: AttachedConsole = self._console
+        client = SubshellClient(console.connection, timeout=30)
+        client.subshell_id = console.subshell_id
+        try:
+            client.start_debugpy()
+        finally:
+            client.kc.stop_channels()  # the console keeps its subshell
+
     async def shutdown_kernel(self, now: bool = False, restart: bool = False) -> None:  # type: ignore[override]
         """Delete the subshell and close the relays; the job's kernel is not touched."""
         if restart:
@@ -163,6 +204,18 @@ class AttachedKernelManager(ServerKernelManager):
 
     def cleanup_resources(self, restart: bool = False) -> None:  # nothing of ours on the job's machine
         pass
+
+
+def _debug_command(frames: list[Any]) -> str | None:
+    """The DAP command of a debug_request's frames; None for any other message."""
+    try:
+        parts = [bytes(f) if not isinstance(f, bytes) else f for f in frames]
+        i = parts.index(DELIM)
+        if json.loads(parts[i + 2]).get("msg_type") != "debug_request":
+            return None
+        return json.loads(parts[i + 5]).get("command")
+    except (ValueError, IndexError, TypeError):
+        return None
 
 
 def register(kernel_manager: Any, console: AttachedConsole) -> dict[str, Any]:

@@ -6,6 +6,7 @@ deletes its subshell and nothing else.
 
 from __future__ import annotations
 
+import io
 import queue
 import sys
 import time
@@ -18,6 +19,31 @@ from offload.errors import BackendError
 from offload.notebook import strip_ansi
 
 REPLY_TIMEOUT_S = 60.0
+
+# ipykernel's debugger starts debugpy by sending an execute_request to the kernel's MAIN shell,
+# which the notebook's running cell keeps busy: JupyterLab's debug "initialize" would wait for the
+# cell to end and hold the control channel meanwhile. Run through a subshell, this does the same
+# (debugpy listening where the kernel's debugger will connect) and marks it done, so the debugger
+# starts at once. Its names stay out of the user's namespace.
+DEBUGPY_START = """\
+def __offload_debugpy():
+    import socket
+    import debugpy
+    dbg = getattr(get_ipython().kernel, "debugger", None)
+    if dbg is None or dbg.debugpy_initialized:
+        return
+    client = dbg.debugpy_client
+    if str(client.debugpy_port) == "-1":
+        with socket.socket() as s:
+            s.bind((client.debugpy_host, 0))
+            client.debugpy_port = str(s.getsockname()[1])
+    debugpy.listen((client.debugpy_host, int(client.debugpy_port)))
+    dbg.debugpy_initialized = True
+try:
+    __offload_debugpy()
+finally:
+    del __offload_debugpy
+"""
 
 
 class SubshellClient:
@@ -108,6 +134,13 @@ class SubshellClient:
                 idle = True
             out.flush()
         return self._reply(self.kc.shell_channel, mid, "execute request")["content"]
+
+    def start_debugpy(self) -> None:
+        """Ready the kernel's debugger from this subshell (:data:`DEBUGPY_START`)."""
+        err = io.StringIO()
+        reply = self.execute(DEBUGPY_START, out=io.StringIO(), err=err)
+        if reply.get("status") != "ok":
+            raise BackendError(f"could not start the debugger in the job's kernel: {strip_ansi(err.getvalue())[-500:]}")
 
     def close(self) -> None:
         """Delete the subshell (the kernel and the notebook's run go on) and disconnect."""
