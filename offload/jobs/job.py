@@ -342,6 +342,9 @@ class Job:
         """
         nxt = 0
         boot_seen = 0
+        # A local store answers in microseconds: its first 10 s are followed every 20 ms, so a short
+        # job's end is seen at once, not up to ``poll`` later; then every ``poll``.
+        fast_until = time.time() + 10 if self.store.local else 0.0
         while True:
             ended = self.refresh()["state"] in FINAL_STATES if follow else True
             if follow:
@@ -356,7 +359,7 @@ class Job:
                 yield text
             if ended:
                 return
-            time.sleep(poll)
+            time.sleep(min(poll, 0.02) if time.time() < fast_until else poll)
 
     def _boot_log(self) -> str:
         try:
