@@ -2,7 +2,9 @@
  * Into a running job from JupyterLab (issue 13): Console on a running job's view opens a console
  * bound to the job's own kernel (a subshell): the live variable is evaluated while the notebook's
  * cell runs and seen to change; closing the console and shutting its kernel down leaves the job
- * running. Terminal opens `offload ssh JOB` in a JupyterLab terminal.
+ * running. Terminal opens `offload ssh JOB` in a JupyterLab terminal. On that console the debugger
+ * can be switched on (the job's ipykernel 7 kernel says it supports it) and its Variables panel
+ * lists the notebook's live variable, while the job keeps running.
  */
 import { expect, IJupyterLabPageFixture, test } from '@jupyterlab/galata';
 import * as path from 'path';
@@ -95,6 +97,53 @@ test.describe('attach to a running job', () => {
     await consoleButton.click();
     await expect(page.locator('.jp-CodeConsole')).toHaveCount(1, { timeout: 150000 });
     expect(await consoleValue(page, 0)).toBeGreaterThan(first);
+    await api(page, `offload/api/jobs/${job.id}/cancel`, 'POST', {});
+  });
+
+  test('the debugger and its Variables panel work on a running job\'s console; the job runs on', async ({
+    page,
+    tmpPath
+  }) => {
+    test.setTimeout(400000);
+    await page.contents.uploadFile(path.join(NOTEBOOKS, 'attach_loop.ipynb'), `${tmpPath}/attach_loop.ipynb`);
+    const job = await api(page, 'offload/api/jobs', 'POST', { path: `${tmpPath}/attach_loop.ipynb`, backend: 'local' });
+    await command(page, 'offload:open-job', { id: job.id });
+    const view = page.locator(`#jp-offload-job-main-${job.id}`);
+    await expect(view.locator('.jp-offload-detail-header')).toContainText('running', { timeout: 120000 });
+    const consoleButton = view.locator('.jp-Toolbar-item').filter({ hasText: 'Console' }).locator('button');
+    await expect(consoleButton).toBeEnabled({ timeout: 30000 });
+    await consoleButton.click();
+    await expect(page.locator('.jp-CodeConsole')).toHaveCount(1, { timeout: 150000 });
+    const first = await consoleValue(page, 0);
+    expect(first).toBeGreaterThan(0);
+
+    // the console's toolbar offers the debugger (the kernel reports it) and it switches on while
+    // the notebook's cell keeps the kernel's main shell busy
+    const bug = page.locator('.jp-ConsolePanel .jp-DebuggerBugButton');
+    // a jp-button: its state is aria-disabled (toBeEnabled passes while it is still disabled)
+    await expect(bug).toHaveAttribute('aria-disabled', 'false', { timeout: 60000 });
+    await expect(async () => {
+      if ((await bug.getAttribute('aria-pressed')) !== 'true') {
+        await bug.click();
+      }
+      await expect(bug).toHaveAttribute('aria-pressed', 'true', { timeout: 20000 });
+    }).toPass({ timeout: 90000 });
+    if (!(await page.sidebar.isTabOpen('jp-debugger-sidebar'))) {
+      await page.sidebar.openTab('jp-debugger-sidebar');
+    }
+    const variables = page.locator('.jp-DebuggerVariables-body');
+    const stepItem = variables.getByRole('treeitem', { name: /^step:/ });
+    await expect(stepItem).toBeVisible({ timeout: 120000 });
+    const shown = Number(((await stepItem.innerText()).match(/step:\D*(\d+)/) || [])[1]);
+    expect(shown).toBeGreaterThanOrEqual(first);
+    await page.locator('#jp-debugger-sidebar').screenshot({ path: path.join(SHOTS, 'attach-02-debugger.png') });
+
+    // the console still answers with the debugger on, the job still runs and counts
+    const count = await page.locator('.jp-CodeConsole-content .jp-OutputArea-output').count();
+    expect(await consoleValue(page, count)).toBeGreaterThan(first);
+    await bug.click();
+    await expect(bug).toHaveAttribute('aria-pressed', 'false', { timeout: 60000 });
+    expect((await api(page, `offload/api/jobs/${job.id}`)).state).toBe('running');
     await api(page, `offload/api/jobs/${job.id}/cancel`, 'POST', {});
   });
 });
