@@ -65,6 +65,18 @@ def test_large_arrays_travel_out_of_band_and_come_back_writable(tmp_path):
     out.values["b"][1] = 7.0
 
 
+def test_a_failed_session_prelude_fails_the_setup_cell_with_its_reason():
+    """A warm session prepares its kernel without waiting for the answer; had that failed, the
+    cell job's setup cell says so instead of running the cell in the wrong folder."""
+    from offload.cells.remote import PRELUDE_ERROR, load_inputs
+
+    ns = {PRELUDE_ERROR: "FileNotFoundError(2, 'No such file or directory')"}
+    with pytest.raises(RuntimeError, match="could not be prepared.*FileNotFoundError"):
+        load_inputs(ns, None, [])
+    assert PRELUDE_ERROR not in ns
+    load_inputs(ns, None, [])  # the next cell job starts clean
+
+
 def test_capture_warns_above_threshold_and_suggests_data():
     cap = capture({"big": b"x" * 5000}, ["big"], warn_bytes=1000)
     assert len(cap.warnings) == 1 and "big" in cap.warnings[0] and "--data" in cap.warnings[0]

@@ -33,6 +33,7 @@ CELL_DIR = "__cell__"
 RESULTS = "results.pkl"
 MANIFEST = "manifest.json"
 EXCEPTION = "exception.pkl"
+PRELUDE_ERROR = "_offload_prelude_error"  # set by a warm session's prelude that failed (runner.session)
 
 
 def _out_dir() -> Path:
@@ -59,7 +60,13 @@ def read_payload(data: Any) -> dict[str, Any]:
 
 
 def load_inputs(ns: dict[str, Any], blob: str | None, names: list[str]) -> None:
-    """Setup cell: install the exception hook, then bind the pushed values into ``ns``."""
+    """Setup cell: install the exception hook, then bind the pushed values into ``ns``.
+
+    A warm session prepares its kernel for each cell job (environment, folder) in a request sent
+    ahead of this cell and not waited for; what went wrong there is raised here."""
+    failed = ns.pop(PRELUDE_ERROR, None)
+    if failed:
+        raise RuntimeError(f"offload: the session kernel could not be prepared for this cell: {failed}")
     _install_exception_hook()
     if not blob:
         return

@@ -45,6 +45,7 @@ from offload.store import Store, layout
 IDLE_S = float(os.environ.get("OFFLOAD_SESSION_IDLE_S", "1800"))  # a session ends after this idle time
 POLL_S = 0.01  # the queue is listed this often in the first minute after a cell, then every 0.2 s
 FAST_POLL_S = 0.002  # instead of POLL_S on a local store (a listing costs 16 us: ~1% of a core)
+PRELUDE_ERROR = "_offload_prelude_error"  # a failed prelude's error, raised by the setup cell (cells.remote)
 CWD_LABEL = "session_cwd"  # local sessions run cells in the user's folder, as the local kernel does
 CLIENT_PID_LABEL = "client_pid"  # local sessions end when the kernel that started them exits
 
@@ -134,10 +135,16 @@ class SessionServer(JobProgram):
         return self.loop.run_until_complete(self._execute_cells(job, nb, env, project))
 
     async def _execute_cells(self, job: CellJob, nb: Any, env: dict[str, str], project: str) -> Outcome:
-        prelude = f"import os as _o; _o.environ.update({env!r}); _o.chdir({project!r}); del _o"
-        reply = await self.kc.execute_interactive(prelude, silent=True, store_history=False, timeout=60)
-        if reply["content"].get("status") != "ok":
-            return JobState.FAILED, "the session kernel could not be prepared", None
+        # Sent ahead of the cells and not waited for (one kernel round trip less per cell job):
+        # the kernel runs requests in order, nbclient ignores replies to other requests, and a
+        # failure is kept in the namespace for the setup cell to raise (offload.cells.remote).
+        prelude = "\n".join([
+            "try:",
+            f"    import os as _o; _o.environ.update({env!r}); _o.chdir({project!r}); del _o",
+            "except BaseException as _e:",
+            f"    {PRELUDE_ERROR} = repr(_e); del _e",
+        ])
+        self.kc.execute(prelude, silent=True, store_history=False)
         client = NotebookClient(nb, km=self.km, timeout=None, allow_errors=False, kernel_name="")
         client.kc = self.kc
         for index, cell in enumerate(nb.cells):
