@@ -12,8 +12,8 @@ Two workloads, each in both tools:
 
 Goals: warm <= 0.5 s; warm at or below ipyparallel (ratios in the last lines).
 
-ipyparallel is a benchmark-only dependency: ``.venv/bin/uv pip install --python .venv/bin/python
-ipyparallel`` (without it the ipyparallel rows are skipped).
+ipyparallel is a benchmark-only dependency (the ``bench`` extra: ``pip install -e '.[bench]'``, or
+``.venv/bin/uv pip install --python .venv/bin/python ipyparallel``); without it those rows are skipped.
 
     .venv/bin/python benchmarks/bench_magic.py [--repeat 10] [--mb 100]
 """
