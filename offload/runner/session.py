@@ -116,7 +116,9 @@ class SessionServer(JobProgram):
         self.km = kernel_manager(work, sys.executable, display_name="offload session")
         cwd = self.in_place or str(work / "project")
         Path(cwd).mkdir(parents=True, exist_ok=True)
-        await self.km.start_kernel(cwd=cwd)
+        # history in memory, as the runner's kernel: no SQLite write per cell, and the generated
+        # setup/collect cells stay out of the user's IPython history
+        await self.km.start_kernel(cwd=cwd, extra_arguments=["--HistoryManager.hist_file=:memory:"])
         self.kc = self.km.client()
         self.kc.start_channels()
         await self.kc.wait_for_ready(timeout=120)
