@@ -117,3 +117,31 @@ def test_a_blocked_port_22_names_the_firewall_rule_to_create(tmp_path, oslogin, 
         connect(gce.attach_route({}, None))
     assert err.value.field == "ssh_host" and "cannot reach" in str(err.value)
     assert "offload-allow-ssh on network lab" in err.value.hint and "tcp:22" in err.value.hint
+
+
+def test_user_credentials_find_their_own_email_and_send_their_token(tmp_path, sshd, oslogin, offload_home, monkeypatch):
+    """With user credentials (what `gcloud auth application-default login` writes) offload needs no
+    os_login_user: the account's email comes from the OpenID userinfo endpoint, and the OS Login
+    request carries the user's bearer token (refreshed at the credentials' token endpoint)."""
+    from google.oauth2.credentials import Credentials
+
+    from offload.backends.gce import oslogin as osl
+
+    monkeypatch.setenv("OFFLOAD_GOOGLE_USERINFO_URL", f"{oslogin.url}/v1/userinfo")
+    creds = Credentials(token=None, refresh_token="rt", client_id="cid", client_secret="cs",
+                        token_uri=f"{oslogin.url}/token")
+    email = osl.account_email(creds, None)
+    assert email == oslogin.token_email
+    posix = osl.import_key(credentials=creds, endpoint=oslogin.url, user=email, project=PROJECT,
+                           key=osl.public_key(osl.offload_key()))
+    assert posix == sshd.user
+    [imported] = [r for r in oslogin.requests if "importSshPublicKey" in r["path"]]
+    assert imported["path"] == f"/v1/users/{oslogin.token_email}:importSshPublicKey"
+    assert {k.lower(): v for k, v in imported["headers"].items()}["authorization"] == "Bearer tok-1"
+    assert [r["path"] for r in oslogin.requests if r["path"] == "/token"] == ["/token"]  # refreshed once
+
+    oslogin.token_email = None  # a token without the email scope: the option is named
+    with pytest.raises(UsageError) as err:
+        osl.account_email(Credentials(token=None, refresh_token="rt", client_id="cid", client_secret="cs",
+                                      token_uri=f"{oslogin.url}/token"), None)
+    assert err.value.field == "os_login_user"

@@ -1,7 +1,9 @@
 """A fake Cloud OS Login API (``oslogin.googleapis.com`` v1) for the OS Login SSH path: the REST
 wire shape the real ``google-cloud-os-login`` client speaks (``POST /v1/users/{user}:importSshPublicKey
 ?projectId=P`` with an ``SshPublicKey`` JSON body; a ``LoginProfile`` back, camelCase), and Google's
-error body for a refusal. Every request is recorded for the tests to check.
+error body for a refusal. Every request is recorded for the tests to check. It also plays Google's
+OAuth2 token endpoint (``POST /token``, for user credentials' refresh) and the OpenID userinfo
+endpoint (``GET /v1/userinfo``: the account's email for a bearer token).
 
 What a real VM with ``enable-oslogin=TRUE`` does (its sshd asks OS Login for the user's keys) is
 played by appending each imported key to ``authorized_keys``: the real OpenSSH server on loopback
@@ -27,6 +29,8 @@ class FakeOsLogin:
         self.requests: list[dict] = []
         self.denied: set[str] = set()  # users without roles/compute.osLogin: 403
         self.keys: dict[str, dict[str, dict]] = {}  # user -> fingerprint -> SshPublicKey
+        self.token_email = "ada@example.com"  # whose refresh token /token honours
+        self.tokens: dict[str, str] = {}  # bearer token -> account email
         self._server: ThreadingHTTPServer | None = None
 
     @property
@@ -69,8 +73,23 @@ def _handler(fake: FakeOsLogin) -> type[BaseHTTPRequestHandler]:
         def _error(self, code: int, status: str, message: str) -> None:
             self._send(code, {"error": {"code": code, "message": message, "status": status}})
 
+        def do_GET(self) -> None:  # the OpenID userinfo endpoint: who the bearer token belongs to
+            fake.requests.append({"method": "GET", "path": urlsplit(self.path).path, "headers": dict(self.headers)})
+            if urlsplit(self.path).path != "/v1/userinfo":
+                return self._error(404, "NOT_FOUND", f"no such method {self.path}")
+            token = (self.headers.get("Authorization") or "").removeprefix("Bearer ")
+            if token not in fake.tokens:
+                return self._error(401, "UNAUTHENTICATED", "Request is missing required authentication credential")
+            self._send(200, {"sub": "1234", "email": fake.tokens[token], "email_verified": True})
+
         def do_POST(self) -> None:
             url = urlsplit(self.path)
+            if url.path == "/token":  # OAuth2 refresh: the user's credentials get a bearer token
+                form = parse_qs(self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode())
+                fake.requests.append({"method": "POST", "path": "/token", "body": form, "headers": dict(self.headers)})
+                token = f"tok-{len(fake.tokens) + 1}"
+                fake.tokens[token] = fake.token_email
+                return self._send(200, {"access_token": token, "expires_in": 3600, "token_type": "Bearer"})
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length) if length else b""
             body = json.loads(raw or b"{}")

@@ -17,6 +17,8 @@ from offload.errors import BackendError, UsageError
 from offload.paths import data_dir
 
 KEY_NAME = "offload_ed25519"
+USERINFO_URL = "https://openidconnect.googleapis.com/v1/userinfo"
+USERINFO_ENV = "OFFLOAD_GOOGLE_USERINFO_URL"  # tests: a fake
 ROLE_HINT = ("grant the account roles/compute.osLogin (or roles/compute.osAdminLogin for sudo) on the "
              "project in IAM; a service account from another project also needs "
              "roles/iam.serviceAccountUser")
@@ -66,14 +68,29 @@ def public_key(private: Path) -> str:
 
 
 def account_email(credentials: Any, configured: str | None) -> str:
-    """Whose OS Login profile: ``os_login_user``, else the service account's email."""
+    """Whose OS Login profile: ``os_login_user``, else the service account's email, else (user
+    credentials, as ``gcloud auth application-default login`` makes) the account's email from
+    Google's OpenID userinfo endpoint."""
     email = configured or getattr(credentials, "service_account_email", None) or getattr(
         credentials, "signer_email", None)
+    if (not email or email == "default") and getattr(credentials, "refresh_token", None):
+        email = _userinfo_email(credentials)
     if not email or email == "default":
         raise UsageError("OS Login needs the account's email, which these credentials do not name",
                          field="os_login_user",
                          hint="offload config set backend gce os_login_user you@example.com")
     return str(email)
+
+
+def _userinfo_email(credentials: Any) -> str | None:
+    from google.auth.transport.requests import AuthorizedSession
+
+    url = os.environ.get(USERINFO_ENV) or USERINFO_URL
+    try:
+        answer = AuthorizedSession(credentials).get(url, timeout=15)
+        return answer.json().get("email") if answer.ok else None
+    except Exception:  # no email scope, no network: the caller names os_login_user
+        return None
 
 
 def import_key(*, credentials: Any, endpoint: str | None, user: str, project: str, key: str) -> str:
