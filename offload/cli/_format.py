@@ -17,7 +17,10 @@ STATE_STYLE = {JobState.SUCCEEDED: "32", JobState.FAILED: "31", JobState.LOST: "
                JobState.PREEMPTED: "33", JobState.RUNNING: "36"}
 
 
-def color(text: str, code: str | None, stream=sys.stdout) -> str:
+def color(text: str, code: str | None, stream: Any = None) -> str:
+    """``text`` in colour ``code`` when the stream (the current ``sys.stdout`` by default, looked up
+    at call time: a stream bound at import may since have been replaced and closed) is a terminal."""
+    stream = sys.stdout if stream is None else stream
     return f"\x1b[{code}m{text}\x1b[0m" if code and stream.isatty() else text
 
 
