@@ -72,7 +72,7 @@ class Ability(str, enum.Enum):
     SERIAL_OUTPUT = "serial_output"  # serial_output(handle): the machine's console, for a boot that never reported
     JOB_COST = "job_cost"  # job_cost(handle, status): what the job cost, from the backend's own prices
     KEEP_ALIVE = "keep_alive"  # its machine can stay after a job and take the next (runner/machine.py)
-    ATTACH = "attach"  # attach_route(handle, kernel): how to reach a running job\'s machine (offload.attach)
+    ATTACH = "attach"  # attach_route(handle, kernel): how to reach a running job's machine (offload.attach)
 
 
 @dataclass

@@ -9,14 +9,7 @@ import sys
 from typing import Any
 
 from offload.backends.base import Ability
-from offload.cli._format import (
-    STATE_STYLE,
-    color,
-    duration,
-    fmt_metrics,
-    job_duration,
-    store_arg,
-)
+from offload.cli._format import STATE_STYLE, color, duration, fmt_metrics, job_duration, store_arg
 from offload.errors import OffloadError, UsageError
 from offload.jobs import Job, index, provenance, sync_store, tracking
 from offload.jobs.budget import money

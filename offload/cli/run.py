@@ -35,6 +35,9 @@ def add_parsers(sub: Any) -> None:
     r.add_argument("--machine", help="machine type, e.g. g2-standard-8")
     r.add_argument("--spot", action="store_true", help="use spot/preemptible capacity")
     r.add_argument("--max-runtime", "--time", dest="max_runtime", help="hard cap, e.g. 4h or 4:00:00 (default 6h)")
+    r.add_argument("--keep-alive", dest="keep_alive", metavar="DURATION",
+                   help="keep the machine this long after the job for the next compatible one, e.g. 10m "
+                        "(gce, slurm; 0 = off; default: the backend's keep_alive setting)")
     r.add_argument("--budget", metavar="USD",
                    help="most the job may cost: refused before launch when price x max runtime is over it")
     r.add_argument("--cap-runtime-to-budget", action="store_true",
@@ -45,9 +48,6 @@ def add_parsers(sub: Any) -> None:
                    help="GPU utilization under which a GPU counts as idle (default 5)")
     r.add_argument("--wait-for-capacity", metavar="DURATION",
                    help="gce: wait this long for a GPU (DWS flex-start, else cycling zones with backoff), e.g. 2h")
-    r.add_argument("--keep-alive", dest="keep_alive", metavar="DURATION",
-                   help="keep the machine this long after the job for the next compatible one, e.g. 10m "
-                        "(gce, slurm; 0 = off; default: the backend's keep_alive setting)")
     r.add_argument("--cpus", type=int)
     r.add_argument("--memory", type=float, help="memory in GB")
     r.add_argument("--data", action="append", metavar="PATH", help="file or directory to ship (same relative path remotely)")
