@@ -33,7 +33,7 @@ lint: setup
 	$(BIN)/lint-imports
 
 pytest: services
-	$(BIN)/pytest -q -p no:cacheprovider
+	$(BIN)/pytest -q -p no:cacheprovider --durations=25
 
 ui-test: services
 	bash scripts/ui-test.sh
