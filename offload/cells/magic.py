@@ -290,10 +290,14 @@ class OffloadMagics(Magics):
         """Mirror outputs until the job ends; bind results or raise the remote exception.
 
         A local store is polled every 2 ms at first (a warm cell ends in tens of ms; a read of
-        a local status file costs microseconds), a remote one from 20 ms; both back off to 0.25 s."""
+        a local status file costs microseconds), a remote one from 20 ms; both back off to 0.25 s.
+        In between, for the first second on a local store, the job's ``result.json`` (its last
+        write) is looked for every millisecond, so a warm cell's end is seen at once."""
         mirror = _OutputMirror()
         seen = None
         poll = 0.002 if job.store.local else 0.02
+        fast_until = time.perf_counter() + 1.0 if job.store.local else 0.0
+        result_key = layout.job_key(job.id, "result.json")
         try:
             while True:
                 state = job.refresh()["state"]
@@ -303,7 +307,7 @@ class OffloadMagics(Magics):
                     mirror.update(cellnb.user_cell(_read_nb(text)), final=state in FINAL_STATES)
                 if state in FINAL_STATES:
                     break
-                time.sleep(poll)
+                _wait_for(job.store, result_key, poll, until=fast_until)
                 poll = min(poll * 1.2, 0.25)
         except KeyboardInterrupt:
             job.cancel()
@@ -413,6 +417,21 @@ class OffloadMagics(Magics):
                 self.defaults[key] = value
         print(f"[offload] defaults for %%offload: {self.defaults or 'none'}")
         return None
+
+
+def _wait_for(store: Store, key: str, seconds: float, *, until: float) -> None:
+    """Sleep ``seconds``, returning early once ``key`` exists (checked every ms before ``until``)."""
+    end = time.perf_counter() + seconds
+    while True:
+        now = time.perf_counter()
+        if now >= end:
+            return
+        if now >= until:
+            time.sleep(end - now)
+            return
+        if store.exists(key):
+            return
+        time.sleep(min(0.001, end - now))
 
 
 def _output_text(job: Any) -> str | None:
