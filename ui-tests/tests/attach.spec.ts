@@ -134,7 +134,10 @@ test.describe('attach to a running job', () => {
     const variables = page.locator('.jp-DebuggerVariables-body');
     const stepItem = variables.getByRole('treeitem', { name: /^step:/ });
     await expect(stepItem).toBeVisible({ timeout: 120000 });
-    const shown = Number(((await stepItem.innerText()).match(/step:\D*(\d+)/) || [])[1]);
+    // the item's text is its name and value in separate nodes ("step:" then e.g. "66")
+    const itemText = (await stepItem.textContent()) ?? '';
+    const shown = Number((itemText.match(/step\D*(\d+)/) || [])[1]);
+    expect(shown, `Variables panel item: ${JSON.stringify(itemText)}`).not.toBeNaN();
     expect(shown).toBeGreaterThanOrEqual(first);
     await page.locator('#jp-debugger-sidebar').screenshot({ path: path.join(SHOTS, 'attach-02-debugger.png') });
 

@@ -149,11 +149,12 @@ test.describe('first-party layout and feedback (issue 17)', () => {
             headers: { 'Content-Type': 'application/json' },
             body: JSON.stringify({ path: nb, backend: 'local', parameters: { lr: 0.1 + i / 10 } })
           });
-          return (await r.json()).id;
+          const body = await r.json();
+          return body.id ?? `HTTP ${r.status}: ${JSON.stringify(body)}`;
         },
         { nb, i }
       );
-      expect(id).toBeTruthy();
+      expect(id).toMatch(/^\d{8}-\d{6}-[0-9a-f]+$/);
       ids.push(id);
     }
     const main = page.locator('#jp-main-dock-panel');

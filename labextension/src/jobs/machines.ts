@@ -111,7 +111,8 @@ export class MachinesWidget extends Widget {
       this._error = null;
       sessionDeadlines.clear();
       for (const m of this._data.machines) {
-        if (m.role === 'session' && m.job && m.state === 'idle' && m.idle_left_s !== null) {
+        // a session's record stays 'busy' between cells; its deadline moves after each one
+        if (m.role === 'session' && m.job && m.idle_left_s !== null) {
           sessionDeadlines.set(m.job, this._readAt + m.idle_left_s);
         }
       }
