@@ -13,9 +13,9 @@ from offload.cli._format import STATE_STYLE, color, duration, fmt_metrics, job_d
 from offload.errors import OffloadError, UsageError
 from offload.jobs import Job, index, provenance, sync_store, tracking
 from offload.jobs.budget import money
-from offload.jobs.listing import known_stores
 from offload.notebook import strip_ansi
 from offload.spec import FINAL_STATES, KINDS, STATES, machine_name
+from offload.store import known_stores
 
 
 def add_parsers(sub: Any) -> None:

@@ -12,7 +12,8 @@ from offload.cli._format import backend_name
 from offload.config import backend_options, budget_settings, load_config
 from offload.errors import OffloadError
 from offload.jobs.budget import money, month_spend, parse_budget
-from offload.jobs.listing import known_stores, sync_store
+from offload.jobs.listing import sync_store
+from offload.store import known_stores
 
 
 def add_parsers(sub: Any) -> None:

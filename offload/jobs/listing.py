@@ -15,13 +15,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from offload.config import backend_store, load_config
 from offload.errors import OffloadError
 from offload.jobs import index
 from offload.jobs.job import Job
 from offload.metrics import last_values, parse_metrics
 from offload.spec import FINAL_STATES, JobSpec, JobState
-from offload.store import Store, as_store, layout
+from offload.store import Store, as_store, known_stores, layout
 
 READ_THREADS = 8
 CHUNK = 1000  # jobs read and indexed together
@@ -142,24 +141,6 @@ def sync_store(store: Store | str | None = None, *, full: bool = False, scan: bo
     report.read = len(todo)
     report.active = len(index.active_ids(store.url))
     return report
-
-
-def known_stores(cfg: dict[str, Any] | None = None) -> list[Store]:
-    """The default store and those configured for backends (a store whose driver is missing is
-    skipped: ``offload ls --store URL`` says why)."""
-    cfg = load_config() if cfg is None else cfg
-    urls = [Store().url]
-    for name in cfg.get("backends", {}):
-        url = backend_store(name)
-        if url and url not in urls:
-            urls.append(url)
-    out = []
-    for url in urls:
-        try:
-            out.append(Store(url))
-        except OffloadError:
-            continue
-    return out
 
 
 def list_jobs(*, store: Store | str | None = None, refresh: bool = False, limit: int | None = None) -> list[dict[str, Any]]:

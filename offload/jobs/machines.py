@@ -12,10 +12,11 @@ import time
 from typing import Any
 
 from offload.backends.base import Ability, Backend, get_backend, machine_record_live
-from offload.config import backend_options, backend_store, load_config
+from offload.config import backend_options
 from offload.errors import MachineNotFound, OffloadError, UsageError
 from offload.spec import MACHINE_KINDS, JobSpec, MachineState, parse_keep_alive
 from offload.store import Store, layout
+from offload.store import known_stores as store_known_stores
 
 CLAIM_MARGIN_S = 10.0  # never claim a machine this close to its idle deadline: it may be ending
 RUNTIME_MARGIN_S = 60.0  # a handed job must fit in what is left of the machine's hard cap, with this to spare
@@ -111,24 +112,11 @@ def is_handed(handle: dict[str, Any] | None) -> bool:
 
 # listing and stopping -------------------------------------------------------------------------
 def known_stores(store: Store | str | None = None, *, also: list[Store] = ()) -> list[Store]:
-    """``store`` alone when given; else the default store, every backend's store, and ``also``
-    (the Jupyter server's own store), each once."""
+    """``store`` alone when given; else every store jobs may be in, ``also`` (the Jupyter server's
+    own store) first, each once."""
     if store is not None:
         return [store if isinstance(store, Store) else Store(store)]
-    urls = [s.url for s in also]
-    if Store().url not in urls:
-        urls.append(Store().url)
-    for name in load_config().get("backends", {}):
-        url = backend_store(name)
-        if url and url not in urls:
-            urls.append(url)
-    out = []
-    for url in urls:
-        try:
-            out.append(Store(url))
-        except OffloadError:
-            continue
-    return out
+    return store_known_stores(also=also)
 
 
 def describe(rec: dict[str, Any], now: float | None = None) -> dict[str, Any]:

@@ -6,6 +6,6 @@
 
 from offload.store import layout
 from offload.store._live import has_output, read_output
-from offload.store._store import Store, as_store
+from offload.store._store import Store, as_store, known_stores
 
-__all__ = ["Store", "as_store", "has_output", "layout", "read_output"]
+__all__ = ["Store", "as_store", "has_output", "known_stores", "layout", "read_output"]

@@ -24,8 +24,8 @@ from typing import Any
 
 import fsspec
 
-from offload.config import default_store_url
-from offload.errors import StoreError
+from offload.config import backend_store, default_store_url, load_config
+from offload.errors import OffloadError, StoreError
 from offload.store import layout
 
 _BACKOFF_S = 0.2  # first pause between two tries of a write; doubled each time, with jitter
@@ -277,3 +277,21 @@ class Store:
 def as_store(store: Store | str | None) -> Store:
     """``store`` itself, or the Store at that URL (the default store for None)."""
     return store if isinstance(store, Store) else Store(store)
+
+
+def known_stores(*, also: list[Store] | tuple[Store, ...] = (), cfg: dict[str, Any] | None = None) -> list[Store]:
+    """Every store jobs may be in, each once: ``also`` (e.g. the Jupyter server's own store), the
+    default store, and each backend's configured store. A store whose driver is missing is skipped
+    (``offload ls --store URL`` says why)."""
+    cfg = load_config() if cfg is None else cfg
+    urls = [s.url for s in also]
+    for url in (Store().url, *(backend_store(name) for name in cfg.get("backends", {}))):
+        if url and url not in urls:
+            urls.append(url)
+    out = []
+    for url in urls:
+        try:
+            out.append(Store(url))
+        except OffloadError:
+            continue
+    return out
