@@ -50,8 +50,10 @@ def set_backend_options(home: Path, backend: str, options: dict) -> None:
 def check_running_job(job: Job) -> None:
     """What a user sees through any route: live variables while the cell runs, a shell in the
     notebook's directory, exit codes passed through, errors shown; the job goes on."""
-    first = read_step(job)
-    assert first > 0
+    # the kernel can be reached before the loop's first step (cell 1 set step = 0): wait for it
+    steps = [0]
+    wait_for(lambda: steps.append(read_step(job)) or steps[-1] > 0, 120, "the loop to start counting")
+    first = steps[-1]
     assert Job(job.id, store=job.store).state == JobState.RUNNING
     wait_for(lambda: read_step(job) > first + 5, 120, "the live variable to change")  # the cell keeps running
 
