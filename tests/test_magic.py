@@ -65,18 +65,6 @@ def test_large_arrays_travel_out_of_band_and_come_back_writable(tmp_path):
     out.values["b"][1] = 7.0
 
 
-def test_a_failed_session_prelude_fails_the_setup_cell_with_its_reason():
-    """A warm session prepares its kernel without waiting for the answer; had that failed, the
-    cell job's setup cell says so instead of running the cell in the wrong folder."""
-    from offload.cells.remote import PRELUDE_ERROR, load_inputs
-
-    ns = {PRELUDE_ERROR: "FileNotFoundError(2, 'No such file or directory')"}
-    with pytest.raises(RuntimeError, match="could not be prepared.*FileNotFoundError"):
-        load_inputs(ns, None, [])
-    assert PRELUDE_ERROR not in ns
-    load_inputs(ns, None, [])  # the next cell job starts clean
-
-
 def test_capture_warns_above_threshold_and_suggests_data():
     cap = capture({"big": b"x" * 5000}, ["big"], warn_bytes=1000)
     assert len(cap.warnings) == 1 and "big" in cap.warnings[0] and "--data" in cap.warnings[0]
@@ -280,3 +268,59 @@ def test_config_defaults_and_bad_option(kernel):
     err = [o for o in outs if o["type"] == "error"]
     assert err and "unrecognized arguments" in _strip(err[0]["traceback"][0])
     kernel.ok("%offload config --reset")
+
+
+def test_a_warm_cell_is_a_cell_of_its_own(kernel):
+    """A warm session runs the user's cell as IPython runs a cell: top-level await, the last
+    expression shown as its result, display updates, and a traceback through the cell's lines."""
+    outs = kernel.ok(
+        "%%offload\nimport asyncio\nfrom IPython.display import display\n"
+        "h = display('first', display_id=True)\nawait asyncio.sleep(0.01)\nh.update('updated')\n"
+        "answer = 6 * 7\nanswer\n"
+    )
+    shown = displayed(outs)
+    assert "'updated'" in shown and "'first'" not in shown.split("\n", 1)[-1]
+    assert "42" in shown
+    assert kernel.value("answer") == "42"
+    outs = kernel.run("%%offload\nimport asyncio\nawait asyncio.sleep(0)\nraise ValueError('in the cell')\n")
+    err = [o for o in outs if o["type"] == "error"]
+    assert err and err[0]["ename"] == "ValueError"
+    tb = _strip("\n".join(err[0]["traceback"]))
+    assert "line 4" in tb and "raise ValueError" in tb
+    assert "offload/cells/remote.py" not in tb and "run_warm" not in tb
+
+
+def test_a_value_that_cannot_be_loaded_remotely_stops_the_cell_and_the_session_goes_on(kernel):
+    """The setup step fails (a pushed value whose unpickling raises): the cell does not run, the
+    error says where it failed, and the next cell runs on the same warm session."""
+    kernel.ok(
+        "def _refuse():\n    raise RuntimeError('this value refuses to load here')\n"
+        "class Stubborn:\n    def __reduce__(self):\n        return (_refuse, ())\n"
+        "s = Stubborn()\nran = 'no'\n"
+    )
+    outs = kernel.run("%%offload\nran = 'yes'\nprint(s)\n")
+    err = [o for o in outs if o["type"] == "error"]
+    assert err, outs
+    text = _strip("\n".join(err[0]["traceback"]))
+    assert "refuses to load here" in text and "setup/collect step" in text
+    assert kernel.value("ran") == "'no'"
+    before = stdout(kernel.ok("%offload status"))
+    kernel.ok("%%offload\nafter = 1 + 1\n")
+    assert kernel.value("after") == "2"
+    assert before.split("warm session: ")[-1].split(" (")[0] == \
+        stdout(kernel.ok("%offload status")).split("warm session: ")[-1].split(" (")[0]
+
+
+def test_cancelling_a_warm_cell_interrupts_it_and_keeps_the_session(kernel):
+    kernel.ok("%%offload\nkept = 'in the session kernel'\n")
+    # a cell that never ends by itself: only an interrupt stops it (kernel.run's deadline fails the test)
+    outs = kernel.ok("%%offload --detach\nimport time\nwhile True:\n    time.sleep(0.1)\nlong = 1\n")
+    shown = "".join(o.get("data", {}).get("text/plain", "") for o in outs if o["type"] == "execute_result")
+    job_id = re.search(r"offload cell job (\S+)", shown).group(1)
+    assert "cancelling" in stdout(kernel.ok(f"%offload cancel {job_id}"))
+    outs = kernel.run(f"%offload result {job_id}")
+    err = [o for o in outs if o["type"] == "error"]
+    assert err and "cancelled" in _strip("\n".join(err[0]["traceback"]))
+    assert kernel.value("'long' in globals()") == "False"
+    kernel.ok("%%offload\nsame = 1\n")
+    assert kernel.value("same") == "1"

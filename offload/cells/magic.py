@@ -29,10 +29,12 @@ from pathlib import Path
 from typing import Any
 
 import nbformat
+import nbformat.v4
 from IPython import get_ipython
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.display import display
 
+from offload.backends.doorbell import Doorbell
 from offload.cells import notebook as cellnb
 from offload.cells.analysis import analyze_cell
 from offload.cells.namespace import (
@@ -289,13 +291,15 @@ class OffloadMagics(Magics):
     def finish(self, job: Any) -> None:
         """Mirror outputs until the job ends; bind results or raise the remote exception.
 
-        A local store is polled every 2 ms at first (a warm cell ends in tens of ms; a read of
-        a local status file costs microseconds), a remote one from 20 ms; both back off to 0.25 s.
-        In between, for the first second on a local store, the job's ``result.json`` (its last
-        write) is looked for every millisecond, so a warm cell's end is seen at once."""
+        A local store is polled from 2 ms (a warm cell ends in milliseconds; a read of a local
+        status file costs microseconds), a remote one from 20 ms; both back off to 0.25 s. On a
+        local store a warm session rings this kernel's doorbell once the job's end is recorded
+        (:mod:`offload.backends.doorbell`), so its end is seen at once; without one, the job's
+        ``result.json`` (its last write) is looked for every millisecond for the first second."""
         mirror = _OutputMirror()
         seen = None
         poll = 0.002 if job.store.local else 0.02
+        bell = Doorbell(f"job-{job.id}") if job.store.local else None
         fast_until = time.perf_counter() + 1.0 if job.store.local else 0.0
         result_key = layout.job_key(job.id, "result.json")
         try:
@@ -307,12 +311,18 @@ class OffloadMagics(Magics):
                     mirror.update(cellnb.user_cell(_read_nb(text)), final=state in FINAL_STATES)
                 if state in FINAL_STATES:
                     break
-                _wait_for(job.store, result_key, poll, until=fast_until)
+                if bell is not None and bell.sock is not None:
+                    bell.wait(poll)
+                else:
+                    _wait_for(job.store, result_key, poll, until=fast_until)
                 poll = min(poll * 1.2, 0.25)
         except KeyboardInterrupt:
             job.cancel()
             _status(f"[offload] cancelled job {job.id}")
             raise
+        finally:
+            if bell is not None:
+                bell.close()
         final_text = _output_text(job)
         if final_text is not None and final_text != seen:
             mirror.update(cellnb.user_cell(_read_nb(final_text)), final=True)
@@ -342,6 +352,9 @@ class OffloadMagics(Magics):
     def _remote_error(self, job: Any, nb: Any) -> BaseException:
         status = job.status
         state = status.get("state")
+        if state == JobState.CANCELLED:  # its interrupt's traceback would only say where it stopped
+            return _render(JobFailed(f"cell job {job.id} was cancelled"), [
+                f"\x1b[0;31mcell job {job.id} was cancelled\x1b[0m: {status.get('reason') or 'cancelled'}; nothing was assigned"])
         cell = cellnb.user_cell(nb) if nb is not None else None
         err_out = next((o for o in (cell or {}).get("outputs", []) if o.get("output_type") == "error"), None)
         if err_out is None:
@@ -442,7 +455,8 @@ def _output_text(job: Any) -> str | None:
 
 
 def _read_nb(text: str) -> Any:
-    return nbformat.reads(text, as_version=4)
+    """A cell job's output notebook (written by the runner: read as it is, not validated again)."""
+    return nbformat.v4.reads(text)
 
 
 _CELL_REF = re.compile(r"(Cell(?:\x1b\[[0-9;]*m)*\s+(?:\x1b\[[0-9;]*m)*In\s*\[)(\d+)(\])")

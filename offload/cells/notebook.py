@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
-SETUP_ID, CELL_ID, COLLECT_ID = "offload-setup", "offload-cell", "offload-collect"
+from offload.notebook import CELL_JOB_CELLS
+
+SETUP_ID, CELL_ID, COLLECT_ID = CELL_JOB_CELLS
 
 
 def cell_source(body: str, magic_line: str) -> str:

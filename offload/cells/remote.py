@@ -6,6 +6,11 @@ of the generated notebook: :func:`load_inputs` (setup cell), the user's cell ver
 :func:`save_outputs` (collect cell). :func:`load_inputs` also installs an exception hook that
 keeps the exception object, so the client can raise *the same exception* locally.
 
+A cold cell job runs the three cells one by one (papermill). A warm session
+(:mod:`offload.runner.session`) runs them in one kernel request, :func:`run_warm`: each request
+costs the kernel a few milliseconds of messaging whatever it runs, and a warm cell's round trip
+is otherwise that small.
+
 Files written under the job's output dir (``offload.output_dir()``), uploaded by the runner to
 ``jobs/<id>/outputs/`` whatever the job's end state:
 
@@ -33,7 +38,7 @@ CELL_DIR = "__cell__"
 RESULTS = "results.pkl"
 MANIFEST = "manifest.json"
 EXCEPTION = "exception.pkl"
-PRELUDE_ERROR = "_offload_prelude_error"  # set by a warm session's prelude that failed (runner.session)
+OUTCOME = "{}"  # the last warm cell job's outcome, JSON: what run_warm did
 
 
 def _out_dir() -> Path:
@@ -60,13 +65,7 @@ def read_payload(data: Any) -> dict[str, Any]:
 
 
 def load_inputs(ns: dict[str, Any], blob: str | None, names: list[str]) -> None:
-    """Setup cell: install the exception hook, then bind the pushed values into ``ns``.
-
-    A warm session prepares its kernel for each cell job (environment, folder) in a request sent
-    ahead of this cell and not waited for; what went wrong there is raised here."""
-    failed = ns.pop(PRELUDE_ERROR, None)
-    if failed:
-        raise RuntimeError(f"offload: the session kernel could not be prepared for this cell: {failed}")
+    """Setup cell: install the exception hook, then bind the pushed values into ``ns``."""
     _install_exception_hook()
     if not blob:
         return
@@ -135,3 +134,70 @@ def save_outputs(ns: dict[str, Any], names: list[str], deleted: list[str], limit
     with open(out / RESULTS, "wb") as fh:
         _frames.write_frames(fh, _frames.frame(values))
     (out / MANIFEST).write_text(json.dumps(manifest))
+
+
+def run_warm(ns: dict[str, Any], *, setup: str, cell: str, collect: str, env: dict[str, str], cwd: str) -> None:
+    """A cell job in a warm session's kernel, in one request: the job's environment and folder,
+    the setup cell, the user's cell, then (if it succeeded) the collect cell.
+
+    The user's cell runs through IPython's own ``run_cell``, as a cell of its own: same
+    transformations and magics, the last expression's ``Out``, its execution count, a traceback
+    through its own lines, and an interrupt (cancel) that stops it. What happened is left in
+    :data:`OUTCOME` (JSON), which the session reads back with the reply (``user_expressions``):
+    ``{"ok": true}``, or ``{"failed": "setup"|"cell"|"collect", "ename", "evalue", "traceback"?}``,
+    with the user cell's ``execution_count`` once it ran. Nothing raises out of here: the cell's
+    own error is shown as the cell's output, the setup's or collect's is reported with its
+    traceback. A cell with top-level ``await`` runs through :func:`run_warm_async` instead.
+    """
+    shell = get_ipython()  # type: ignore[name-defined]  # noqa: F821 - only inside IPython
+    try:
+        if _warm_setup(ns, setup=setup, env=env, cwd=cwd):
+            _warm_collect(ns, shell.run_cell(cell, store_history=True), collect)
+    finally:
+        shell.set_custom_exc((), None)
+
+
+async def run_warm_async(ns: dict[str, Any], *, setup: str, cell: str, collect: str, env: dict[str, str],
+                         cwd: str) -> None:
+    """:func:`run_warm` for a cell that may use top-level ``await``: the request itself is then a
+    coroutine, so the cell's ``await`` runs on the kernel's loop as in any cell (and an interrupt
+    cancels it at its next ``await``, as ipykernel does for such cells)."""
+    shell = get_ipython()  # type: ignore[name-defined]  # noqa: F821 - only inside IPython
+    try:
+        if _warm_setup(ns, setup=setup, env=env, cwd=cwd):
+            _warm_collect(ns, await shell.run_cell_async(cell, store_history=True), collect)
+    finally:
+        shell.set_custom_exc((), None)
+
+
+def _failed(step: str, exc: BaseException) -> dict[str, Any]:
+    import traceback
+
+    return {"ok": False, "failed": step, "ename": type(exc).__name__, "evalue": str(exc),
+            "traceback": traceback.format_exception(type(exc), exc, exc.__traceback__)}
+
+
+def _warm_setup(ns: dict[str, Any], *, setup: str, env: dict[str, str], cwd: str) -> bool:
+    global OUTCOME
+    try:
+        os.environ.update(env)
+        os.chdir(cwd)
+        exec(compile(setup, "<offload setup>", "exec"), ns)
+    except BaseException as exc:  # an interrupt (cancel) included: the cell must not run
+        OUTCOME = json.dumps(_failed("setup", exc), default=str)
+        return False
+    return True
+
+
+def _warm_collect(ns: dict[str, Any], result: Any, collect: str) -> None:
+    global OUTCOME
+    outcome: dict[str, Any] = {"ok": True, "execution_count": result.execution_count}
+    if not result.success:
+        error = result.error_before_exec or result.error_in_exec
+        outcome.update(ok=False, failed="cell", ename=type(error).__name__, evalue=str(error))
+    else:
+        try:
+            exec(compile(collect, "<offload collect>", "exec"), ns)
+        except BaseException as exc:
+            outcome.update(_failed("collect", exc))
+    OUTCOME = json.dumps(outcome, default=str)

@@ -35,6 +35,7 @@ from offload.backends.base import (
     BackendState,
     get_backend,
 )
+from offload.backends.doorbell import ring
 from offload.config import backend_options, default_backend
 from offload.jobs import Job, launch_spec
 from offload.notebook import cell_hash
@@ -77,6 +78,8 @@ class _SessionQueue(Backend):
 
     def launch(self, spec: JobSpec) -> dict[str, Any]:
         self.store.put_bytes(layout.session_queue_key(self.session.id, spec.id), b"")
+        if self.store.local:  # the session, on this machine, looks at its queue now
+            ring(f"session-{self.session.id}")
         # The session's machine: cancelling the cell must interrupt it, not end the machine. No
         # boot watchdog for a cell (it may wait behind another cell; the session's boot is the
         # session job's): without this a cell queued 15 min after the VM was created would read as
@@ -112,6 +115,7 @@ class SessionClient:
         self.cwd = cwd
         self.served = 0
         self._host: Backend | None = None
+        self._env: tuple[Any, dict[str, Any]] = (None, {})  # the last EnvSpec and its dict
 
     @staticmethod
     def _key(opts: Any) -> tuple:
@@ -167,8 +171,11 @@ class SessionClient:
         root = Path(self.cwd)
         path = root / CELL_NOTEBOOK
         env = env_spec(path)
-        bundle = build_bundle(root, path, nb=nb, modules=list(env.local_files), data=list(opts.data or []))
-        bundle.env = env.to_dict()
+        bundle = build_bundle(root, path, nb=nb, modules=list(env.local_files), data=list(opts.data or []),
+                              validate=False)
+        if self._env[0] is not env:  # the same snapshot for cell after cell (the magic caches it)
+            self._env = (env, env.to_dict())
+        bundle.env = self._env[1]
         stage(bundle, self.store)
         spec = JobSpec(
             id=new_job_id(), notebook=bundle.notebook, bundle_id=bundle.id, kind="cell", backend=self.backend,

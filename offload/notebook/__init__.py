@@ -5,7 +5,7 @@ Everything here works on nbformat v4 ``NotebookNode`` objects or paths and impor
 foundation modules; nothing here knows about jobs, stores or backends.
 """
 
-from offload.notebook.cells import cell_hash, ensure_cell_ids, with_cell_ids
+from offload.notebook.cells import CELL_JOB_CELLS, cell_hash, ensure_cell_ids, with_cell_ids
 from offload.notebook.ipython import Magic, TransformedCell, to_python, transform_cell
 from offload.notebook.merge import (
     SKIP_TAGS,
@@ -30,6 +30,7 @@ __all__ = [
     "notebook_from_json",
     "code_cells",
     "strip_ansi",
+    "CELL_JOB_CELLS",
     "cell_hash",
     "ensure_cell_ids",
     "with_cell_ids",

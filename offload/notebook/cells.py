@@ -18,7 +18,11 @@ import nbformat
 
 from offload.notebook.reader import read_notebook
 
-__all__ = ["cell_hash", "ensure_cell_ids", "with_cell_ids"]
+__all__ = ["CELL_JOB_CELLS", "cell_hash", "ensure_cell_ids", "with_cell_ids"]
+
+# The ids of a ``%%offload`` cell job's three cells: setup, the user's cell, collect (built by
+# offload.cells.notebook; a warm session runs the three as one kernel request, runner.session).
+CELL_JOB_CELLS = ("offload-setup", "offload-cell", "offload-collect")
 
 
 def cell_hash(source: str | list[str]) -> str:

@@ -10,6 +10,7 @@ A program subclasses :class:`JobProgram` and fills in named hooks:
                        when it changes; the default hashes nothing, it measures the outputs)
 ``slot()``             a context held while the job runs (the local backend's concurrency cap)
 ``before_finish()``    release what ``execute`` left running, before the final upload
+``recorded(state)``    the job's end is in the store (a warm cell's client is told at once)
 
 Everything the program knows is in the store when ``run()`` returns, whichever way it ended.
 
@@ -166,6 +167,9 @@ class JobProgram:
 
     def before_finish(self) -> None:
         """Release what ``execute`` left running (a kernel kept across cells)."""
+
+    def recorded(self, state: JobState) -> None:
+        """The job's end is in the store (``result.json`` written); its work dir is not cleaned yet."""
 
     # state updates ----------------------------------------------------------------------------
     def set_status(self, **fields: Any) -> None:
@@ -419,6 +423,7 @@ class JobProgram:
         result = {"state": state, "reason": reason, "metrics": last_values(self.metrics), "finished_at": finished_at}
         self.until_recorded(lambda: (self.flush(force=True), self.store.put_json(self.key("result.json"), result)),
                             "final status")
+        self.recorded(state)
         if not os.environ.get("OFFLOAD_KEEP_WORK"):
             shutil.rmtree(work, ignore_errors=True)
         try:

@@ -20,8 +20,11 @@ machine's whole job: the VM deletes itself / the allocation ends when the sessio
 
 from __future__ import annotations
 
+import ast
 import asyncio
+import json
 import os
+import re
 import signal
 import sys
 import time
@@ -30,11 +33,16 @@ from pathlib import Path
 from typing import Any
 
 import nbformat
+import nbformat.v4
+import zmq
+from jupyter_client.blocking import BlockingKernelClient
 from nbclient import NotebookClient
-from nbclient.exceptions import CellExecutionError
+from nbclient.exceptions import CellExecutionComplete
 
 from offload.backends import procs
 from offload.backends.base import Backend
+from offload.backends.doorbell import Doorbell, ring
+from offload.notebook import CELL_JOB_CELLS
 from offload.runner.core import JobProgram, Outcome
 from offload.runner.kernel import kernel_manager, kernel_pid
 from offload.runner.machine import MachineRecord
@@ -44,10 +52,21 @@ from offload.store import Store, layout
 
 IDLE_S = float(os.environ.get("OFFLOAD_SESSION_IDLE_S", "1800"))  # a session ends after this idle time
 POLL_S = 0.01  # the queue is listed this often in the first minute after a cell, then every 0.2 s
-FAST_POLL_S = 0.002  # instead of POLL_S on a local store (a listing costs 16 us: ~1% of a core)
-PRELUDE_ERROR = "_offload_prelude_error"  # a failed prelude's error, raised by the setup cell (cells.remote)
+FAST_POLL_S = 0.002  # instead of POLL_S on a local store without a doorbell (a listing costs 16 us)
+BELL_POLL_S = 0.2  # with a doorbell (a client on this machine rings it after queueing a cell)
+OUTCOME_EXPRESSION = "__import__('offload.cells.remote').cells.remote.OUTCOME"  # what run_warm did (JSON)
 CWD_LABEL = "session_cwd"  # local sessions run cells in the user's folder, as the local kernel does
 CLIENT_PID_LABEL = "client_pid"  # local sessions end when the kernel that started them exits
+
+
+def _outcome(reply: dict[str, Any]) -> dict[str, Any]:
+    """``run_warm``'s outcome from the execute reply's ``user_expressions``."""
+    value = (reply.get("user_expressions") or {}).get("outcome") or {}
+    try:
+        return json.loads(ast.literal_eval(value["data"]["text/plain"]))
+    except (KeyError, TypeError, ValueError, SyntaxError):
+        return {"ok": False, "failed": "session", "ename": "RuntimeError",
+                "evalue": f"the session kernel gave no outcome for the cell ({value.get('evalue') or value})"}
 
 
 class CellJob(JobProgram):
@@ -61,8 +80,14 @@ class CellJob(JobProgram):
     def kill(self) -> None:  # cancel: interrupt the cell, keep the session
         self.server.interrupt()
 
+    def recorded(self, state: JobState) -> None:
+        if self.store.local:  # the client waiting on this machine looks now (offload.cells.magic)
+            ring(f"job-{self.job_id}")
+
     def final_notebook(self, work: Path, state: JobState) -> str | None:
-        return nbformat.writes(self.live_nb) if self.live_nb is not None else self.output_snapshot
+        if self.live_nb is None:
+            return self.output_snapshot
+        return json.dumps(self.live_nb, sort_keys=True, indent=1, ensure_ascii=False)  # ours: not validated again
 
     def execute(self, work: Path) -> Outcome:
         (work / "outputs").mkdir(parents=True, exist_ok=True)
@@ -70,7 +95,8 @@ class CellJob(JobProgram):
         project = self.server.project_for(self.spec)
         manifest = self.store.get_json(layout.bundle_key(self.spec.bundle_id))
         sha = manifest["files"][self.spec.notebook]["sha256"]
-        nb = nbformat.reads(self.store.get_text(layout.blob_key(sha)), as_version=4)
+        # the client generated it (offload.cells.notebook): read without validating it again
+        nb = nbformat.v4.reads(self.store.get_text(layout.blob_key(sha)))
         env = self.job_environ(work)
         self.set_status(state=JobState.RUNNING, started_at=time.time(), n_cells=len(nb.cells), python=sys.executable)
         self.live_nb = nb
@@ -87,7 +113,10 @@ class SessionServer(JobProgram):
             self.backend_cls = Backend
         self.loop = asyncio.new_event_loop()
         self.km: Any = None
-        self.kc: Any = None
+        self.bkc: Any = None
+        self.kernel_dead = False  # the kernel died under a cell: the session ends
+        # a client on this machine rings after queueing a cell (offload.cells.session)
+        self.bell = Doorbell(f"session-{spec.id}") if self.store.local else None
         self.work: Path | None = None
         # The user's folder and kernel pid mean something on the user's machine only: a session
         # on a VM or a SLURM node materializes the bundles and ends on the client's stop marker.
@@ -119,9 +148,11 @@ class SessionServer(JobProgram):
         # history in memory, as the runner's kernel: no SQLite write per cell, and the generated
         # setup/collect cells stay out of the user's IPython history
         await self.km.start_kernel(cwd=cwd, extra_arguments=["--HistoryManager.hist_file=:memory:"])
-        self.kc = self.km.client()
-        self.kc.start_channels()
-        await self.kc.wait_for_ready(timeout=120)
+        # A blocking client: cell jobs are served one at a time, from this thread
+        self.bkc = BlockingKernelClient(**self.km.get_connection_info(session=True),
+                                        connection_file=self.km.connection_file, parent=self.km)
+        self.bkc.start_channels()
+        self.bkc.wait_for_ready(timeout=120)
 
     def project_for(self, spec: JobSpec) -> str:
         """Where a cell runs: the user's folder for a local in-place session, else the bundle
@@ -133,38 +164,80 @@ class SessionServer(JobProgram):
         return str(project)
 
     def run_cells(self, job: CellJob, nb: Any, env: dict[str, str], project: str) -> Outcome:
-        """Run a cell job's notebook on the live kernel (called from the job's own program)."""
-        return self.loop.run_until_complete(self._execute_cells(job, nb, env, project))
+        """Run a cell job's notebook on the live kernel (called from the job's own program).
 
-    async def _execute_cells(self, job: CellJob, nb: Any, env: dict[str, str], project: str) -> Outcome:
-        # Sent ahead of the cells and not waited for (one kernel round trip less per cell job):
-        # the kernel runs requests in order, nbclient ignores replies to other requests, and a
-        # failure is kept in the namespace for the setup cell to raise (offload.cells.remote).
-        prelude = "\n".join([
-            "try:",
-            f"    import os as _o; _o.environ.update({env!r}); _o.chdir({project!r}); del _o",
-            "except BaseException as _e:",
-            f"    {PRELUDE_ERROR} = repr(_e); del _e",
-        ])
-        self.kc.execute(prelude, silent=True, store_history=False)
-        client = NotebookClient(nb, km=self.km, timeout=None, allow_errors=False, kernel_name="")
-        client.kc = self.kc
-        for index, cell in enumerate(nb.cells):
-            if job.stop_reason:
-                return job.stopped_outcome()
-            job.current_cell_id = cell.get("id")
-            job.set_status(cell=index + 1, cell_id=cell.get("id"))
-            try:
-                await client.async_execute_cell(cell, index)
-            except CellExecutionError as exc:
-                if job.stop_reason:
-                    return job.stopped_outcome()
-                tb = next((o.get("traceback", []) for o in cell.get("outputs", []) if o.get("output_type") == "error"), [])
-                error = {"ename": exc.ename, "evalue": exc.evalue, "traceback": tb, "cell": index + 1}
-                return JobState.FAILED, f"{exc.ename}: {exc.evalue}", error
-            except Exception as exc:
-                return JobState.FAILED, f"the session kernel failed: {type(exc).__name__}: {exc}", None
-        return JobState.SUCCEEDED, None, None
+        One kernel request per cell job: every request costs the kernel a few milliseconds of
+        messaging whatever it runs, and a warm cell's round trip is otherwise that small. The
+        request runs the job's setup cell, the user's cell (as a cell of its own: IPython's
+        ``run_cell_async``) and the collect cell in the kernel (``offload.cells.remote.run_warm``);
+        its outputs are the user cell's, filled in by nbclient's message handling as the notebook
+        runner's are (streams, displays and their updates, clear_output). The reply brings back
+        what happened (``user_expressions``)."""
+        cells = {c.get("id"): c for c in nb.cells}
+        setup, cell, collect = (cells.get(i) for i in CELL_JOB_CELLS)
+        if setup is None or cell is None or collect is None:
+            return JobState.FAILED, "not a %%offload cell job (its setup, cell and collect cells)", None
+        kc = self.bkc
+        # A cell that may use top-level await runs in a coroutine request; any other in a plain
+        # one, which an interrupt (cancel) stops wherever it is (a coroutine's only at an await).
+        run = "await {}.run_warm_async" if re.search(r"\b(await|async)\b", cell.source) else "{}.run_warm"
+        code = (run.format("__import__('offload.cells.remote').cells.remote") + f"(globals(), setup={setup.source!r}, "
+                f"cell={cell.source!r}, collect={collect.source!r}, env={env!r}, cwd={project!r})")
+        cell.outputs = []
+        position = nb.cells.index(cell)
+        job.current_cell_id = cell.get("id")
+        job.set_status(cell=position + 1, cell_id=job.current_cell_id)
+        msg_id = kc.execute(code, silent=True, store_history=False, allow_stdin=False,
+                            user_expressions={"outcome": OUTCOME_EXPRESSION})
+        outputs = NotebookClient(nb, km=self.km, kernel_name="", record_timing=False)  # message handling only
+        outputs.clear_before_next_output = False  # what its execute_cell sets before a cell
+        reply: dict[str, Any] | None = None
+        idle = False
+        poller = zmq.Poller()
+        poller.register(kc.iopub_channel.socket, zmq.POLLIN)
+        poller.register(kc.shell_channel.socket, zmq.POLLIN)
+        quiet_since = time.monotonic()
+        while reply is None or not idle:
+            if not poller.poll(500):
+                pid = kernel_pid(self.km)
+                if time.monotonic() - quiet_since > 2 and pid and not procs.pid_alive(pid):
+                    self.kernel_dead = True
+                    return JobState.FAILED, "the session kernel died", None
+                continue
+            quiet_since = time.monotonic()
+            while kc.shell_channel.msg_ready():
+                msg = kc.shell_channel.get_msg(timeout=0)
+                if msg["parent_header"].get("msg_id") == msg_id:
+                    reply = msg["content"]
+            while kc.iopub_channel.msg_ready():
+                msg = kc.iopub_channel.get_msg(timeout=0)
+                if msg["parent_header"].get("msg_id") != msg_id:
+                    continue  # another client's (an attached console)
+                try:
+                    outputs.process_message(msg, cell, position)
+                except CellExecutionComplete:
+                    idle = True
+        if job.stop_reason:
+            return job.stopped_outcome()
+        if reply.get("status") != "ok":  # run_warm itself failed: the session's own fault
+            return JobState.FAILED, f"the session could not run the cell: {reply.get('ename')}: {reply.get('evalue')}", {
+                "ename": reply.get("ename"), "evalue": reply.get("evalue"), "traceback": reply.get("traceback", [])}
+        outcome = _outcome(reply)
+        if outcome.get("execution_count"):
+            cell["execution_count"] = outcome["execution_count"]
+        if outcome.get("ok"):
+            return JobState.SUCCEEDED, None, None
+        step = outcome.get("failed")
+        where = {"setup": setup, "collect": collect}.get(step, cell)
+        tb = outcome.get("traceback")
+        if tb is None:  # the user's cell: its traceback is its error output
+            tb = next((o.get("traceback", []) for o in cell.outputs if o.get("output_type") == "error"), [])
+        else:  # the setup's or collect's, shown as that cell's output
+            where.outputs = [nbformat.v4.new_output("error", ename=outcome.get("ename"), evalue=outcome.get("evalue"),
+                                                    traceback=tb)]
+        error = {"ename": outcome.get("ename"), "evalue": outcome.get("evalue"), "traceback": tb,
+                 "cell": nb.cells.index(where) + 1}
+        return JobState.FAILED, f"{outcome.get('ename')}: {outcome.get('evalue')}", error
 
     # serving ----------------------------------------------------------------------------------
     def execute(self, work: Path) -> Outcome:
@@ -184,6 +257,8 @@ class SessionServer(JobProgram):
                 for key in queued:
                     self.store.delete(key)
                     self._serve(key.rsplit("/", 1)[-1])
+                    if self.kernel_dead:  # the cells queued behind it go to a new session (SessionGone)
+                        return JobState.FAILED, f"the session kernel died after {self.served} cell(s)", None
                 idle_since = time.time()
                 self._note_idle(idle_since)
                 continue
@@ -197,7 +272,10 @@ class SessionServer(JobProgram):
             if now - idle_since > self.idle_s:
                 return JobState.SUCCEEDED, f"session idle for {int(self.idle_s)} s after {self.served} cell(s)", None
             quiet = now - idle_since
-            time.sleep((FAST_POLL_S if self.store.local else POLL_S) if quiet < 60 else 0.2)
+            if self.bell is not None and self.bell.sock is not None:
+                self.bell.wait(BELL_POLL_S)
+            else:
+                time.sleep((FAST_POLL_S if self.store.local else POLL_S) if quiet < 60 else 0.2)
         return self.stopped_outcome()
 
     def _note_idle(self, since: float, *, write: bool = False) -> None:
@@ -222,9 +300,11 @@ class SessionServer(JobProgram):
         self.set_status(cell=self.served)
 
     def before_finish(self) -> None:
+        if self.bell is not None:
+            self.bell.close()
         try:
             if self.km is not None:
-                self.kc.stop_channels()
+                self.bkc.stop_channels()
                 self.loop.run_until_complete(self.km.shutdown_kernel(now=True))
         except Exception:
             pass
