@@ -223,6 +223,8 @@ def test_driver_killed_and_resumed_without_duplicates_or_orphans(tmp_path):
     for n, (job_id,) in jobs.items():  # no job outlives its trial
         assert job_status(job_id)["state"] in ("succeeded", "cancelled")
         assert n in {r["number"] for r in rows}
+    if sys.platform.startswith("linux"):  # the killed driver's standby runners went with it
+        _wait(lambda: not _processes_of(Path(os.environ["OFFLOAD_HOME"])), 60)
 
 
 def _running(job_id: str) -> bool:
@@ -426,3 +428,102 @@ def test_a_detached_driver_killed_before_it_starts_reads_as_interrupted(tmp_path
         assert time.monotonic() < deadline, summary
         time.sleep(0.2)
     assert summary["state"] == "interrupted", summary
+
+
+def _processes_of(home: Path) -> list[str]:
+    """Live processes besides this one started for this test (runners, standbys, kernels,
+    drivers): they carry its OFFLOAD_HOME in their environment."""
+    mark = f"OFFLOAD_HOME={home}".encode()
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if mark in env:
+            found.append(f"{pid} {cmd}")
+    return found
+
+
+ISOLATED = """
+import os, time, offload
+while gate and not os.path.exists(gate):  # the test opens the gate once a standby is ready
+    time.sleep(0.1)
+leak = "_seen_by_an_earlier_trial" in globals()
+_seen_by_an_earlier_trial = True
+offload.log_metric("v", x)
+offload.log_metric("leak", float(leak))
+print("job", os.environ["OFFLOAD_JOB_ID"], "cwd", os.getcwd())
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_next_trial_runs_on_a_warm_standby_with_a_fresh_kernel_and_none_is_left(tmp_path, home):
+    """Issue 14: on the local backend the next trial starts on a standby runner whose imports
+    are done and whose kernel is up. It is still a normal job with its own fresh kernel (no
+    state of an earlier trial, its own job id, execution counts from 1), and no standby
+    process or kernel outlives the sweep."""
+    from offload.backends import local_standby
+
+    gate = tmp_path / "gate"
+    nb = notebook(tmp_path / "w" / "iso.ipynb", "x = 0.0\ngate = ''\n", ISOLATED)
+    store = Store()
+    out: dict = {}
+    th = threading.Thread(target=lambda: out.update(res=sw.sweep(
+        nb, space={"x": {"type": "float", "low": 0, "high": 1}, "gate": str(gate)}, objective="v",
+        trials=3, parallel=1, sampler="random", seed=0, quiet=True)))
+    th.start()
+    try:
+        _wait(lambda: len(jobs_of_any(store)) == 1)
+        sid = next(iter(jobs_of_any(store)))
+        _wait(lambda: local_standby.count(store.url, sid)[1] >= 1, 180)  # warm: imports, kernel answering
+    finally:
+        gate.write_text("open")
+        th.join(300)
+    res = out["res"]
+    assert res.state == "completed"
+    rows = res.trials()
+    assert [r["state"] for r in rows] == ["COMPLETE"] * 3
+    jobs = jobs_of(res.id)
+    prestarted = []
+    for row in rows:
+        (job_id,) = jobs[row["number"]]
+        assert row["value"] == pytest.approx(row["params"]["x"])  # its own parameters
+        metrics = {m["name"]: m["value"] for m in offload.Job(job_id).metrics}
+        assert metrics["leak"] == 0.0  # nothing of an earlier trial in its kernel
+        out_nb = nbformat.reads(Store().get_text(job_key(job_id, "output.ipynb")), as_version=4)
+        code = [c for c in out_nb.cells if c.cell_type == "code"]
+        assert [c.execution_count for c in code] == list(range(1, len(code) + 1))  # no hidden cell counted
+        printed = "".join(o.get("text", "") for o in code[-1].outputs)
+        assert f"job {job_id} cwd" in printed  # the job's own id in the kernel's environment
+        if job_status(job_id).get("kernel_prestarted"):
+            prestarted.append(row["number"])
+    assert 1 in prestarted, prestarted  # the trial after the gate took the warm standby
+    assert local_standby.count(store.url, res.id) == (0, 0)
+    _wait(lambda: not _processes_of(home), 60)  # standbys and their kernels exit with the sweep
+
+
+def jobs_of_any(store: Store) -> dict[str, list[str]]:
+    """Sweep id -> its trial jobs, over every sweep in the store."""
+    out: dict[str, list[str]] = {}
+    for job_id in store.list_dirs(JOBS):
+        spec = store.get_json(job_key(job_id, "spec.json"), None) or {}
+        sid = (spec.get("labels") or {}).get("sweep")
+        if sid and spec.get("kind") == "trial":
+            out.setdefault(sid, []).append(job_id)
+    return out
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_stopping_a_sweep_ends_its_standby_runners_and_kernels(tmp_path, home):
+    nb = notebook(tmp_path / "s" / "sleep.ipynb", "x = 0.0\nsleep_s = 60.0\n", SLEEPY)
+    res = sw.sweep(nb, space={"x": {"type": "float", "low": 0, "high": 1}}, objective="v", trials=6,
+                   parallel=2, sampler="random", seed=0, detach=True)
+    _wait(lambda: len(jobs_of(res.id)) == 2 and all(_running(v[0]) for v in jobs_of(res.id).values()))
+    _wait(lambda: sum("--standby" in p for p in _processes_of(home)) == 2, 120)
+    assert sw.sweep_stop(res.id)["state"] == "stopped"
+    _wait(lambda: not _processes_of(home), 90)  # trials cancelled, standbys and every kernel gone
+    assert len(jobs_of(res.id)) == 2  # the standbys ran no trial

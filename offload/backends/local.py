@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from offload.backends import local_standby
 from offload.backends.base import (
     B_GONE,
     B_RUNNING,
@@ -57,19 +58,31 @@ class LocalBackend(Backend):
         env["OFFLOAD_LOCAL_MAX_JOBS"] = str(self.max_jobs)
         env["OFFLOAD_LOCAL_SLOTS"] = str(data_dir() / "local" / "slots")
         ticket = _queue_ticket(Path(env["OFFLOAD_LOCAL_SLOTS"]), spec.id)
-        env["OFFLOAD_LOCAL_TICKET"] = str(ticket)
-        with open(log_path, "ab") as out:
-            try:
-                proc = subprocess.Popen(
-                    [sys.executable, "-m", "offload.runner", self.store.url, spec.id],
-                    stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                    start_new_session=True, env=env, close_fds=True,
-                )
-            except OSError as exc:
-                ticket.unlink(missing_ok=True)
-                raise BackendError(f"cannot start the local runner: {exc}") from None
-        track(proc)
+        # A sweep's trial goes to one of the sweep's ready standby runners (imports done, kernel
+        # up: local_standby.py); the driver says how many to keep for the trials still to come.
+        sweep = spec.labels.get("sweep") if spec.kind == "trial" else None
+        standby = local_standby.take(self.store.url, sweep) if sweep else None
+        if standby is not None and local_standby.hand(standby, spec.id, ticket, log=log_path):
+            proc = standby.proc
+        else:
+            with open(log_path, "ab") as out:
+                try:
+                    proc = subprocess.Popen(
+                        [sys.executable, "-m", "offload.runner", self.store.url, spec.id],
+                        stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                        start_new_session=True, env={**env, TICKET_ENV: str(ticket)}, close_fds=True,
+                    )
+                except OSError as exc:
+                    ticket.unlink(missing_ok=True)
+                    raise BackendError(f"cannot start the local runner: {exc}") from None
+            track(proc)
         _write_ticket(ticket, proc.pid)
+        if sweep:
+            try:
+                local_standby.keep(self.store.url, sweep, template=spec.id, want=int(self.options.get("standby") or 0),
+                                   env=env, logs=logs)
+            except OSError as exc:  # the trial runs all the same; the next ones start as this one did
+                print(f"offload: cannot start a standby runner: {exc}", file=sys.stderr)
         return {
             "pid": proc.pid,
             "start_time": proc_start_time(proc.pid),
@@ -182,13 +195,14 @@ def _names_gpu(wanted: str, model: str) -> bool:
 
 
 _ticket: Path | None = None  # this runner's place in the queue (see take_ticket)
+TICKET_ENV = "OFFLOAD_LOCAL_TICKET"  # where a runner finds its ticket
 
 
 def take_ticket() -> None:
     """Called first by the runner: moves its ticket out of the environment, so that the processes
     it starts (kernels, a sweep pack's trial runners) do not inherit a place in the queue."""
     global _ticket
-    value = os.environ.pop("OFFLOAD_LOCAL_TICKET", None)
+    value = os.environ.pop(TICKET_ENV, None)
     _ticket = Path(value) if value else None
 
 

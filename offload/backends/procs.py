@@ -8,7 +8,9 @@ that asking whether one is alive also reaps it.
 from __future__ import annotations
 
 import os
+import select
 import subprocess
+import time
 
 _children: dict[int, subprocess.Popen] = {}
 
@@ -64,3 +66,27 @@ def wait_child(pid: int) -> None:
     child = _children.pop(pid, None)
     if child is not None:
         child.wait()
+
+
+def wait_exits(pids: list[int], timeout: float) -> set[int]:
+    """Sleep up to ``timeout`` seconds, waking as soon as one of ``pids`` exits (Linux pidfds;
+    elsewhere, or with no pid, a plain sleep). The pids seen exited (or gone already)."""
+    fds: dict[int, int] = {}
+    gone: set[int] = set()
+    try:
+        if hasattr(os, "pidfd_open"):
+            for pid in pids:
+                try:
+                    fds[os.pidfd_open(pid)] = pid
+                except OSError:  # exited and reaped already
+                    gone.add(pid)
+        if gone:
+            return gone
+        if not fds:
+            time.sleep(timeout)
+            return gone
+        ready, _, _ = select.select(list(fds), [], [], timeout)
+        return {fds[fd] for fd in ready}
+    finally:
+        for fd in fds:
+            os.close(fd)

@@ -87,6 +87,15 @@ def runner_timings() -> dict[str, float]:
     return out
 
 
+def kernel_environ(*, job_id: str, store_url: str, work: Path) -> dict[str, str]:
+    """The ``OFFLOAD_*`` variables a job's kernel sees, for a job whose work dir is ``work``
+    (a standby runner starts its kernel with them before it knows its job: runner/standby.py)."""
+    return {
+        "OFFLOAD_JOB_ID": job_id, "OFFLOAD_STORE": store_url, METRICS_FILE_ENV: str(work / "metrics.jsonl"),
+        "OFFLOAD_OUTPUT_DIR": str(work / "outputs"), "OFFLOAD_CHECKPOINT_DIR": str(work / "checkpoints"),
+    }
+
+
 def machine_backend(name: str) -> type[Backend]:
     """The class of the backend that started this machine, for its runner-side hooks
     (slot, termination reason, on_runner_exit); the plain base class when it is not installed."""
@@ -256,10 +265,7 @@ class JobProgram:
     def job_environ(self, work: Path) -> dict[str, str]:
         """The ``OFFLOAD_*`` variables the notebook's kernel sees (log_metric, output_dir...)."""
         self.metrics_file = str(work / "metrics.jsonl")
-        return {
-            "OFFLOAD_JOB_ID": self.job_id, "OFFLOAD_STORE": self.store.url, METRICS_FILE_ENV: self.metrics_file,
-            "OFFLOAD_OUTPUT_DIR": str(work / "outputs"), "OFFLOAD_CHECKPOINT_DIR": str(work / "checkpoints"),
-        }
+        return kernel_environ(job_id=self.job_id, store_url=self.store.url, work=work)
 
     # monitor ----------------------------------------------------------------------------------
     def monitor(self) -> None:

@@ -28,13 +28,14 @@ from offload.runner.kernel import (
     DEBUG_HOLD_LABEL,
     DEBUG_HOLD_S,
     KERNEL_NAME,
+    Prestarted,
     death_reason,
     has_subshells,
     ipykernel_version,
-    kernel_manager,
     kernel_pid,
     kernel_record,
     kill_kernel,
+    start_kernel,
     truncate_before_cell,
 )
 from offload.runner.output import LiveOutput
@@ -44,9 +45,17 @@ from offload.spec import JobState
 from offload.store import layout
 
 
+def kernel_python(spec: Any, backend_cls: Any) -> str:
+    """The interpreter of a job's kernel outside an isolated environment: the client's own where
+    this machine has it (not on a fresh machine), else the runner's."""
+    python = None if backend_cls.fresh_machine else spec.python
+    return python if python and os.path.exists(python) else sys.executable
+
+
 class NotebookJob(JobProgram):
-    def __init__(self, *args: Any, **kwargs: Any):
+    def __init__(self, *args: Any, prestarted: Prestarted | None = None, **kwargs: Any):
         super().__init__(*args, **kwargs)
+        self.prestarted = prestarted  # a standby runner's kernel (runner/standby.py), if it fits
         self.km: Any = None
         self.kpid: int | None = None
         self.live = LiveOutput(self.store, self.job_id)  # the notebook as it runs, changed cells only
@@ -123,8 +132,7 @@ class NotebookJob(JobProgram):
 
     def prepare_env(self, manifest: dict) -> str:
         if self.spec.env_mode != "isolated":
-            python = None if self.backend_cls.fresh_machine else self.spec.python  # the client's path
-            return python if python and os.path.exists(python) else sys.executable
+            return kernel_python(self.spec, self.backend_cls)
         env_dict = manifest.get("env") or self.store.get_json(self.key("env.json"))
         self.say("preparing an isolated environment from the dependency snapshot")
         got = environment.provide_env(
@@ -186,6 +194,27 @@ class NotebookJob(JobProgram):
                 break
             time.sleep(0.5)
 
+    def take_prestarted(self, work: Path, python: str, cwd: Path) -> Any:
+        """The standby's kernel when it is the one this job would start (same interpreter, cwd
+        and OFFLOAD_* variables) and still alive; else it is shut down and None is returned."""
+        pre, self.prestarted = self.prestarted, None
+        if pre is None:
+            return None
+        alive = False
+        try:
+            alive = run_sync(pre.km.is_alive)()
+        except Exception:
+            pass
+        if alive and pre.python == python and pre.cwd == cwd and pre.env == self.job_environ(work):
+            self.set_status(kernel_prestarted=True)
+            return pre.km
+        self.say("the standby's kernel does not fit this job (or stopped): starting a fresh one")
+        try:
+            run_sync(pre.km.shutdown_kernel)(now=True)
+        except Exception:
+            kill_kernel(kernel_pid(pre.km))
+        return None
+
     def restore_checkpoints(self, dest: Path) -> None:
         parent = self.spec.parent
         if not parent:
@@ -199,12 +228,12 @@ class NotebookJob(JobProgram):
 
     def run_papermill(self, work: Path, python: str) -> Outcome:
         program = self
-        km = self.km = kernel_manager(work, python)
         nb_in = work / "project" / self.spec.notebook
         # The kernel boots in its own process (about a second) while papermill is imported and
         # the notebook parameterized: start it first (nbclient uses a kernel already started).
+        # A standby runner started one already while the previous trial ran: take it if it fits.
         t0 = time.time()
-        run_sync(km.start_kernel)(cwd=str(nb_in.parent), extra_arguments=["--HistoryManager.hist_file=:memory:"])
+        km = self.km = self.take_prestarted(work, python, nb_in.parent) or start_kernel(work, python, cwd=nb_in.parent)
         try:
             # papermill (and nbclient under it) are imported here, not at the top: they cost about
             # a second, and are told first to skip imports the runner never uses (gcsfs: the

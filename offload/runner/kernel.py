@@ -22,11 +22,13 @@ import socket
 import subprocess
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.manager import AsyncKernelManager
+from jupyter_core.utils import run_sync
 
 KERNEL_NAME = "offload-runner-python"
 SUBSHELLS_SINCE = 7  # ipykernel major version with kernel subshells (JEP 91)
@@ -44,6 +46,28 @@ def kernel_manager(work: Path, python: str, *, display_name: str = "offload runn
     sock_dir = tempfile.mkdtemp(prefix="ofk-", dir=_socket_parent())
     return AsyncKernelManager(kernel_name=KERNEL_NAME, kernel_spec_manager=ksm, transport="ipc",
                               ip=os.path.join(sock_dir, "k"))
+
+
+KERNEL_ARGS = ["--HistoryManager.hist_file=:memory:"]
+
+
+def start_kernel(work: Path, python: str, *, cwd: Path) -> AsyncKernelManager:
+    """A job's kernel, started (not yet ready: nbclient waits for that) in ``cwd``; it inherits
+    this process's environment, so the ``OFFLOAD_*`` variables must be set before."""
+    km = kernel_manager(work, python)
+    run_sync(km.start_kernel)(cwd=str(cwd), extra_arguments=KERNEL_ARGS)
+    return km
+
+
+@dataclass
+class Prestarted:
+    """A kernel a standby runner started before it knew its job (runner/standby.py): the job
+    takes it only when it is what the job would start itself (interpreter, cwd, variables)."""
+
+    km: AsyncKernelManager
+    python: str
+    cwd: Path
+    env: dict[str, str]  # the OFFLOAD_* variables the kernel sees now
 
 
 def _socket_parent() -> str | None:

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from offload import jobs
+from offload.backends import local_standby, procs
 from offload.config import backend_options, default_backend
 from offload.errors import BudgetExceeded, OffloadError, UsageError
 from offload.jobs import recording
@@ -54,6 +55,9 @@ from offload.sweeps.records import (
 )
 
 POLL_S = 0.25
+# With every running trial a local runner process, the driver sleeps until one exits (a pidfd
+# wakes it at once) or this long, to read intermediate metrics, the stop marker, the heartbeat.
+LOCAL_POLL_S = 1.0
 HEARTBEAT_S = 2.0
 DEFAULT_FAILURE_STREAK = 5  # with no --max-failures: the first 5 trials all failing is a broken notebook
 
@@ -72,6 +76,7 @@ class Active:
     reported: set[int] = field(default_factory=set)
     attempt: int = 0
     final_at: float | None = None
+    runner_exited: bool = False  # its local runner process was seen exiting (not waited on again)
 
     def final_seen(self, now: float) -> float:
         """When the driver first saw this trial's job in a final state."""
@@ -230,10 +235,14 @@ class Driver:
             sub["backend_options_"] = sub.pop("backend_options")
         name = sub.get("backend") or default_backend()
         opts = dict(sub.get("backend_options_") or {})
-        if name == "local" and not (opts.get("max_jobs") or backend_options("local").get("max_jobs")
-                                    or os.environ.get("OFFLOAD_LOCAL_MAX_JOBS")):
-            # On the local backend slots are processes: let --parallel trials run at once.
-            sub["backend_options_"] = {**opts, "max_jobs": max(int(self.rec["parallel"]), os.cpu_count() or 1)}
+        if name == "local" and not self.packing:
+            if not (opts.get("max_jobs") or backend_options("local").get("max_jobs") or os.environ.get("OFFLOAD_LOCAL_MAX_JOBS")):
+                # On the local backend slots are processes: let --parallel trials run at once.
+                opts["max_jobs"] = max(int(self.rec["parallel"]), os.cpu_count() or 1)
+            # Standby runners (imports done, kernel started) for the trials still to come after
+            # this one, at most one per slot: the next trial starts without either wait.
+            opts["standby"] = max(0, min(int(self.rec["parallel"]), self.budget() - self.counted() - 1))
+            sub["backend_options_"] = opts
         if self.env_spec is None:  # every trial runs the same code: detect dependencies once
             nb = Path(self.rec["notebook"])
             self.env_spec = snapshot(nb, project_root=nb.parent)
@@ -471,6 +480,7 @@ class Driver:
             self.stop_all(f"driver error: {exc}", requeue=True)
             state, error = FAILED, f"driver error: {exc}"
         self.packs.release()
+        local_standby.release(self.store.url, self.id)  # no more trials: the standbys exit with their kernels
         self.wait_cancelled()
         self.write_info(state=state, error=error, finished_at=_now(), **summary_counts(self.study))
         self.say(f"{state}{': ' + error if error else ''}")
@@ -516,7 +526,20 @@ class Driver:
                 return STOPPED, f"budget reached: {self.money_left}"
             if _now() - self.last_beat > HEARTBEAT_S:
                 self.write_info(**summary_counts(self.study))
-            time.sleep(self.poll_s)
+            self.wait()
+
+    def wait(self) -> None:
+        """Until the next look: ``poll_s``; when every running trial is a local runner process,
+        until one exits (woken at once, no polling) or :data:`LOCAL_POLL_S`."""
+        host = socket.gethostname()
+        pids: dict[int, Active] = {}
+        for a in self.active.values():
+            handle = a.job.handle if a.job is not None and not a.runner_exited else None
+            if handle and a.job.spec.backend == "local" and handle.get("host") == host and handle.get("pid"):
+                pids[int(handle["pid"])] = a
+        timeout = LOCAL_POLL_S if pids and len(pids) == len(self.active) else self.poll_s
+        for pid in procs.wait_exits(list(pids), max(timeout, self.poll_s)):
+            pids[pid].runner_exited = True
 
 
 def _as_float(v: Any) -> float | None:
