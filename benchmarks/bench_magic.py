@@ -1,9 +1,12 @@
 """Round trip of ``%%offload`` on the local backend vs the same cell run locally and vs ipyparallel.
 
-Measured side by side in one kernel: local execution, a cold cell job (fresh runner + kernel,
+Measured side by side in one run: local execution, a cold cell job (fresh runner + kernel,
 ``--cold``), the first warm cell (starts the session), warm cells after it, and the same cells on
 one ipyparallel engine started on this machine (``ipp.Cluster(n=1)``), alternating round by round.
-Two workloads, each in both tools:
+Each tool is driven from its own notebook kernel (same data in both), so neither tool's client
+shares an interpreter with the other's (ipyparallel's client keeps a thread of its own in the
+kernel that holds it); both tools' processes are up for every round. Two workloads, each in both
+tools:
 
 - trivial: ``y = x + 1`` (x in, y back). ipyparallel: ``%%px`` (the cell only, no data moved) and
   push + execute + pull (what ``%%offload`` does: x in, y back).
@@ -43,10 +46,12 @@ def main() -> None:
     env.pop("OFFLOAD_STORE", None)
     km, kc = start_new_kernel(kernel_name="python3", cwd=home, env=env)
     has_ipp = importlib.util.find_spec("ipyparallel") is not None
+    if has_ipp:  # the ipyparallel user's notebook
+        km_ipp, kc_ipp = start_new_kernel(kernel_name="python3", cwd=home, env=env)
 
-    def run(code: str) -> float:
+    def run(code: str, client=None) -> float:
         t0 = time.perf_counter()
-        reply = kc.execute_interactive(code, timeout=600, output_hook=lambda msg: None)
+        reply = (client or kc).execute_interactive(code, timeout=600, output_hook=lambda msg: None)
         dt = time.perf_counter() - t0
         if reply["content"]["status"] != "ok":
             raise SystemExit(f"cell failed: {reply['content'].get('ename')}: {reply['content'].get('evalue')}")
@@ -59,10 +64,12 @@ def main() -> None:
 
     n = args.mb * 1024 * 1024 // 8
     try:
-        run(f"%load_ext offload\nx = 20\nimport numpy as np\na = np.arange({n}, dtype='float64')")
+        data = f"x = 20\nimport numpy as np\na = np.arange({n}, dtype='float64')"
+        run(f"%load_ext offload\n{data}")
         if has_ipp:
-            run("import ipyparallel as ipp\n_cluster = ipp.Cluster(n=1)\n_rc = _cluster.start_and_connect_sync()\n"
-                "_rc.wait_for_engines(1, timeout=300)\n_v = _rc[0]\n_v.activate()\n_v.execute('import numpy as np', block=True)")
+            run(f"{data}\nimport ipyparallel as ipp\n_cluster = ipp.Cluster(n=1)\n_rc = _cluster.start_and_connect_sync()\n"
+                "_rc.wait_for_engines(1, timeout=300)\n_v = _rc[0]\n_v.activate()\n_v.execute('import numpy as np', block=True)",
+                kc_ipp)
         cell = "y = x + 1"
         for _ in range(args.repeat):
             add("local", run(cell))
@@ -72,21 +79,24 @@ def main() -> None:
         for _ in range(args.repeat):  # alternating rounds: same load for both tools
             add("warm", run(f"%%offload\n{cell}"))
             if has_ipp:
-                add("ipp_px", run(f"%%px\n{cell}"))
+                add("ipp_px", run(f"%%px\n{cell}", kc_ipp))
                 add("ipp_ppp", run(f"_v.push({{'x': x}}, block=True); _v.execute({cell!r}, block=True); "
-                                   "y = _v.pull('y', block=True)"))
+                                   "y = _v.pull('y', block=True)", kc_ipp))
         for _ in range(args.large_repeat):
             add("warm_large", run("%%offload\nb = a + 1"))
             if has_ipp:
                 add("ipp_large", run("_v.push({'a': a}, block=True); _v.execute('b = a + 1', block=True); "
-                                     "b = _v.pull('b', block=True)"))
+                                     "b = _v.pull('b', block=True)", kc_ipp))
         run("assert float(b[-1]) == float(a[-1]) + 1")
         run("%offload stop")
         if has_ipp:
-            run("_rc.close(); _cluster.stop_cluster_sync()")
+            run("assert float(b[-1]) == float(a[-1]) + 1\n_rc.close(); _cluster.stop_cluster_sync()", kc_ipp)
     finally:
         kc.stop_channels()
         km.shutdown_kernel(now=True)
+        if has_ipp:
+            kc_ipp.stop_channels()
+            km_ipp.shutdown_kernel(now=True)
 
     med = {k: statistics.median(v) for k, v in res.items()}
     ms = lambda k: f"{med[k] * 1000:9.1f} ms  (median of {len(res[k])})"  # noqa: E731

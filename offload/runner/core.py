@@ -372,10 +372,15 @@ class JobProgram:
         return JobState.FAILED, f"terminated ({reason})", None
 
     # the run ----------------------------------------------------------------------------------
-    def run(self) -> int:
+    def new_work_dir(self) -> Path:
+        return Path(os.environ.get("OFFLOAD_WORK_DIR") or tempfile.mkdtemp(prefix=f"offload-{self.job_id}-"))
+
+    def run(self, *, work: Path | None = None) -> int:
+        """Run the job in ``work`` (default: a new work dir); a warm session's cell job comes
+        with its work dir, its request already sent to the kernel (runner/session.py)."""
         signal.signal(signal.SIGTERM, self.on_sigterm)
         signal.signal(signal.SIGINT, self.on_sigterm)
-        work = Path(os.environ.get("OFFLOAD_WORK_DIR") or tempfile.mkdtemp(prefix=f"offload-{self.job_id}-"))
+        work = work or self.new_work_dir()
         work.mkdir(parents=True, exist_ok=True)
         monitor = threading.Thread(target=self.monitor, name="offload-monitor", daemon=True)
         self.flush(force=True)

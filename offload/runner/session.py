@@ -76,6 +76,26 @@ class CellJob(JobProgram):
         super().__init__(store, spec)
         self.server = server
         self.backend_cls = Backend  # no slot, no machine teardown per cell
+        self.request: Any = None  # what the kernel was sent (SessionServer.send_cells)
+        self.unsent: Exception | None = None  # why it could not be sent
+
+    def send(self) -> Path:
+        """Read the cell job and send it to the kernel; the job's bookkeeping (``run``) starts
+        while the kernel runs it. Returns the job's work dir. Nothing raises here: what failed
+        is the job's failure, recorded by ``run``."""
+        work = self.new_work_dir()
+        try:
+            (work / "outputs").mkdir(parents=True, exist_ok=True)
+            (work / "checkpoints").mkdir(exist_ok=True)
+            project = self.server.project_for(self.spec)
+            manifest = self.store.get_json(layout.bundle_key(self.spec.bundle_id))
+            sha = manifest["files"][self.spec.notebook]["sha256"]
+            # the client generated it (offload.cells.notebook): read without validating it again
+            self.live_nb = nbformat.v4.reads(self.store.get_text(layout.blob_key(sha)))
+            self.request = self.server.send_cells(self.live_nb, self.job_environ(work), project)
+        except Exception as exc:
+            self.unsent = exc
+        return work
 
     def kill(self) -> None:  # cancel: interrupt the cell, keep the session
         self.server.interrupt()
@@ -90,17 +110,13 @@ class CellJob(JobProgram):
         return json.dumps(self.live_nb, sort_keys=True, indent=1, ensure_ascii=False)  # ours: not validated again
 
     def execute(self, work: Path) -> Outcome:
-        (work / "outputs").mkdir(parents=True, exist_ok=True)
-        (work / "checkpoints").mkdir(exist_ok=True)
-        project = self.server.project_for(self.spec)
-        manifest = self.store.get_json(layout.bundle_key(self.spec.bundle_id))
-        sha = manifest["files"][self.spec.notebook]["sha256"]
-        # the client generated it (offload.cells.notebook): read without validating it again
-        nb = nbformat.v4.reads(self.store.get_text(layout.blob_key(sha)))
-        env = self.job_environ(work)
+        if self.unsent is not None:
+            raise self.unsent
+        nb = self.live_nb
         self.set_status(state=JobState.RUNNING, started_at=time.time(), n_cells=len(nb.cells), python=sys.executable)
-        self.live_nb = nb
-        return self.server.run_cells(self, nb, env, project)
+        if isinstance(self.request, tuple):  # not a cell job: (state, reason, error)
+            return self.request
+        return self.server.wait_cells(self, nb, self.request)
 
 
 class SessionServer(JobProgram):
@@ -114,6 +130,7 @@ class SessionServer(JobProgram):
         self.loop = asyncio.new_event_loop()
         self.km: Any = None
         self.bkc: Any = None
+        self.outputs: Any = None
         self.kernel_dead = False  # the kernel died under a cell: the session ends
         # a client on this machine rings after queueing a cell (offload.cells.session)
         self.bell = Doorbell(f"session-{spec.id}") if self.store.local else None
@@ -153,6 +170,8 @@ class SessionServer(JobProgram):
                                         connection_file=self.km.connection_file, parent=self.km)
         self.bkc.start_channels()
         self.bkc.wait_for_ready(timeout=120)
+        # nbclient's message handling fills a cell job's outputs (built once: it costs ~1 ms)
+        self.outputs = NotebookClient(nbformat.v4.new_notebook(), km=self.km, kernel_name="", record_timing=False)
 
     def project_for(self, spec: JobSpec) -> str:
         """Where a cell runs: the user's folder for a local in-place session, else the bundle
@@ -163,33 +182,40 @@ class SessionServer(JobProgram):
         materialize(self.store, spec.bundle_id, project)
         return str(project)
 
-    def run_cells(self, job: CellJob, nb: Any, env: dict[str, str], project: str) -> Outcome:
-        """Run a cell job's notebook on the live kernel (called from the job's own program).
+    def send_cells(self, nb: Any, env: dict[str, str], project: str) -> Any:
+        """Send a cell job's notebook to the live kernel, as one request; returns its message id
+        (or the outcome, for a notebook that is not a cell job). :meth:`wait_cells` follows it.
 
         One kernel request per cell job: every request costs the kernel a few milliseconds of
         messaging whatever it runs, and a warm cell's round trip is otherwise that small. The
         request runs the job's setup cell, the user's cell (as a cell of its own: IPython's
-        ``run_cell_async``) and the collect cell in the kernel (``offload.cells.remote.run_warm``);
-        its outputs are the user cell's, filled in by nbclient's message handling as the notebook
-        runner's are (streams, displays and their updates, clear_output). The reply brings back
-        what happened (``user_expressions``)."""
+        ``run_cell``) and the collect cell in the kernel (``offload.cells.remote.run_warm``)."""
         cells = {c.get("id"): c for c in nb.cells}
         setup, cell, collect = (cells.get(i) for i in CELL_JOB_CELLS)
         if setup is None or cell is None or collect is None:
             return JobState.FAILED, "not a %%offload cell job (its setup, cell and collect cells)", None
-        kc = self.bkc
         # A cell that may use top-level await runs in a coroutine request; any other in a plain
         # one, which an interrupt (cancel) stops wherever it is (a coroutine's only at an await).
         run = "await {}.run_warm_async" if re.search(r"\b(await|async)\b", cell.source) else "{}.run_warm"
         code = (run.format("__import__('offload.cells.remote').cells.remote") + f"(globals(), setup={setup.source!r}, "
                 f"cell={cell.source!r}, collect={collect.source!r}, env={env!r}, cwd={project!r})")
+        return self.bkc.execute(code, silent=True, store_history=False, allow_stdin=False,
+                                user_expressions={"outcome": OUTCOME_EXPRESSION})
+
+    def wait_cells(self, job: CellJob, nb: Any, msg_id: str) -> Outcome:
+        """Follow the request :meth:`send_cells` sent until the kernel is done with it. Its
+        outputs are the user cell's, filled in by nbclient's message handling as the notebook
+        runner's are (streams, displays and their updates, clear_output); the reply brings back
+        what happened (``user_expressions``)."""
+        setup, cell, collect = ({c.get("id"): c for c in nb.cells}[i] for i in CELL_JOB_CELLS)
+        kc = self.bkc
         cell.outputs = []
         position = nb.cells.index(cell)
         job.current_cell_id = cell.get("id")
         job.set_status(cell=position + 1, cell_id=job.current_cell_id)
-        msg_id = kc.execute(code, silent=True, store_history=False, allow_stdin=False,
-                            user_expressions={"outcome": OUTCOME_EXPRESSION})
-        outputs = NotebookClient(nb, km=self.km, kernel_name="", record_timing=False)  # message handling only
+        outputs = self.outputs
+        outputs.nb = nb
+        outputs.reset_execution_trackers()  # display ids are the job's own
         outputs.clear_before_next_output = False  # what its execute_cell sets before a cell
         reply: dict[str, Any] | None = None
         idle = False
@@ -290,7 +316,8 @@ class SessionServer(JobProgram):
         handlers = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
         try:
             spec = JobSpec.from_dict(self.store.get_json(layout.job_key(job_id, "spec.json")))
-            CellJob(self.store, spec, self).run()
+            job = CellJob(self.store, spec, self)
+            job.run(work=job.send())
         except Exception as exc:
             self.say(f"cell job {job_id} could not run: {exc}")
         finally:
