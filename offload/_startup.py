@@ -17,6 +17,15 @@ from __future__ import annotations
 import sys
 
 
+def standby_delay() -> None:
+    """A standby runner's first wait, before any import: ``OFFLOAD_STANDBY_WARM_AFTER_S`` (2 s),
+    or less when its stdin speaks first (a job, or its end: the standby is not needed)."""
+    import os
+    import select
+
+    select.select([sys.stdin], [], [], float(os.environ.get("OFFLOAD_STANDBY_WARM_AFTER_S", "2")))
+
+
 def skip_unused_imports(*, papermill: bool = False) -> None:
     """Call before anything imports nbformat (and, with ``papermill``, before papermill)."""
     for name in ("rfc3987_syntax", "isoduration"):

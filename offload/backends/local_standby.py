@@ -44,8 +44,13 @@ class Standby:
                 self.ready_fd = -1
         return self.ready
 
+    def release(self) -> None:
+        """Let it go without a job: it exits with its kernel; its log goes too (it served no job)."""
+        self.close()
+        self.log.unlink(missing_ok=True)
+
     def close(self) -> None:
-        """Let it go: its stdin ends, so a standby without a job exits with its kernel."""
+        """Close our ends: its stdin ends, so a standby without a job exits with its kernel."""
         if self.ready_fd >= 0:
             os.close(self.ready_fd)
             self.ready_fd = -1
@@ -65,7 +70,7 @@ def take(store_url: str, sweep: str) -> Standby | None:
     with _lock:
         pool = _pools.get((store_url, sweep), [])
         for sb in list(pool):
-            if sb.proc.poll() is not None:
+            if sb.proc.poll() is not None:  # it failed (its log says why); no job of its own
                 pool.remove(sb)
                 sb.close()
             elif sb.is_ready():
@@ -103,7 +108,7 @@ def keep(store_url: str, sweep: str, *, template: str, want: int, env: dict[str,
             pool.remove(sb)
             sb.close()
         while len(pool) > max(0, want):
-            pool.pop().close()
+            pool.pop().release()
         while len(pool) < want:
             pool.append(_start(store_url, template, env, logs))
         if not pool:
@@ -115,7 +120,7 @@ def release(store_url: str, sweep: str) -> int:
     with _lock:
         pool = _pools.pop((store_url, sweep), [])
     for sb in pool:
-        sb.close()
+        sb.release()
     return len(pool)
 
 

@@ -9,6 +9,8 @@ import sys
 
 from offload import _startup
 
+if sys.argv[1:2] == ["--standby"]:  # a standby runner (runner/standby.py) waits before its imports,
+    _startup.standby_delay()  # so that they do not slow the runners starting beside it
 _startup.skip_unused_imports()  # papermill's own trimming waits until its kernel is starting (runner.job)
 
 from offload.runner.programs import main  # noqa: E402

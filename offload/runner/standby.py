@@ -4,8 +4,9 @@ The local backend keeps a few of these ready for a sweep's next trials (the laun
 :mod:`offload.backends.local_standby`; it passes the sweep's latest trial as the template).
 ``python -m offload.runner --standby STORE TEMPLATE_JOB READY_FD``:
 
-1. waits :data:`WARM_AFTER_S` (so its start-up does not slow the runners starting beside it)
-   unless its stdin ends first;
+1. waits ``OFFLOAD_STANDBY_WARM_AFTER_S`` (2 s) before its imports (``offload._startup.standby_delay``,
+   called first by ``offload/runner/__main__.py``), so that its start-up does not slow the runners
+   starting beside it, unless its stdin speaks first;
 2. does what does not depend on the job: the runner's imports (papermill included), a fresh
    work dir, and the kernel, started with the interpreter, cwd and ``OFFLOAD_*`` variables the
    template's job would have used, and answering;
@@ -46,7 +47,6 @@ from offload.runner.kernel import Prestarted, kernel_pid, kill_kernel, start_ker
 from offload.spec import JobSpec
 from offload.store import Store, layout
 
-WARM_AFTER_S = float(os.environ.get("OFFLOAD_STANDBY_WARM_AFTER_S", "2"))
 READY_TIMEOUT_S = 60.0
 
 
@@ -145,7 +145,7 @@ def wait_for_job(store_url: str, template: str, ready_fd: int) -> Handed | None:
     pre: Prestarted | None = None
     signal.signal(signal.SIGTERM, _on_sigterm)
     try:
-        line = _job_line(WARM_AFTER_S)
+        line = _job_line(0)  # after the first wait (offload._startup.standby_delay): a job already, or the end?
         if line is None:
             try:
                 pre = _warm(store, template, work)
@@ -182,4 +182,4 @@ def wait_for_job(store_url: str, template: str, ready_fd: int) -> Handed | None:
     return Handed(job_id=job_id, prestarted=pre)
 
 
-__all__ = ["WARM_AFTER_S", "Handed", "discard", "wait_for_job"]
+__all__ = ["Handed", "discard", "wait_for_job"]

@@ -240,8 +240,11 @@ class Driver:
                 # On the local backend slots are processes: let --parallel trials run at once.
                 opts["max_jobs"] = max(int(self.rec["parallel"]), os.cpu_count() or 1)
             # Standby runners (imports done, kernel started) for the trials still to come after
-            # this one, at most one per slot: the next trial starts without either wait.
-            opts["standby"] = max(0, min(int(self.rec["parallel"]), self.budget() - self.counted() - 1))
+            # this one, at most one per slot: the next trial starts without either wait. At most
+            # one per core too: warming one up takes about a second of CPU, which on a machine
+            # with more trials than cores would come out of the running trials.
+            opts["standby"] = max(0, min(int(self.rec["parallel"]), os.cpu_count() or 1,
+                                         self.budget() - self.counted() - 1))
             sub["backend_options_"] = opts
         if self.env_spec is None:  # every trial runs the same code: detect dependencies once
             nb = Path(self.rec["notebook"])
