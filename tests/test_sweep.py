@@ -527,3 +527,46 @@ def test_stopping_a_sweep_ends_its_standby_runners_and_kernels(tmp_path, home):
     assert sw.sweep_stop(res.id)["state"] == "stopped"
     _wait(lambda: not _processes_of(home), 90)  # trials cancelled, standbys and every kernel gone
     assert len(jobs_of(res.id)) == 2  # the standbys ran no trial
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_a_standby_whose_kernel_died_runs_its_trial_on_a_fresh_kernel(tmp_path, home):
+    """A standby's kernel killed while it waits (out of memory, say) costs nothing but the
+    head start: the trial it is handed starts a kernel of its own and succeeds."""
+    gate = tmp_path / "gate"
+    nb = notebook(tmp_path / "d" / "iso.ipynb", "x = 0.0\ngate = ''\n", ISOLATED)
+    store = Store()
+    out: dict = {}
+    th = threading.Thread(target=lambda: out.update(res=sw.sweep(
+        nb, space={"x": {"type": "float", "low": 0, "high": 1}, "gate": str(gate)}, objective="v",
+        trials=2, parallel=1, sampler="random", seed=0, quiet=True)))
+    th.start()
+    try:
+        from offload.backends import local_standby
+
+        _wait(lambda: len(jobs_of_any(store)) == 1)
+        sid = next(iter(jobs_of_any(store)))
+        _wait(lambda: local_standby.count(store.url, sid)[1] >= 1, 180)  # warm: its kernel answered
+        (standby,) = [int(p.split()[0]) for p in _processes_of(home) if "--standby" in p]
+        kernels = _children(standby)
+        assert kernels
+        for pid in kernels:
+            os.kill(pid, signal.SIGKILL)
+    finally:
+        gate.write_text("open")
+        th.join(300)
+    res = out["res"]
+    assert [r["state"] for r in res.trials()] == ["COMPLETE", "COMPLETE"]
+    row = next(r for r in res.trials() if r["number"] == 1)
+    assert row["value"] == pytest.approx(row["params"]["x"])
+    status = job_status(row["job_id"])
+    assert status["pid"] == standby  # the standby ran it
+    assert not status.get("kernel_prestarted")  # on a kernel of its own
+    _wait(lambda: not _processes_of(home), 60)

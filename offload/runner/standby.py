@@ -166,6 +166,8 @@ def wait_for_job(store_url: str, template: str, ready_fd: int) -> Handed | None:
             local.take_ticket()  # the launcher queued the job for a local slot under this pid
         if pre is not None:
             try:
+                if not run_sync(pre.km.is_alive)():
+                    raise RuntimeError("the standby's kernel has stopped")
                 _set_environ(pre, kernel_environ(job_id=job_id, store_url=store.url, work=work))
             except Exception as exc:
                 print(f"offload standby: {exc}; the job starts its own kernel", flush=True)
