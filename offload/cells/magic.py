@@ -291,15 +291,18 @@ class OffloadMagics(Magics):
     def finish(self, job: Any) -> None:
         """Mirror outputs until the job ends; bind results or raise the remote exception.
 
-        A local store is polled from 2 ms (a warm cell ends in milliseconds; a read of a local
-        status file costs microseconds), a remote one from 20 ms; both back off to 0.25 s. On a
-        local store a warm session rings this kernel's doorbell once the job's end is recorded
-        (:mod:`offload.backends.doorbell`), so its end is seen at once; without one, the job's
-        ``result.json`` (its last write) is looked for every millisecond for the first second."""
+        On a local store a warm session rings this kernel's doorbell once the job's end is
+        recorded (:mod:`offload.backends.doorbell`), so its end is seen at once, and the store is
+        polled from 50 ms for the outputs of a longer cell. Without a doorbell, a local store is
+        polled from 2 ms (a warm cell ends in milliseconds; a read of a local status file costs
+        microseconds) and the job's ``result.json`` (its last write) is looked for every
+        millisecond for the first second; a remote store is polled from 20 ms. All back off to
+        0.25 s."""
         mirror = _OutputMirror()
         seen = None
-        poll = 0.002 if job.store.local else 0.02
         bell = Doorbell(f"job-{job.id}") if job.store.local else None
+        # with a doorbell the end is heard at once: polling only mirrors a long cell's outputs
+        poll = 0.05 if bell is not None and bell.sock is not None else 0.002 if job.store.local else 0.02
         fast_until = time.perf_counter() + 1.0 if job.store.local else 0.0
         result_key = layout.job_key(job.id, "result.json")
         try:

@@ -108,6 +108,10 @@ def machine_backend(name: str) -> type[Backend]:
 class JobProgram:
     """The bookkeeping of one job in the store; subclasses run it."""
 
+    # A thread ticks while ``execute`` runs; a program whose ``execute`` waits in a loop of its
+    # own calls ``tick()`` every TICK_S instead (a warm cell: no thread per few-ms job).
+    monitor_thread = True
+
     def __init__(self, store: Store, spec: JobSpec):
         self.store = store
         self.spec = spec
@@ -140,6 +144,7 @@ class JobProgram:
         self.done = threading.Event()
         self.store_failing_since: float | None = None  # first failed flush of the current outage
         self.store_failure: str | None = None  # "store not writable: <reason>" once that stopped the job
+        self.last_cancel_check = 0.0
 
     def key(self, name: str) -> str:
         return layout.job_key(self.job_id, name)
@@ -269,34 +274,39 @@ class JobProgram:
 
     # monitor ----------------------------------------------------------------------------------
     def monitor(self) -> None:
-        last_cancel_check = 0.0
+        """The monitor thread: a :meth:`tick` every ``TICK_S`` while the job runs."""
         while not self.done.wait(TICK_S):
+            self.tick()
+
+    def tick(self) -> None:
+        """One look at the running job: the cancel marker and the max runtime (each second),
+        idle GPUs, the live output; then whatever changed is written."""
+        try:
+            now = time.time()
+            if now - self.last_cancel_check >= 1.0 and not self.stop_reason:
+                self.last_cancel_check = now
+                if self.store.exists(self.key("cancel")):
+                    self.stop(JobState.CANCELLED, "cancelled by the user")
+                elif now > self.deadline:
+                    self.stop("timeout", f"stopped at the max runtime of {self.spec.resources.max_runtime_s} s")
+            if self.idle is not None and not self.stop_reason:
+                self.check_idle(now)
+            saved = True
             try:
-                now = time.time()
-                if now - last_cancel_check >= 1.0 and not self.stop_reason:
-                    last_cancel_check = now
-                    if self.store.exists(self.key("cancel")):
-                        self.stop(JobState.CANCELLED, "cancelled by the user")
-                    elif now > self.deadline:
-                        self.stop("timeout", f"stopped at the max runtime of {self.spec.resources.max_runtime_s} s")
-                if self.idle is not None and not self.stop_reason:
-                    self.check_idle(now)
-                saved = True
-                try:
-                    text = self.snapshot_output()
-                except StoreError as exc:  # live output saves write too: the flush below goes all the same
-                    text, saved = None, False
-                    self.store_trouble(exc)
-                if text is not None:
-                    with self.lock:
-                        self.output_snapshot = text
-                self.flush()
-                if saved:
-                    self.store_failing_since = None
-            except StoreError as exc:
+                text = self.snapshot_output()
+            except StoreError as exc:  # live output saves write too: the flush below goes all the same
+                text, saved = None, False
                 self.store_trouble(exc)
-            except Exception as exc:  # a store hiccup must not kill the job; say it and go on
-                log.warning("monitor: %s", exc)
+            if text is not None:
+                with self.lock:
+                    self.output_snapshot = text
+            self.flush()
+            if saved:
+                self.store_failing_since = None
+        except StoreError as exc:
+            self.store_trouble(exc)
+        except Exception as exc:  # a store hiccup must not kill the job; say it and go on
+            log.warning("monitor: %s", exc)
 
     def check_idle(self, now: float) -> None:
         """--stop-if-idle: record the last sample; stop the job when its GPUs stayed idle long enough."""
@@ -382,9 +392,10 @@ class JobProgram:
         signal.signal(signal.SIGINT, self.on_sigterm)
         work = work or self.new_work_dir()
         work.mkdir(parents=True, exist_ok=True)
-        monitor = threading.Thread(target=self.monitor, name="offload-monitor", daemon=True)
+        monitor = threading.Thread(target=self.monitor, name="offload-monitor", daemon=True) if self.monitor_thread else None
         self.flush(force=True)
-        monitor.start()
+        if monitor is not None:
+            monitor.start()
         # The slot is held through finish: uploading results is part of the job's footprint.
         with self.slot():
             state, reason, error = JobState.FAILED, None, None
@@ -401,7 +412,8 @@ class JobProgram:
             finally:
                 self.finished = True
                 self.done.set()
-                monitor.join(timeout=5)
+                if monitor is not None:
+                    monitor.join(timeout=5)
             if state == JobState.SUCCEEDED and self.stop_reason:
                 state, reason, error = self.stopped_outcome()
             self.before_finish()

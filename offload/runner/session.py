@@ -43,7 +43,7 @@ from offload.backends import procs
 from offload.backends.base import Backend
 from offload.backends.doorbell import Doorbell, ring
 from offload.notebook import CELL_JOB_CELLS
-from offload.runner.core import JobProgram, Outcome
+from offload.runner.core import TICK_S, JobProgram, Outcome
 from offload.runner.kernel import kernel_manager, kernel_pid
 from offload.runner.machine import MachineRecord
 from offload.snapshot.bundle import materialize
@@ -71,6 +71,8 @@ def _outcome(reply: dict[str, Any]) -> dict[str, Any]:
 
 class CellJob(JobProgram):
     """One cell job executed on the session's live kernel, with the normal bookkeeping."""
+
+    monitor_thread = False  # wait_cells ticks it
 
     def __init__(self, store: Store, spec: JobSpec, server: SessionServer):
         super().__init__(store, spec)
@@ -223,8 +225,13 @@ class SessionServer(JobProgram):
         poller.register(kc.iopub_channel.socket, zmq.POLLIN)
         poller.register(kc.shell_channel.socket, zmq.POLLIN)
         quiet_since = time.monotonic()
+        next_tick = quiet_since + TICK_S
         while reply is None or not idle:
-            if not poller.poll(500):
+            now = time.monotonic()
+            if now >= next_tick:  # the job's monitor: cancel, max runtime, live output, status
+                job.tick()
+                next_tick = now + TICK_S
+            if not poller.poll(max(1, int((next_tick - now) * 1000))):
                 pid = kernel_pid(self.km)
                 if time.monotonic() - quiet_since > 2 and pid and not procs.pid_alive(pid):
                     self.kernel_dead = True

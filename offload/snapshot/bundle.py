@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import nbformat
-import nbformat.v4
 import pathspec
 
 from offload.errors import UsageError
@@ -253,7 +252,10 @@ def build_bundle(
     if nb is None:
         add_file(nb_path)
     elif admit(bundle.notebook):
-        body = (nbformat.writes(nb) if validate else nbformat.v4.writes(nb)).encode("utf-8")
+        # validate=False: the notebook's own JSON as nbformat writes it, minus the schema check
+        # and the copy it makes to split sources into lines (a string source is valid nbformat)
+        text = nbformat.writes(nb) if validate else json.dumps(nb, sort_keys=True, indent=1, ensure_ascii=False)
+        body = text.encode("utf-8")
         sha = hashlib.sha256(body).hexdigest()
         bundle.files[bundle.notebook] = FileEntry(bundle.notebook, sha, len(body), 0o644)
         bundle.contents[bundle.notebook] = body
