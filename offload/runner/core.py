@@ -385,6 +385,10 @@ class JobProgram:
     def new_work_dir(self) -> Path:
         return Path(os.environ.get("OFFLOAD_WORK_DIR") or tempfile.mkdtemp(prefix=f"offload-{self.job_id}-"))
 
+    def remove_work_dir(self, work: Path) -> None:
+        """After the job is recorded (a warm session removes its cells' dirs when it is idle)."""
+        shutil.rmtree(work, ignore_errors=True)
+
     def run(self, *, work: Path | None = None) -> int:
         """Run the job in ``work`` (default: a new work dir); a warm session's cell job comes
         with its work dir, its request already sent to the kernel (runner/session.py)."""
@@ -448,7 +452,7 @@ class JobProgram:
                             "final status")
         self.recorded(state)
         if not os.environ.get("OFFLOAD_KEEP_WORK"):
-            shutil.rmtree(work, ignore_errors=True)
+            self.remove_work_dir(work)
         try:
             self.backend_cls.on_runner_exit(self.spec, self.store, state)
         except Exception as exc:

@@ -25,8 +25,10 @@ import asyncio
 import json
 import os
 import re
+import shutil
 import signal
 import sys
+import tempfile
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -102,6 +104,12 @@ class CellJob(JobProgram):
     def kill(self) -> None:  # cancel: interrupt the cell, keep the session
         self.server.interrupt()
 
+    def new_work_dir(self) -> Path:
+        return Path(tempfile.mkdtemp(prefix=f"cell-{self.job_id}-", dir=self.server.cells_dir()))
+
+    def remove_work_dir(self, work: Path) -> None:
+        self.server.done_dirs.append(work)  # removed between cells, not in a cell's round trip
+
     def recorded(self, state: JobState) -> None:
         if self.store.local:  # the client waiting on this machine looks now (offload.cells.magic)
             ring(f"job-{self.job_id}")
@@ -134,6 +142,7 @@ class SessionServer(JobProgram):
         self.bkc: Any = None
         self.outputs: Any = None
         self.kernel_dead = False  # the kernel died under a cell: the session ends
+        self.done_dirs: list[Path] = []  # work dirs of recorded cell jobs, removed when idle
         # a client on this machine rings after queueing a cell (offload.cells.session)
         self.bell = Doorbell(f"session-{spec.id}") if self.store.local else None
         self.work: Path | None = None
@@ -174,6 +183,12 @@ class SessionServer(JobProgram):
         self.bkc.wait_for_ready(timeout=120)
         # nbclient's message handling fills a cell job's outputs (built once: it costs ~1 ms)
         self.outputs = NotebookClient(nbformat.v4.new_notebook(), km=self.km, kernel_name="", record_timing=False)
+
+    def cells_dir(self) -> Path:
+        """Where the cell jobs' work dirs are made (inside the session's own)."""
+        path = self.work / "cells"
+        path.mkdir(exist_ok=True)
+        return path
 
     def project_for(self, spec: JobSpec) -> str:
         """Where a cell runs: the user's folder for a local in-place session, else the bundle
@@ -296,6 +311,9 @@ class SessionServer(JobProgram):
                 self._note_idle(idle_since)
                 continue
             now = time.time()
+            if self.done_dirs and now - idle_since > 0.05:  # no cell came right after the last
+                while self.done_dirs:
+                    shutil.rmtree(self.done_dirs.pop(), ignore_errors=True)
             if now - last_stop_check > 0.5:
                 last_stop_check = now
                 if any(self.store.exists(k) for k in stop_keys):
