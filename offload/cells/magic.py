@@ -122,6 +122,19 @@ def cell_parser() -> _Parser:
     return p
 
 
+@functools.lru_cache(maxsize=64)
+def _parse_line(line: str) -> argparse.Namespace:
+    """The options of a ``%%offload`` line (cached: a notebook repeats the same few lines)."""
+    return cell_parser().parse_args(shlex.split(line))
+
+
+@functools.lru_cache(maxsize=256)
+def _analysis(body: str) -> Any:
+    """:func:`analyze_cell`, once per cell source (a rerun cell is not parsed again; the result is
+    only read)."""
+    return analyze_cell(body)
+
+
 _DEFAULT_KEYS = ("backend", "gpu", "gpu_count", "machine", "spot", "max_runtime", "keep_alive", "data", "env", "cold",
                  "warn_size", "pull_limit")
 
@@ -192,6 +205,7 @@ class OffloadMagics(Magics):
         self.defaults: dict[str, Any] = {}
         self.jobs: list[str] = []  # ids of this kernel's cell jobs, oldest first
         self._env_cache: dict[str, Any] = {}
+        self._modules: tuple[int, list[str], str] = (-1, [], "")  # len(sys.modules), their names, digest
         self.session: Any = None  # offload.cells.session.SessionClient when warm
 
     # ------------------------------------------------------------------------------ entry point
@@ -211,7 +225,7 @@ class OffloadMagics(Magics):
 
     # ------------------------------------------------------------------------------ cell magic
     def options(self, line: str) -> argparse.Namespace:
-        opts = cell_parser().parse_args(shlex.split(line))
+        opts = argparse.Namespace(**vars(_parse_line(line)))  # a copy: the defaults are set on it
         for key in _DEFAULT_KEYS:
             if getattr(opts, key, None) is None and key in self.defaults:
                 setattr(opts, key, self.defaults[key])
@@ -220,7 +234,7 @@ class OffloadMagics(Magics):
     def run_cell(self, line: str, body: str) -> Any:
         opts = self.options(line)
         ns = self.shell.user_ns
-        analysis = analyze_cell(body)
+        analysis = _analysis(body)
         push = _names(opts.push)
         pull = [] if opts.no_pull else (_names(opts.pull) or analysis.writes)
         cap = capture(
@@ -265,7 +279,7 @@ class OffloadMagics(Magics):
                 self.session = SessionClient.start(store, opts, cwd=os.getcwd())
                 atexit.register(self.session.stop)
             try:
-                return self.session.submit(nb, opts, env_spec=lambda p: self._env_spec(p, nb))
+                return self.session.submit(nb, opts, env_spec=lambda p: self._env_spec(p, nb), known_alive=True)
             except SessionGone:
                 self.session = None
         return self._submit_cold(nb, opts, store)
@@ -281,8 +295,11 @@ class OffloadMagics(Magics):
 
     def _env_spec(self, nb_path: Path, nb: Any) -> Any:
         """Snapshot of the whole kernel (its imported modules), cached per module set and cell."""
-        mods = sorted(m for m in list(sys.modules) if "." not in m and not m.startswith("_"))
-        key = hashlib.sha256(("\n".join(mods) + nb.cells[1].source).encode()).hexdigest()
+        if self._modules[0] != len(sys.modules):  # an import since the last cell (listing them costs)
+            mods = sorted(m for m in list(sys.modules) if "." not in m and not m.startswith("_"))
+            self._modules = (len(sys.modules), mods, hashlib.sha256("\n".join(mods).encode()).hexdigest())
+        _, mods, digest = self._modules
+        key = hashlib.sha256((digest + nb.cells[1].source).encode()).hexdigest()
         if key not in self._env_cache:
             self._env_cache[key] = snapshot(nb_path, nb=nb, project_root=nb_path.parent, kernel_modules=mods)
         return self._env_cache[key]
@@ -300,7 +317,9 @@ class OffloadMagics(Magics):
         0.25 s."""
         mirror = _OutputMirror()
         seen = None
-        bell = Doorbell(f"job-{job.id}") if job.store.local else None
+        # a warm cell on this machine (local backend) rings when it ends; one on a SLURM node or
+        # a VM cannot reach this machine's doorbell, even through a shared file:// store
+        bell = Doorbell(f"job-{job.id}") if job.spec.backend == "local" and job.store.local else None
         # with a doorbell the end is heard at once: polling only mirrors a long cell's outputs
         poll = 0.05 if bell is not None and bell.sock is not None else 0.002 if job.store.local else 0.02
         fast_until = time.perf_counter() + 1.0 if job.store.local else 0.0

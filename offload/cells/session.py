@@ -78,7 +78,7 @@ class _SessionQueue(Backend):
 
     def launch(self, spec: JobSpec) -> dict[str, Any]:
         self.store.put_bytes(layout.session_queue_key(self.session.id, spec.id), b"")
-        if self.store.local:  # the session, on this machine, looks at its queue now
+        if self.session.backend == "local" and self.store.local:  # the session, on this machine, looks now
             ring(f"session-{self.session.id}")
         # The session's machine: cancelling the cell must interrupt it, not end the machine. No
         # boot watchdog for a cell (it may wait behind another cell; the session's boot is the
@@ -164,9 +164,10 @@ class SessionClient:
         handle = launch_spec(spec, store=store, env=bundle.env)
         return cls(store=store, job_id=spec.id, backend=backend, handle=handle, key=cls._key(opts), cwd=cwd)
 
-    def submit(self, nb: Any, opts: Any, *, env_spec: Any) -> Job:
-        """Stage a cell job like :func:`offload.jobs.submit` and queue it on this session."""
-        if not self.alive():
+    def submit(self, nb: Any, opts: Any, *, env_spec: Any, known_alive: bool = False) -> Job:
+        """Stage a cell job like :func:`offload.jobs.submit` and queue it on this session
+        (``known_alive``: the caller has just checked that it is up)."""
+        if not known_alive and not self.alive():
             raise SessionGone(self.id)
         root = Path(self.cwd)
         path = root / CELL_NOTEBOOK

@@ -111,7 +111,7 @@ class CellJob(JobProgram):
         self.server.done_dirs.append(work)  # removed between cells, not in a cell's round trip
 
     def recorded(self, state: JobState) -> None:
-        if self.store.local:  # the client waiting on this machine looks now (offload.cells.magic)
+        if self.spec.backend == "local" and self.store.local:  # the client, on this machine, looks now
             ring(f"job-{self.job_id}")
 
     def final_notebook(self, work: Path, state: JobState) -> str | None:
@@ -144,7 +144,7 @@ class SessionServer(JobProgram):
         self.kernel_dead = False  # the kernel died under a cell: the session ends
         self.done_dirs: list[Path] = []  # work dirs of recorded cell jobs, removed when idle
         # a client on this machine rings after queueing a cell (offload.cells.session)
-        self.bell = Doorbell(f"session-{spec.id}") if self.store.local else None
+        self.bell = Doorbell(f"session-{spec.id}") if here and self.store.local else None
         self.work: Path | None = None
         # The user's folder and kernel pid mean something on the user's machine only: a session
         # on a VM or a SLURM node materializes the bundles and ends on the client's stop marker.
