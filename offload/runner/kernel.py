@@ -22,10 +22,13 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
+from queue import Empty
 from typing import Any
 
+from jupyter_client.asynchronous import AsyncKernelClient
 from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.manager import AsyncKernelManager
 from jupyter_core.utils import run_sync
@@ -57,6 +60,41 @@ def start_kernel(work: Path, python: str, *, cwd: Path) -> AsyncKernelManager:
     km = kernel_manager(work, python)
     run_sync(km.start_kernel)(cwd=str(cwd), extra_arguments=KERNEL_ARGS)
     return km
+
+
+class ReadyKernelClient(AsyncKernelClient):
+    """The client nbclient gets for a kernel known to answer (a standby's: runner/standby.py).
+
+    It is ready once the kernel has answered ``kernel_info`` on the shell channel and published on
+    iopub (so iopub is connected and no output of the first cell is lost), without the further
+    0.2 s of iopub silence jupyter_client waits for: what is still queued on iopub belongs to
+    other requests, and nbclient reads only its own request's messages.
+    """
+
+    async def wait_for_ready(self, timeout: float | None = None) -> None:
+        deadline = time.monotonic() + (timeout if timeout is not None else 60.0)
+        while True:
+            msg_id = self.kernel_info()
+            while True:
+                try:
+                    reply = await self.shell_channel.get_msg(timeout=1)
+                except Empty:
+                    reply = None
+                    break
+                if reply["parent_header"].get("msg_id") == msg_id:
+                    break
+            if reply is not None:
+                try:
+                    await self.iopub_channel.get_msg(timeout=0.5)
+                except Empty:
+                    pass  # iopub not connected yet: ask again
+                else:
+                    self._handle_kernel_info_reply(reply)
+                    return
+            if not await self.is_alive():
+                raise RuntimeError("Kernel died before replying to kernel_info")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"Kernel didn't respond in {timeout} seconds")
 
 
 @dataclass

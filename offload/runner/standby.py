@@ -43,7 +43,13 @@ from offload import _startup
 from offload.backends import local
 from offload.runner.core import kernel_environ, machine_backend
 from offload.runner.job import kernel_python
-from offload.runner.kernel import Prestarted, kernel_pid, kill_kernel, start_kernel
+from offload.runner.kernel import (
+    Prestarted,
+    ReadyKernelClient,
+    kernel_pid,
+    kill_kernel,
+    start_kernel,
+)
 from offload.spec import JobSpec
 from offload.store import Store, layout
 
@@ -102,6 +108,7 @@ def _warm(store: Store, template: str, work: Path) -> Prestarted | None:
     except BaseException:
         kill_kernel(kernel_pid(km))
         raise
+    km.client_factory = ReadyKernelClient  # answering already: nbclient's client skips the 0.2 s wait for silence
     return Prestarted(km=km, python=python, cwd=cwd, env=env)
 
 
