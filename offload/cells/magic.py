@@ -207,6 +207,7 @@ class OffloadMagics(Magics):
         self._env_cache: dict[str, Any] = {}
         self._modules: tuple[int, list[str], str] = (-1, [], "")  # len(sys.modules), their names, digest
         self.session: Any = None  # offload.cells.session.SessionClient when warm
+        self._bell: Any = None  # this kernel's doorbell, rung by a local session when a cell job ends
 
     # ------------------------------------------------------------------------------ entry point
     @line_cell_magic
@@ -265,12 +266,14 @@ class OffloadMagics(Magics):
         _status(f"[offload] job {job.id} on {job.spec.backend}: sent {sent}{imports}")
         if opts.detach:
             return CellJob(job)
-        return self.finish(job)
+        return self.finish(job, fresh=True)
 
     def _launch(self, nb: Any, opts: argparse.Namespace, store: Store) -> Any:
         """Warm session if one serves these options, else a normal cold job."""
         backend = opts.backend
         if not opts.cold and can_serve(backend, opts):
+            if self._bell is None:  # listening before the first cell is queued: no ring is missed
+                self._bell = Doorbell(f"client-{os.getpid()}")
             if self.session is None or not self.session.compatible(opts):
                 if self.session is not None:
                     self.session.stop()
@@ -305,12 +308,14 @@ class OffloadMagics(Magics):
         return self._env_cache[key]
 
     # ------------------------------------------------------------------------------ following
-    def finish(self, job: Any) -> None:
+    def finish(self, job: Any, *, fresh: bool = False) -> None:
         """Mirror outputs until the job ends; bind results or raise the remote exception.
 
-        On a local store a warm session rings this kernel's doorbell once the job's end is
-        recorded (:mod:`offload.backends.doorbell`), so its end is seen at once, and the store is
-        polled from 50 ms for the outputs of a longer cell. Without a doorbell, a local store is
+        A warm session on this machine rings this kernel's doorbell once a cell job's end is
+        recorded (:mod:`offload.backends.doorbell`; the bell listens from the first warm cell on,
+        before any is queued), so the end is seen at once, and the store is polled from 50 ms for
+        the outputs of a longer cell; a ``fresh`` job (just queued) is not looked at before the
+        first ring or poll. Without a doorbell, a local store is
         polled from 2 ms (a warm cell ends in milliseconds; a read of a local status file costs
         microseconds) and the job's ``result.json`` (its last write) is looked for every
         millisecond for the first second; a remote store is polled from 20 ms. All back off to
@@ -318,13 +323,19 @@ class OffloadMagics(Magics):
         mirror = _OutputMirror()
         seen = None
         # a warm cell on this machine (local backend) rings when it ends; one on a SLURM node or
-        # a VM cannot reach this machine's doorbell, even through a shared file:// store
-        bell = Doorbell(f"job-{job.id}") if job.spec.backend == "local" and job.store.local else None
+        # a VM cannot reach this machine's doorbell, even through a shared file:// store, and a
+        # cold cell's runner does not ring
+        on_session = bool(job.spec.labels.get("session"))
+        bell = self._bell if on_session and job.spec.backend == "local" and job.store.local else None
+        if bell is not None and bell.sock is None:
+            bell = None
         # with a doorbell the end is heard at once: polling only mirrors a long cell's outputs
-        poll = 0.05 if bell is not None and bell.sock is not None else 0.002 if job.store.local else 0.02
+        poll = 0.05 if bell is not None else 0.002 if job.store.local else 0.02
         fast_until = time.perf_counter() + 1.0 if job.store.local else 0.0
         result_key = layout.job_key(job.id, "result.json")
         try:
+            if fresh and bell is not None:  # queued a moment ago: its end rings
+                bell.wait(poll)
             while True:
                 state = job.refresh()["state"]
                 text = _output_text(job)
@@ -333,7 +344,7 @@ class OffloadMagics(Magics):
                     mirror.update(cellnb.user_cell(_read_nb(text)), final=state in FINAL_STATES)
                 if state in FINAL_STATES:
                     break
-                if bell is not None and bell.sock is not None:
+                if bell is not None:
                     bell.wait(poll)
                 else:
                     _wait_for(job.store, result_key, poll, until=fast_until)
@@ -342,9 +353,6 @@ class OffloadMagics(Magics):
             job.cancel()
             _status(f"[offload] cancelled job {job.id}")
             raise
-        finally:
-            if bell is not None:
-                bell.close()
         final_text = _output_text(job)
         if final_text is not None and final_text != seen:
             mirror.update(cellnb.user_cell(_read_nb(final_text)), final=True)
@@ -509,3 +517,6 @@ def unload_ipython_extension(ipython: Any) -> None:
     magics = ipython.magics_manager.registry.get("OffloadMagics")
     if magics is not None and magics.session is not None:
         magics.session.stop()
+    if magics is not None and magics._bell is not None:
+        magics._bell.close()
+        magics._bell = None

@@ -111,8 +111,8 @@ class CellJob(JobProgram):
         self.server.done_dirs.append(work)  # removed between cells, not in a cell's round trip
 
     def recorded(self, state: JobState) -> None:
-        if self.spec.backend == "local" and self.store.local:  # the client, on this machine, looks now
-            ring(f"job-{self.job_id}")
+        if self.server.client_pid and self.store.local:  # the client kernel, on this machine, looks now
+            ring(f"client-{self.server.client_pid}")
 
     def final_notebook(self, work: Path, state: JobState) -> str | None:
         if self.live_nb is None:
