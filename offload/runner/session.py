@@ -173,9 +173,12 @@ class SessionServer(JobProgram):
         self.km = kernel_manager(work, sys.executable, display_name="offload session")
         cwd = self.in_place or str(work / "project")
         Path(cwd).mkdir(parents=True, exist_ok=True)
-        # history in memory, as the runner's kernel: no SQLite write per cell, and the generated
-        # setup/collect cells stay out of the user's IPython history
-        await self.km.start_kernel(cwd=cwd, extra_arguments=["--HistoryManager.hist_file=:memory:"])
+        # History in memory, as the runner's kernel: no SQLite write per cell, and the generated
+        # setup/collect cells stay out of the user's IPython history. No 0.5 ms sleep before each
+        # reply (ipykernel's Kernel._execute_sleep, a mitigation for clients that read a reply
+        # before the outputs it follows): wait_cells waits for the reply and the idle status both.
+        await self.km.start_kernel(cwd=cwd, extra_arguments=["--HistoryManager.hist_file=:memory:",
+                                                             "--IPythonKernel._execute_sleep=0"])
         # A blocking client: cell jobs are served one at a time, from this thread
         self.bkc = BlockingKernelClient(**self.km.get_connection_info(session=True),
                                         connection_file=self.km.connection_file, parent=self.km)
