@@ -16,7 +16,8 @@ import json
 import os
 import random
 import shutil
-import tempfile
+import socket
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,6 +31,17 @@ from offload.store import layout
 
 _BACKOFF_S = 0.2  # first pause between two tries of a write; doubled each time, with jitter
 _BACKOFF_MAX_S = 3.0
+
+
+_HOST = socket.gethostname()
+
+
+def _tmp_path(target: str) -> str:
+    """The temporary file a whole-object write goes through before ``os.replace``: named after
+    the writer (host, process, thread) and the object, so no two writers share one (a shared
+    file system included) and no random name has to be found free first (``mkstemp``)."""
+    head, tail = os.path.split(target)
+    return os.path.join(head, f".tmp-{_HOST}-{os.getpid()}-{threading.get_ident()}-{tail}")
 
 
 def write_retries() -> int:
@@ -100,7 +112,8 @@ class Store:
     @staticmethod
     def _replace_local(target: str, data: bytes | list[Any]) -> None:
         os.makedirs(os.path.dirname(target), exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(target), prefix=".tmp-")
+        tmp = _tmp_path(target)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
             with os.fdopen(fd, "wb") as fh:
                 for part in data if isinstance(data, list) else [data]:
@@ -114,18 +127,19 @@ class Store:
     @staticmethod
     def _copy_local(source: str, target: str, *, link: bool = False) -> None:
         os.makedirs(os.path.dirname(target), exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(target), prefix=".tmp-")
-        os.close(fd)
+        tmp = _tmp_path(target)
         try:
             linked = False
             if link:
                 try:
-                    os.unlink(tmp)
+                    if os.path.lexists(tmp):  # left by a writer of this name that died
+                        os.unlink(tmp)
                     os.link(source, tmp)
                     linked = True
                 except OSError:  # another filesystem: copy
                     pass
             if not linked:
+                os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))  # private, as every object
                 shutil.copyfile(source, tmp)
             os.replace(tmp, target)
         except BaseException:
