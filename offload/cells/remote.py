@@ -32,13 +32,13 @@ from pathlib import Path
 from typing import Any
 
 from offload.cells import _frames
+from offload.notebook import CELL_JOB_CELLS
 from offload.store import Store, layout
 
 CELL_DIR = "__cell__"
 RESULTS = "results.pkl"
 MANIFEST = "manifest.json"
 EXCEPTION = "exception.pkl"
-OUTCOME = "{}"  # the last warm cell job's outcome, JSON: what run_warm did
 
 
 def _out_dir() -> Path:
@@ -136,38 +136,49 @@ def save_outputs(ns: dict[str, Any], names: list[str], deleted: list[str], limit
     (out / MANIFEST).write_text(json.dumps(manifest))
 
 
-def run_warm(ns: dict[str, Any], *, setup: str, cell: str, collect: str, env: dict[str, str], cwd: str) -> None:
+def run_warm(ns: dict[str, Any], *, notebook: str, env: dict[str, str], cwd: str, outcome: str) -> None:
     """A cell job in a warm session's kernel, in one request: the job's environment and folder,
-    the setup cell, the user's cell, then (if it succeeded) the collect cell.
+    the setup cell, the user's cell, then (if it succeeded) the collect cell, read from the cell
+    job's notebook (blob ``notebook`` in the store: the request itself stays a short line).
 
     The user's cell runs through IPython's own ``run_cell``, as a cell of its own: same
     transformations and magics, the last expression's ``Out``, its execution count, a traceback
-    through its own lines, and an interrupt (cancel) that stops it. What happened is left in
-    :data:`OUTCOME` (JSON), which the session reads back with the reply (``user_expressions``):
-    ``{"ok": true}``, or ``{"failed": "setup"|"cell"|"collect", "ename", "evalue", "traceback"?}``,
-    with the user cell's ``execution_count`` once it ran. Nothing raises out of here: the cell's
-    own error is shown as the cell's output, the setup's or collect's is reported with its
-    traceback. A cell with top-level ``await`` runs through :func:`run_warm_async` instead.
+    through its own lines, and an interrupt (cancel) that stops it. What happened is written to
+    the file ``outcome`` (JSON) for the session: ``{"ok": true}``, or ``{"failed":
+    "setup"|"cell"|"collect", "ename", "evalue", "traceback"?}``, with the user cell's
+    ``execution_count`` once it ran. Nothing raises out of here: the cell's own error is shown
+    as the cell's output, the setup's or collect's is reported with its traceback. A cell with
+    top-level ``await`` runs through :func:`run_warm_async` instead.
     """
     shell = get_ipython()  # type: ignore[name-defined]  # noqa: F821 - only inside IPython
+    result: dict[str, Any] = {}
     try:
-        if _warm_setup(ns, setup=setup, env=env, cwd=cwd):
-            _warm_collect(ns, shell.run_cell(cell, store_history=True), collect)
+        sources = _warm_setup(ns, notebook=notebook, env=env, cwd=cwd, result=result)
+        if sources:
+            _warm_collect(ns, shell.run_cell(sources[1], store_history=True), sources[2], result)
     finally:
-        shell.set_custom_exc((), None)
+        _warm_done(shell, outcome, result)
 
 
-async def run_warm_async(ns: dict[str, Any], *, setup: str, cell: str, collect: str, env: dict[str, str],
-                         cwd: str) -> None:
+async def run_warm_async(ns: dict[str, Any], *, notebook: str, env: dict[str, str], cwd: str, outcome: str) -> None:
     """:func:`run_warm` for a cell that may use top-level ``await``: the request itself is then a
     coroutine, so the cell's ``await`` runs on the kernel's loop as in any cell (and an interrupt
     cancels it at its next ``await``, as ipykernel does for such cells)."""
     shell = get_ipython()  # type: ignore[name-defined]  # noqa: F821 - only inside IPython
+    result: dict[str, Any] = {}
     try:
-        if _warm_setup(ns, setup=setup, env=env, cwd=cwd):
-            _warm_collect(ns, await shell.run_cell_async(cell, store_history=True), collect)
+        sources = _warm_setup(ns, notebook=notebook, env=env, cwd=cwd, result=result)
+        if sources:
+            _warm_collect(ns, await shell.run_cell_async(sources[1], store_history=True), sources[2], result)
     finally:
-        shell.set_custom_exc((), None)
+        _warm_done(shell, outcome, result)
+
+
+def _warm_done(shell: Any, outcome: str, result: dict[str, Any]) -> None:
+    shell.set_custom_exc((), None)
+    with open(outcome, "w", encoding="utf-8") as fh:
+        json.dump(result or {"ok": False, "failed": "session", "ename": "RuntimeError",
+                             "evalue": "the cell job was interrupted before it started"}, fh, default=str)
 
 
 def _failed(step: str, exc: BaseException) -> dict[str, Any]:
@@ -177,27 +188,30 @@ def _failed(step: str, exc: BaseException) -> dict[str, Any]:
             "traceback": traceback.format_exception(type(exc), exc, exc.__traceback__)}
 
 
-def _warm_setup(ns: dict[str, Any], *, setup: str, env: dict[str, str], cwd: str) -> bool:
-    global OUTCOME
+def _warm_setup(ns: dict[str, Any], *, notebook: str, env: dict[str, str], cwd: str,
+                result: dict[str, Any]) -> list[str] | None:
+    """The job's environment and folder, then its setup cell; the three cells' sources, or None
+    (and the failure in ``result``) when the user's cell must not run."""
     try:
         os.environ.update(env)
         os.chdir(cwd)
-        exec(compile(setup, "<offload setup>", "exec"), ns)
+        nb = json.loads(Store(env["OFFLOAD_STORE"]).get_bytes(layout.blob_key(notebook)))
+        by_id = {c.get("id"): c.get("source", "") for c in nb["cells"]}
+        sources = ["".join(s) if isinstance(s, list) else s for s in (by_id[i] for i in CELL_JOB_CELLS)]
+        exec(compile(sources[0], "<offload setup>", "exec"), ns)
     except BaseException as exc:  # an interrupt (cancel) included: the cell must not run
-        OUTCOME = json.dumps(_failed("setup", exc), default=str)
-        return False
-    return True
+        result.update(_failed("setup", exc))
+        return None
+    return sources
 
 
-def _warm_collect(ns: dict[str, Any], result: Any, collect: str) -> None:
-    global OUTCOME
-    outcome: dict[str, Any] = {"ok": True, "execution_count": result.execution_count}
-    if not result.success:
-        error = result.error_before_exec or result.error_in_exec
-        outcome.update(ok=False, failed="cell", ename=type(error).__name__, evalue=str(error))
+def _warm_collect(ns: dict[str, Any], ran: Any, collect: str, result: dict[str, Any]) -> None:
+    result.update(ok=True, execution_count=ran.execution_count)
+    if not ran.success:
+        error = ran.error_before_exec or ran.error_in_exec
+        result.update(ok=False, failed="cell", ename=type(error).__name__, evalue=str(error))
     else:
         try:
             exec(compile(collect, "<offload collect>", "exec"), ns)
         except BaseException as exc:
-            outcome.update(_failed("collect", exc))
-    OUTCOME = json.dumps(outcome, default=str)
+            result.update(_failed("collect", exc))

@@ -20,7 +20,6 @@ machine's whole job: the VM deletes itself / the allocation ends when the sessio
 
 from __future__ import annotations
 
-import ast
 import asyncio
 import json
 import os
@@ -56,19 +55,17 @@ IDLE_S = float(os.environ.get("OFFLOAD_SESSION_IDLE_S", "1800"))  # a session en
 POLL_S = 0.01  # the queue is listed this often in the first minute after a cell, then every 0.2 s
 FAST_POLL_S = 0.002  # instead of POLL_S on a local store without a doorbell (a listing costs 16 us)
 BELL_POLL_S = 0.2  # with a doorbell (a client on this machine rings it after queueing a cell)
-OUTCOME_EXPRESSION = "__import__('offload.cells.remote').cells.remote.OUTCOME"  # what run_warm did (JSON)
 CWD_LABEL = "session_cwd"  # local sessions run cells in the user's folder, as the local kernel does
 CLIENT_PID_LABEL = "client_pid"  # local sessions end when the kernel that started them exits
 
 
-def _outcome(reply: dict[str, Any]) -> dict[str, Any]:
-    """``run_warm``'s outcome from the execute reply's ``user_expressions``."""
-    value = (reply.get("user_expressions") or {}).get("outcome") or {}
+def _outcome(path: Path) -> dict[str, Any]:
+    """``run_warm``'s outcome, as the kernel wrote it."""
     try:
-        return json.loads(ast.literal_eval(value["data"]["text/plain"]))
-    except (KeyError, TypeError, ValueError, SyntaxError):
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
         return {"ok": False, "failed": "session", "ename": "RuntimeError",
-                "evalue": f"the session kernel gave no outcome for the cell ({value.get('evalue') or value})"}
+                "evalue": f"the session kernel gave no outcome for the cell ({exc})"}
 
 
 class CellJob(JobProgram):
@@ -81,6 +78,7 @@ class CellJob(JobProgram):
         self.server = server
         self.backend_cls = Backend  # no slot, no machine teardown per cell
         self.request: Any = None  # what the kernel was sent (SessionServer.send_cells)
+        self.outcome: Path | None = None  # where the kernel says how the cell job went
         self.unsent: Exception | None = None  # why it could not be sent
 
     def send(self) -> Path:
@@ -96,7 +94,9 @@ class CellJob(JobProgram):
             sha = manifest["files"][self.spec.notebook]["sha256"]
             # the client generated it (offload.cells.notebook): read without validating it again
             self.live_nb = nbformat.v4.reads(self.store.get_text(layout.blob_key(sha)))
-            self.request = self.server.send_cells(self.live_nb, self.job_environ(work), project)
+            self.outcome = work / "outcome.json"
+            self.request = self.server.send_cells(self.live_nb, notebook=sha, env=self.job_environ(work), cwd=project,
+                                                  outcome=self.outcome)
         except Exception as exc:
             self.unsent = exc
         return work
@@ -202,9 +202,10 @@ class SessionServer(JobProgram):
         materialize(self.store, spec.bundle_id, project)
         return str(project)
 
-    def send_cells(self, nb: Any, env: dict[str, str], project: str) -> Any:
-        """Send a cell job's notebook to the live kernel, as one request; returns its message id
-        (or the outcome, for a notebook that is not a cell job). :meth:`wait_cells` follows it.
+    def send_cells(self, nb: Any, *, notebook: str, env: dict[str, str], cwd: str, outcome: Path) -> Any:
+        """Send a cell job's notebook (blob ``notebook``) to the live kernel, as one request;
+        returns its message id (or the outcome, for a notebook that is not a cell job).
+        :meth:`wait_cells` follows it; the kernel writes how it went to ``outcome``.
 
         One kernel request per cell job: every request costs the kernel a few milliseconds of
         messaging whatever it runs, and a warm cell's round trip is otherwise that small. The
@@ -217,16 +218,15 @@ class SessionServer(JobProgram):
         # A cell that may use top-level await runs in a coroutine request; any other in a plain
         # one, which an interrupt (cancel) stops wherever it is (a coroutine's only at an await).
         run = "await {}.run_warm_async" if re.search(r"\b(await|async)\b", cell.source) else "{}.run_warm"
-        code = (run.format("__import__('offload.cells.remote').cells.remote") + f"(globals(), setup={setup.source!r}, "
-                f"cell={cell.source!r}, collect={collect.source!r}, env={env!r}, cwd={project!r})")
-        return self.bkc.execute(code, silent=True, store_history=False, allow_stdin=False,
-                                user_expressions={"outcome": OUTCOME_EXPRESSION})
+        code = (run.format("__import__('offload.cells.remote').cells.remote") + f"(globals(), notebook={notebook!r}, "
+                f"env={env!r}, cwd={cwd!r}, outcome={str(outcome)!r})")
+        return self.bkc.execute(code, silent=True, store_history=False, allow_stdin=False)
 
     def wait_cells(self, job: CellJob, nb: Any, msg_id: str) -> Outcome:
         """Follow the request :meth:`send_cells` sent until the kernel is done with it. Its
         outputs are the user cell's, filled in by nbclient's message handling as the notebook
-        runner's are (streams, displays and their updates, clear_output); the reply brings back
-        what happened (``user_expressions``)."""
+        runner's are (streams, displays and their updates, clear_output); the kernel writes what
+        happened to the job's ``outcome.json``."""
         setup, cell, collect = ({c.get("id"): c for c in nb.cells}[i] for i in CELL_JOB_CELLS)
         kc = self.bkc
         cell.outputs = []
@@ -273,7 +273,7 @@ class SessionServer(JobProgram):
         if reply.get("status") != "ok":  # run_warm itself failed: the session's own fault
             return JobState.FAILED, f"the session could not run the cell: {reply.get('ename')}: {reply.get('evalue')}", {
                 "ename": reply.get("ename"), "evalue": reply.get("evalue"), "traceback": reply.get("traceback", [])}
-        outcome = _outcome(reply)
+        outcome = _outcome(job.outcome)
         if outcome.get("execution_count"):
             cell["execution_count"] = outcome["execution_count"]
         if outcome.get("ok"):
