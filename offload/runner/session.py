@@ -11,7 +11,11 @@ sessions/<session-id>/stop             client: "end the session"
 Each cell job is still a normal job: its spec is written by the client through the one launch
 path, and the session runs it as a :class:`CellJob` program with the same bookkeeping as any
 other (status, logs, ``output.ipynb``, ``outputs/``, ``result.json``), so nothing downstream can
-tell a warm cell from a cold one except that it started in milliseconds. The session ends when
+tell a warm cell from a cold one except that it started in milliseconds. A cell job is one
+kernel request (:meth:`SessionServer.send_cells`, ``offload.cells.remote.run_warm``). On the
+local backend the client rings the session's doorbell after queueing a cell and the session
+rings the client's once the cell is recorded (:mod:`offload.backends.doorbell`); elsewhere both
+poll. The session ends when
 it is stopped (the client's stop marker, which the client kernel writes when it shuts down, or
 ``offload machines stop``), when the client kernel exits (local sessions) or after its idle window
 (``resources.keep_alive_s``, else ``OFFLOAD_SESSION_IDLE_S``). On GCE and SLURM the session is the
