@@ -96,11 +96,13 @@ class CellJob(JobProgram):
             project = self.server.project_for(self.spec)
             manifest = self.store.get_json(layout.bundle_key(self.spec.bundle_id))
             sha = manifest["files"][self.spec.notebook]["sha256"]
-            # the client generated it (offload.cells.notebook): read without validating it again
-            self.live_nb = nbformat.v4.reads(self.store.get_text(layout.blob_key(sha)))
+            data = json.loads(self.store.get_bytes(layout.blob_key(sha)))
             self.outcome = work / "outcome.json"
-            self.request = self.server.send_cells(self.live_nb, notebook=sha, env=self.job_environ(work), cwd=project,
+            self.request = self.server.send_cells(data, notebook=sha, env=self.job_environ(work), cwd=project,
                                                   outcome=self.outcome)
+            # made a notebook while the kernel runs it; the client generated it
+            # (offload.cells.notebook): not validated again
+            self.live_nb = nbformat.v4.to_notebook(data)
         except Exception as exc:
             self.unsent = exc
         return work
@@ -128,8 +130,6 @@ class CellJob(JobProgram):
             raise self.unsent
         nb = self.live_nb
         self.set_status(state=JobState.RUNNING, started_at=time.time(), n_cells=len(nb.cells), python=sys.executable)
-        if isinstance(self.request, tuple):  # not a cell job: (state, reason, error)
-            return self.request
         return self.server.wait_cells(self, nb, self.request)
 
 
@@ -206,22 +206,20 @@ class SessionServer(JobProgram):
         materialize(self.store, spec.bundle_id, project)
         return str(project)
 
-    def send_cells(self, nb: Any, *, notebook: str, env: dict[str, str], cwd: str, outcome: Path) -> Any:
-        """Send a cell job's notebook (blob ``notebook``) to the live kernel, as one request;
-        returns its message id (or the outcome, for a notebook that is not a cell job).
-        :meth:`wait_cells` follows it; the kernel writes how it went to ``outcome``.
+    def send_cells(self, data: dict[str, Any], *, notebook: str, env: dict[str, str], cwd: str, outcome: Path) -> str:
+        """Send a cell job's notebook (blob ``notebook``, read as ``data``) to the live kernel, as
+        one request; returns its message id. :meth:`wait_cells` follows it; the kernel writes how
+        it went to ``outcome``.
 
         One kernel request per cell job: every request costs the kernel a few milliseconds of
         messaging whatever it runs, and a warm cell's round trip is otherwise that small. The
         request runs the job's setup cell, the user's cell (as a cell of its own: IPython's
         ``run_cell``) and the collect cell in the kernel (``offload.cells.remote.run_warm``)."""
-        cells = {c.get("id"): c for c in nb.cells}
-        setup, cell, collect = (cells.get(i) for i in CELL_JOB_CELLS)
-        if setup is None or cell is None or collect is None:
-            return JobState.FAILED, "not a %%offload cell job (its setup, cell and collect cells)", None
         # A cell that may use top-level await runs in a coroutine request; any other in a plain
         # one, which an interrupt (cancel) stops wherever it is (a coroutine's only at an await).
-        run = "await {}.run_warm_async" if re.search(r"\b(await|async)\b", cell.source) else "{}.run_warm"
+        source = next((c.get("source", "") for c in data.get("cells", []) if c.get("id") == CELL_JOB_CELLS[1]), "")
+        source = "".join(source) if isinstance(source, list) else source
+        run = "await {}.run_warm_async" if re.search(r"\b(await|async)\b", source) else "{}.run_warm"
         code = (run.format("__import__('offload.cells.remote').cells.remote") + f"(globals(), notebook={notebook!r}, "
                 f"env={env!r}, cwd={cwd!r}, outcome={str(outcome)!r})")
         return self.bkc.execute(code, silent=True, store_history=False, allow_stdin=False)
@@ -231,10 +229,13 @@ class SessionServer(JobProgram):
         outputs are the user cell's, filled in by nbclient's message handling as the notebook
         runner's are (streams, displays and their updates, clear_output); the kernel writes what
         happened to the job's ``outcome.json``."""
-        setup, cell, collect = ({c.get("id"): c for c in nb.cells}[i] for i in CELL_JOB_CELLS)
+        by_id = {c.get("id"): c for c in nb.cells}
+        setup, cell, collect = (by_id.get(i) for i in CELL_JOB_CELLS)
+        shaped = None not in (setup, cell, collect)  # else not a cell job: the kernel's setup fails
+        cell = cell if shaped else nbformat.v4.new_code_cell()
         kc = self.bkc
         cell.outputs = []
-        position = nb.cells.index(cell)
+        position = nb.cells.index(cell) if shaped else 0
         job.current_cell_id = cell.get("id")
         job.set_status(cell=position + 1, cell_id=job.current_cell_id)
         outputs = self.outputs
@@ -274,6 +275,8 @@ class SessionServer(JobProgram):
                     idle = True
         if job.stop_reason:
             return job.stopped_outcome()
+        if not shaped:
+            return JobState.FAILED, "not a %%offload cell job (its setup, cell and collect cells)", None
         if reply.get("status") != "ok":  # run_warm itself failed: the session's own fault
             return JobState.FAILED, f"the session could not run the cell: {reply.get('ename')}: {reply.get('evalue')}", {
                 "ename": reply.get("ename"), "evalue": reply.get("evalue"), "traceback": reply.get("traceback", [])}
