@@ -5,6 +5,7 @@ Each test runs a handful of small trials (a kernel start each), so budgets are k
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -468,21 +469,8 @@ def test_next_trial_runs_on_a_warm_standby_with_a_fresh_kernel_and_none_is_left(
     process or kernel outlives the sweep."""
     from offload.backends import local_standby
 
-    gate = tmp_path / "gate"
-    nb = notebook(tmp_path / "w" / "iso.ipynb", "x = 0.0\ngate = ''\n", ISOLATED)
-    store = Store()
-    out: dict = {}
-    th = threading.Thread(target=lambda: out.update(res=sw.sweep(
-        nb, space={"x": {"type": "float", "low": 0, "high": 1}, "gate": str(gate)}, objective="v",
-        trials=3, parallel=1, sampler="random", seed=0, quiet=True)))
-    th.start()
-    try:
-        _wait(lambda: len(jobs_of_any(store)) == 1)
-        sid = next(iter(jobs_of_any(store)))
-        _wait(lambda: local_standby.count(store.url, sid)[1] >= 1, 180)  # warm: imports, kernel answering
-    finally:
-        gate.write_text("open")
-        th.join(300)
+    with _gated_sweep(tmp_path, "w", trials=3) as (store, out):
+        pass  # a warm standby waits for trial 1
     res = out["res"]
     assert res.state == "completed"
     rows = res.trials()
@@ -504,6 +492,31 @@ def test_next_trial_runs_on_a_warm_standby_with_a_fresh_kernel_and_none_is_left(
     assert 1 in prestarted, prestarted  # the trial after the gate took the warm standby
     assert local_standby.count(store.url, res.id) == (0, 0)
     _wait(lambda: not _processes_of(home), 60)  # standbys and their kernels exit with the sweep
+
+
+@contextlib.contextmanager
+def _gated_sweep(tmp_path: Path, folder: str, *, trials: int):
+    """A local sweep (parallel 1) whose first trial waits on a gate file: yields (store, out)
+    once a standby runner for the next trial is warm (imports done, kernel answering), then opens
+    the gate and waits for the sweep, whose result is ``out["res"]``."""
+    from offload.backends import local_standby
+
+    gate = tmp_path / "gate"
+    nb = notebook(tmp_path / folder / "iso.ipynb", "x = 0.0\ngate = ''\n", ISOLATED)
+    store = Store()
+    out: dict = {}
+    th = threading.Thread(target=lambda: out.update(res=sw.sweep(
+        nb, space={"x": {"type": "float", "low": 0, "high": 1}, "gate": str(gate)}, objective="v",
+        trials=trials, parallel=1, sampler="random", seed=0, quiet=True)))
+    th.start()
+    try:
+        _wait(lambda: len(jobs_of_any(store)) == 1)
+        sid = next(iter(jobs_of_any(store)))
+        _wait(lambda: local_standby.count(store.url, sid)[1] >= 1, 180)
+        yield store, out
+    finally:
+        gate.write_text("open")
+        th.join(300)
 
 
 def jobs_of_any(store: Store) -> dict[str, list[str]]:
@@ -540,28 +553,12 @@ def _children(pid: int) -> list[int]:
 def test_a_standby_whose_kernel_died_runs_its_trial_on_a_fresh_kernel(tmp_path, home):
     """A standby's kernel killed while it waits (out of memory, say) costs nothing but the
     head start: the trial it is handed starts a kernel of its own and succeeds."""
-    gate = tmp_path / "gate"
-    nb = notebook(tmp_path / "d" / "iso.ipynb", "x = 0.0\ngate = ''\n", ISOLATED)
-    store = Store()
-    out: dict = {}
-    th = threading.Thread(target=lambda: out.update(res=sw.sweep(
-        nb, space={"x": {"type": "float", "low": 0, "high": 1}, "gate": str(gate)}, objective="v",
-        trials=2, parallel=1, sampler="random", seed=0, quiet=True)))
-    th.start()
-    try:
-        from offload.backends import local_standby
-
-        _wait(lambda: len(jobs_of_any(store)) == 1)
-        sid = next(iter(jobs_of_any(store)))
-        _wait(lambda: local_standby.count(store.url, sid)[1] >= 1, 180)  # warm: its kernel answered
+    with _gated_sweep(tmp_path, "d", trials=2) as (_store, out):
         (standby,) = [int(p.split()[0]) for p in _processes_of(home) if "--standby" in p]
         kernels = _children(standby)
         assert kernels
         for pid in kernels:
             os.kill(pid, signal.SIGKILL)
-    finally:
-        gate.write_text("open")
-        th.join(300)
     res = out["res"]
     assert [r["state"] for r in res.trials()] == ["COMPLETE", "COMPLETE"]
     row = next(r for r in res.trials() if r["number"] == 1)
