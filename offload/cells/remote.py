@@ -23,6 +23,7 @@ Files written under the job's output dir (``offload.output_dir()``), uploaded by
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import os
@@ -39,6 +40,12 @@ CELL_DIR = "__cell__"
 RESULTS = "results.pkl"
 MANIFEST = "manifest.json"
 EXCEPTION = "exception.pkl"
+
+
+@functools.lru_cache(maxsize=4)
+def _store(url: str) -> Store:
+    """The job's store (a warm session's kernel reads it for every cell job)."""
+    return Store(url)
 
 
 def _out_dir() -> Path:
@@ -69,7 +76,7 @@ def load_inputs(ns: dict[str, Any], blob: str | None, names: list[str]) -> None:
     _install_exception_hook()
     if not blob:
         return
-    store = Store(os.environ["OFFLOAD_STORE"])
+    store = _store(os.environ["OFFLOAD_STORE"])
     values = read_payload(store.get_buffer(layout.blob_key(blob)))
     missing = [n for n in names if n not in values]
     if missing:  # the payload and the notebook were generated together; this is corruption
@@ -195,7 +202,7 @@ def _warm_setup(ns: dict[str, Any], *, notebook: str, env: dict[str, str], cwd: 
     try:
         os.environ.update(env)
         os.chdir(cwd)
-        nb = json.loads(Store(env["OFFLOAD_STORE"]).get_bytes(layout.blob_key(notebook)))
+        nb = json.loads(_store(env["OFFLOAD_STORE"]).get_bytes(layout.blob_key(notebook)))
         by_id = {c.get("id"): c.get("source", "") for c in nb["cells"]}
         sources = ["".join(s) if isinstance(s, list) else s for s in (by_id[i] for i in CELL_JOB_CELLS)]
         exec(compile(sources[0], "<offload setup>", "exec"), ns)

@@ -111,6 +111,9 @@ class JobProgram:
     # A thread ticks while ``execute`` runs; a program whose ``execute`` waits in a loop of its
     # own calls ``tick()`` every TICK_S instead (a warm cell: no thread per few-ms job).
     monitor_thread = True
+    # Its first status is written as it starts; a warm cell job's by its first tick, 20 ms in,
+    # or at its end (most end within milliseconds).
+    announce = True
 
     def __init__(self, store: Store, spec: JobSpec):
         self.store = store
@@ -397,7 +400,8 @@ class JobProgram:
         work = work or self.new_work_dir()
         work.mkdir(parents=True, exist_ok=True)
         monitor = threading.Thread(target=self.monitor, name="offload-monitor", daemon=True) if self.monitor_thread else None
-        self.flush(force=True)
+        if self.announce:
+            self.flush(force=True)
         if monitor is not None:
             monitor.start()
         # The slot is held through finish: uploading results is part of the job's footprint.

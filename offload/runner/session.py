@@ -58,6 +58,7 @@ from offload.store import Store, layout
 IDLE_S = float(os.environ.get("OFFLOAD_SESSION_IDLE_S", "1800"))  # a session ends after this idle time
 POLL_S = 0.01  # the queue is listed this often in the first minute after a cell, then every 0.2 s
 FAST_POLL_S = 0.002  # instead of POLL_S on a local store without a doorbell (a listing costs 16 us)
+FIRST_TICK_S = 0.02  # a cell job's status is first written this long after it was sent
 BELL_POLL_S = 0.2  # with a doorbell (a client on this machine rings it after queueing a cell)
 CWD_LABEL = "session_cwd"  # local sessions run cells in the user's folder, as the local kernel does
 CLIENT_PID_LABEL = "client_pid"  # local sessions end when the kernel that started them exits
@@ -76,6 +77,7 @@ class CellJob(JobProgram):
     """One cell job executed on the session's live kernel, with the normal bookkeeping."""
 
     monitor_thread = False  # wait_cells ticks it
+    announce = False
 
     def __init__(self, store: Store, spec: JobSpec, server: SessionServer):
         super().__init__(store, spec)
@@ -248,7 +250,7 @@ class SessionServer(JobProgram):
         poller.register(kc.iopub_channel.socket, zmq.POLLIN)
         poller.register(kc.shell_channel.socket, zmq.POLLIN)
         quiet_since = time.monotonic()
-        next_tick = quiet_since + TICK_S
+        next_tick = quiet_since + FIRST_TICK_S  # a cell still running by then is shown running
         while reply is None or not idle:
             now = time.monotonic()
             if now >= next_tick:  # the job's monitor: cancel, max runtime, live output, status
